@@ -1,0 +1,112 @@
+"""Developer and CI sessions. Every session installs from uv.lock (``uv sync --locked``).
+
+    uv run nox -s tests        # unit + integration tests (PostgreSQL, real SQS server)
+    uv run nox -s lint         # ruff check + ruff format --check
+    uv run nox -s typecheck    # mypy --strict on the three packages
+    uv run nox -s wheels       # build the three wheels, install each in a fresh venv, import it
+    uv run nox -s bench -- store   # benchmarks (see docs/benchmarks.md)
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "typecheck", "tests", "wheels"]
+nox.options.reuse_venv = "yes"
+
+ROOT = pathlib.Path(__file__).parent
+PACKAGES = {
+    "dagster-taskiq-core": "dagster_taskiq",
+    "dagster-taskiq-sqs": "dagster_taskiq_sqs",
+    "dagster-taskiq-testing": "dagster_taskiq_testing",
+}
+
+
+def _sync(session: nox.Session, *args: str) -> None:
+    """Install the locked environment into this session's virtualenv."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        *args,
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        external=True,
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests of every package."""
+    _sync(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    _sync(session, "--only-group", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the sources of the three packages."""
+    _sync(session)
+    session.run("mypy")
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build every wheel, then install each into a fresh venv (deps pinned by uv.lock) and import."""
+    dist = pathlib.Path(tempfile.mkdtemp(prefix="dagster-taskiq-dist-"))
+    session.run("uv", "build", "--all-packages", "--wheel", "-o", str(dist), external=True)
+    built = sorted(p.name for p in dist.glob("*.whl"))
+    session.log(f"built: {built}")
+    for project in PACKAGES:
+        prefix = project.replace("-", "_") + "-"
+        if not any(name.startswith(prefix) for name in built):
+            session.error(f"no wheel was built for {project}")
+    constraints = dist / "constraints.txt"
+    session.run(
+        "uv",
+        "export",
+        "--locked",
+        "--all-packages",
+        "--all-extras",
+        "--no-dev",
+        "--no-emit-workspace",
+        "--no-hashes",
+        "-o",
+        str(constraints),
+        external=True,
+        silent=True,
+    )
+    for project, module in PACKAGES.items():
+        venv = dist / f"venv-{project}"
+        session.run("uv", "venv", "-q", str(venv), external=True)
+        python = str(venv / "bin" / "python")
+        session.run(
+            "uv",
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            python,
+            "--find-links",
+            str(dist),
+            "-c",
+            str(constraints),
+            project,
+            external=True,
+        )
+        session.run(
+            python,
+            "-c",
+            f"import {module}; print({module}.__name__, 'imports from', {module}.__file__)",
+            external=True,
+        )

@@ -1,0 +1,1 @@
+"""Amazon SQS broker for dagster-taskiq."""

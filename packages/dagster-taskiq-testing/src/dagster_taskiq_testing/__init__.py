@@ -1,0 +1,1 @@
+"""In-memory SQS stub and test helpers for dagster-taskiq."""
