@@ -61,6 +61,13 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ``nox -s bench -- <target>`` (targets: benchmarks/bench_*.py; ``all`` runs each)."""
+    _sync(session)
+    session.run("python", "-m", "benchmarks", *(session.posargs or ["--help"]))
+
+
+@nox.session
 def wheels(session: nox.Session) -> None:
     """Build every wheel, then install each into a fresh venv (deps pinned by uv.lock) and import."""
     dist = pathlib.Path(tempfile.mkdtemp(prefix="dagster-taskiq-dist-"))
