@@ -1,10 +1,10 @@
 """Developer and CI sessions. Every session installs from uv.lock (``uv sync --locked``).
 
-    uv run nox -s tests        # unit + integration tests (PostgreSQL, real SQS server)
-    uv run nox -s lint         # ruff check + ruff format --check
-    uv run nox -s typecheck    # mypy --strict on the three packages
-    uv run nox -s wheels       # build the three wheels, install each in a fresh venv, import it
-    uv run nox -s bench -- store   # benchmarks (see docs/benchmarks.md)
+uv run nox -s tests        # unit + integration tests (PostgreSQL, real SQS server)
+uv run nox -s lint         # ruff check + ruff format --check
+uv run nox -s typecheck    # mypy --strict on the three packages
+uv run nox -s wheels       # build the three wheels, install each in a fresh venv, import it
+uv run nox -s bench -- store   # benchmarks (see docs/benchmarks.md)
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ``nox -s bench -- <target>`` (targets: benchmarks/bench_*.py; ``all`` runs each)."""
+    """Benchmarks: ``nox -s bench -- <target>`` (benchmarks/bench_<target>.py; ``all``)."""
     _sync(session)
     session.run("python", "-m", "benchmarks", *(session.posargs or ["--help"]))
 
 
 @nox.session
 def wheels(session: nox.Session) -> None:
-    """Build every wheel, then install each into a fresh venv (deps pinned by uv.lock) and import."""
+    """Build every wheel, install each into a fresh venv (deps pinned by uv.lock), import it."""
     dist = pathlib.Path(tempfile.mkdtemp(prefix="dagster-taskiq-dist-"))
     session.run("uv", "build", "--all-packages", "--wheel", "-o", str(dist), external=True)
     built = sorted(p.name for p in dist.glob("*.whl"))

@@ -19,9 +19,14 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name == "all":
-        return max((importlib.import_module(f"benchmarks.bench_{t}").main([]) for t in targets), default=0)
+        return max(
+            (importlib.import_module(f"benchmarks.bench_{t}").main([]) for t in targets), default=0
+        )
     if name not in targets:
-        print(f"unknown benchmark target {name!r}; choose one of: {', '.join(targets)}", file=sys.stderr)
+        print(
+            f"unknown benchmark target {name!r}; choose one of: {', '.join(targets)}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(f"benchmarks.bench_{name}")
     return int(module.main(rest))

@@ -1,0 +1,75 @@
+"""The :class:`IdempotencyStore` protocol: the fenced state machine of one step's record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask
+
+Clock = Callable[[], float]
+"""Returns Unix time in seconds. Stores use the database's clock unless one is injected."""
+
+
+class IdempotencyStore(Protocol):
+    """The fenced ``PENDING -> RUNNING -> COMPLETED | FAILED`` state of each step.
+
+    Every write is one conditional statement on one row; none reads then writes in Python.
+    ``attempt`` is the fence token: each successful claim increments it, and only the holder of
+    the current token may heartbeat, finish or release.
+    """
+
+    def ensure_pending(self, task: OpExecutionTask) -> IdempotencyRecord:
+        """Insert the task's record as PENDING if absent; return the current record either way.
+
+        A task with a higher ``retry_number`` than a FAILED record re-arms it to PENDING for
+        that retry number (a RetryPolicy retry); any other existing record is left alone.
+        """
+        ...
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        """The record of ``key``, or None."""
+        ...
+
+    def records_for_run(self, run_id: str) -> list[IdempotencyRecord]:
+        """Every record of one run, ordered by creation time."""
+        ...
+
+    def claim(
+        self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
+    ) -> int | None:
+        """PENDING, or RUNNING with an expired lease, -> RUNNING with ``attempt + 1``.
+
+        Returns the new fence token, or None when someone else holds a live lease, the record
+        is final, or (when given) ``retry_number`` is not the record's current retry number.
+        ``owner`` should identify the claimant uniquely (worker id plus a per-claim suffix).
+        """
+        ...
+
+    def heartbeat(self, key: str, token: int, lease_seconds: float) -> bool:
+        """Extend the lease to now + ``lease_seconds`` while ``token`` is current."""
+        ...
+
+    def finish(self, key: str, token: int, result: ExecutionResult) -> bool:
+        """RUNNING -> ``result.state`` with the current token; False (logged) for a stale one."""
+        ...
+
+    def release(self, key: str, token: int) -> bool:
+        """RUNNING -> PENDING with the current token (a worker giving a step back)."""
+        ...
+
+    def expired(self, *, run_id: str | None = None, limit: int = 1000) -> list[IdempotencyRecord]:
+        """RUNNING records whose lease ran out (their worker is presumed dead)."""
+        ...
+
+    def reclaim(self, key: str, token: int) -> IdempotencyRecord | None:
+        """An expired RUNNING record with ``token`` -> PENDING, ``enqueue_attempt + 1``.
+
+        Returns the re-marked record (to re-enqueue with its new enqueue attempt), or None if
+        the lease is live, the token moved on, or the record is no longer RUNNING.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        ...

@@ -1,0 +1,49 @@
+"""Fixtures of the core package's tests: store URLs on SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from dagster_taskiq.idempotency import SqlIdempotencyStore, StoreRetry
+from store_support import (
+    POSTGRES_URL,
+    FakeClock,
+    drop_store_tables,
+    require_postgres,
+    unique_prefix,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a store on SQLite (a temp file) or on the real PostgreSQL."""
+    if request.param == "postgresql":
+        require_postgres()
+        return POSTGRES_URL
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_store(store_url: str) -> Iterator[Callable[..., SqlIdempotencyStore]]:
+    """Factory of stores on ``store_url``, each with its own table prefix, dropped afterwards."""
+    made: list[SqlIdempotencyStore] = []
+
+    def factory(**kwargs: object) -> SqlIdempotencyStore:
+        kwargs.setdefault("table_prefix", unique_prefix())
+        kwargs.setdefault("retry", StoreRetry(attempts=3, timeout=5, wait_initial=0.01))
+        store = SqlIdempotencyStore(store_url, **kwargs)  # type: ignore[arg-type]
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        drop_store_tables(store)
+        store.close()
