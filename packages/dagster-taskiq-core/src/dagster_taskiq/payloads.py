@@ -364,7 +364,9 @@ def _decode_value(value: object, hint: Any, *, path: str) -> Any:
     accepted, expected = _SCALAR_RULES[kind]
     if isinstance(value, bool) or not isinstance(value, accepted):
         raise PayloadError(f"expected {expected}, got {_json_type_name(value)}", field=path)
-    return float(value) if kind is float else value
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value
 
 
 # Python type of a field -> the JSON types accepted for it (never a boolean) and their name.
