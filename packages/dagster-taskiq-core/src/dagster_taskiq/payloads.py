@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import types
@@ -312,27 +313,33 @@ def _json_type_name(value: object) -> str:
     return type(value).__name__
 
 
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    """Field name -> resolved type of a payload dataclass, in declaration order (cached)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
 def _decode_dataclass(cls: type[_T], data: object, *, path: str) -> _T:
     where = path or cls.__name__
     if not isinstance(data, dict):
         raise PayloadError(
             f"expected a JSON object, got {_json_type_name(data)}", field=path or None
         )
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
+    hints = _field_hints(cls)  # type: ignore[arg-type]
     # The version is checked first so that a payload of another release fails on its version,
     # not on a field that release happens to have added.
-    if "version" in fields and "version" in data:
+    if "version" in hints and "version" in data:
         version = _decode_value(data["version"], int, path=_join(path, "version"))
         _check_version(version)
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(hints))
     if unknown:
         raise PayloadError(
             f"unexpected field(s) in {where}: {', '.join(map(repr, unknown))}",
             field=_join(path, unknown[0]),
         )
     kwargs: dict[str, Any] = {}
-    for name in fields:
+    for name in hints:
         if name not in data:
             # The encoder writes every field, so a missing one means a truncated or foreign
             # payload, even where the Python constructor has a default.

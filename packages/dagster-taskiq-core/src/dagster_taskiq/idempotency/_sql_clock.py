@@ -19,7 +19,9 @@ class db_epoch(FunctionElement[float]):  # noqa: N801 - reads like the SQL funct
 
 @compiles(db_epoch, "postgresql")
 def _pg_epoch(element: db_epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    # now() is the start of the statement's transaction; every store statement runs in
+    # autocommit, so it is the statement's own time, the same everywhere in the statement.
+    return "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)"
 
 
 @compiles(db_epoch, "sqlite")

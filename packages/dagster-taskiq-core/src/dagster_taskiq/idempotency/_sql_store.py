@@ -95,6 +95,9 @@ class SqlIdempotencyStore:
         self._retry = retry or StoreRetry()
         self._engine = _create_engine(self._url, self.masked_url, dict(engine_options or {}))
         self._dialect = self._engine.dialect.name
+        self._sql = _Statements(
+            self._tables.records, self._dialect, injected_clock=clock is not None
+        )
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
@@ -113,71 +116,36 @@ class SqlIdempotencyStore:
     # --- operations -----------------------------------------------------------------------
 
     def ensure_pending(self, task: OpExecutionTask) -> IdempotencyRecord:
-        t = self._tables.records
+        sql = self._sql
+        params = {
+            "p_key": task.idempotency_key,
+            "p_run_id": task.run_id,
+            "p_step_key": task.step_key,
+            "p_retry_number": task.retry_number,
+            "p_enqueue_attempt": task.enqueue_attempt,
+        }
 
         def op(conn: Connection, retried: bool) -> IdempotencyRecord:
-            now = self._now()
-            insert = (
-                self._insert(t)
-                .values(
-                    key=task.idempotency_key,
-                    run_id=task.run_id,
-                    step_key=task.step_key,
-                    state=TaskState.PENDING.value,
-                    attempt=0,
-                    owner=None,
-                    lease_until=None,
-                    retry_number=task.retry_number,
-                    enqueue_attempt=task.enqueue_attempt,
-                    created_at=now,
-                    updated_at=now,
-                    result=None,
-                )
-                .on_conflict_do_nothing(index_elements=[t.c.key])
-                .returning(*t.c)
-            )
-            row = conn.execute(insert).first()
+            row = conn.execute(sql.insert_pending, self._params(params)).first()
             if row is None and task.retry_number > 0:
-                rearm = (
-                    sa.update(t)
-                    .where(
-                        t.c.key == task.idempotency_key,
-                        t.c.state == TaskState.FAILED.value,
-                        t.c.retry_number < task.retry_number,
-                    )
-                    .values(
-                        state=TaskState.PENDING.value,
-                        retry_number=task.retry_number,
-                        enqueue_attempt=task.enqueue_attempt,
-                        owner=None,
-                        lease_until=None,
-                        result=None,
-                        updated_at=now,
-                    )
-                    .returning(*t.c)
-                )
-                row = conn.execute(rearm).first()
+                row = conn.execute(sql.rearm, self._params(params)).first()
             if row is None:
-                row = conn.execute(sa.select(t).where(t.c.key == task.idempotency_key)).one()
+                row = conn.execute(sql.select_one, params).one()
             return self._record(row)
 
         return self._run("ensure_pending", op)
 
     def get(self, key: str) -> IdempotencyRecord | None:
-        t = self._tables.records
-
         def op(conn: Connection, retried: bool) -> IdempotencyRecord | None:
-            row = conn.execute(sa.select(t).where(t.c.key == key)).first()
+            row = conn.execute(self._sql.select_one, {"p_key": key}).first()
             return None if row is None else self._record(row)
 
         return self._run("get", op)
 
     def records_for_run(self, run_id: str) -> list[IdempotencyRecord]:
-        t = self._tables.records
-
         def op(conn: Connection, retried: bool) -> list[IdempotencyRecord]:
-            query = sa.select(t).where(t.c.run_id == run_id).order_by(t.c.created_at, t.c.key)
-            return [self._record(row) for row in conn.execute(query)]
+            rows = conn.execute(self._sql.select_run, {"p_run_id": run_id})
+            return [self._record(row) for row in rows]
 
         return self._run("records_for_run", op)
 
@@ -185,55 +153,27 @@ class SqlIdempotencyStore:
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
     ) -> int | None:
         _check_lease(lease_seconds)
-        t = self._tables.records
+        sql = self._sql
+        stmt = sql.claim if retry_number is None else sql.claim_retry
+        params = {"p_key": key, "p_owner": owner, "p_lease": lease_seconds, "p_retry_number": retry_number}
 
         def op(conn: Connection, retried: bool) -> int | None:
-            now = self._now()
-            stmt = sa.update(t).where(
-                t.c.key == key,
-                sa.or_(
-                    t.c.state == TaskState.PENDING.value,
-                    sa.and_(t.c.state == TaskState.RUNNING.value, t.c.lease_until < now),
-                ),
-            )
-            if retry_number is not None:
-                stmt = stmt.where(t.c.retry_number == retry_number)
-            stmt = stmt.values(
-                state=TaskState.RUNNING.value,
-                attempt=t.c.attempt + 1,
-                owner=owner,
-                lease_until=now + lease_seconds,
-                updated_at=now,
-            ).returning(t.c.attempt)
-            token = conn.execute(stmt).scalar_one_or_none()
+            token = conn.execute(stmt, self._params(params)).scalar_one_or_none()
             if token is None and retried:
                 # Our first try may have committed before its reply was lost.
-                row = conn.execute(
-                    sa.select(t.c.state, t.c.owner, t.c.attempt).where(t.c.key == key)
-                ).first()
+                row = conn.execute(sql.select_one, params).first()
                 if row is not None and row.state == TaskState.RUNNING.value and row.owner == owner:
                     return int(row.attempt)
-            return token
+            return None if token is None else int(token)
 
         return self._run("claim", op)
 
     def heartbeat(self, key: str, token: int, lease_seconds: float) -> bool:
         _check_lease(lease_seconds)
-        t = self._tables.records
+        params = {"p_key": key, "p_token": token, "p_lease": lease_seconds}
 
         def op(conn: Connection, retried: bool) -> bool:
-            now = self._now()
-            stmt = (
-                sa.update(t)
-                .where(
-                    t.c.key == key,
-                    t.c.attempt == token,
-                    t.c.state == TaskState.RUNNING.value,
-                )
-                .values(lease_until=now + lease_seconds, updated_at=now)
-                .returning(t.c.attempt)
-            )
-            return conn.execute(stmt).first() is not None
+            return conn.execute(self._sql.heartbeat, self._params(params)).first() is not None
 
         return self._run("heartbeat", op)
 
@@ -243,26 +183,14 @@ class SqlIdempotencyStore:
                 f"finish({key!r}, token={token}) was given the result of "
                 f"{result.idempotency_key!r} attempt {result.attempt}"
             )
-        t = self._tables.records
+        sql = self._sql
         payload = result.to_json()
+        params = {"p_key": key, "p_token": token, "p_state": result.state.value, "p_result": payload}
 
         def op(conn: Connection, retried: bool) -> bool:
-            now = self._now()
-            stmt = (
-                sa.update(t)
-                .where(
-                    t.c.key == key,
-                    t.c.attempt == token,
-                    t.c.state == TaskState.RUNNING.value,
-                )
-                .values(state=result.state.value, result=payload, lease_until=None, updated_at=now)
-                .returning(t.c.attempt)
-            )
-            if conn.execute(stmt).first() is not None:
+            if conn.execute(sql.finish, self._params(params)).first() is not None:
                 return True
-            row = conn.execute(
-                sa.select(t.c.state, t.c.attempt, t.c.owner, t.c.result).where(t.c.key == key)
-            ).first()
+            row = conn.execute(sql.select_one, params).first()
             if (
                 row is not None
                 and row.state == result.state.value
@@ -284,65 +212,33 @@ class SqlIdempotencyStore:
         return self._run("finish", op)
 
     def release(self, key: str, token: int) -> bool:
-        t = self._tables.records
+        params = {"p_key": key, "p_token": token}
 
         def op(conn: Connection, retried: bool) -> bool:
-            now = self._now()
-            stmt = (
-                sa.update(t)
-                .where(
-                    t.c.key == key,
-                    t.c.attempt == token,
-                    t.c.state == TaskState.RUNNING.value,
-                )
-                .values(state=TaskState.PENDING.value, owner=None, lease_until=None, updated_at=now)
-                .returning(t.c.attempt)
-            )
-            if conn.execute(stmt).first() is not None:
+            if conn.execute(self._sql.release, self._params(params)).first() is not None:
                 return True
             return retried and self._is_pending_at(conn, key, token)
 
         return self._run("release", op)
 
     def expired(self, *, run_id: str | None = None, limit: int = 1000) -> list[IdempotencyRecord]:
-        t = self._tables.records
+        sql = self._sql
+        stmt = sql.expired if run_id is None else sql.expired_in_run
+        params = {"p_run_id": run_id, "p_limit": limit}
 
         def op(conn: Connection, retried: bool) -> list[IdempotencyRecord]:
-            query = sa.select(t).where(
-                t.c.state == TaskState.RUNNING.value, t.c.lease_until < self._now()
-            )
-            if run_id is not None:
-                query = query.where(t.c.run_id == run_id)
-            query = query.order_by(t.c.lease_until).limit(limit)
-            return [self._record(row) for row in conn.execute(query)]
+            return [self._record(row) for row in conn.execute(stmt, self._params(params))]
 
         return self._run("expired", op)
 
     def reclaim(self, key: str, token: int) -> IdempotencyRecord | None:
-        t = self._tables.records
+        sql = self._sql
+        params = {"p_key": key, "p_token": token}
 
         def op(conn: Connection, retried: bool) -> IdempotencyRecord | None:
-            now = self._now()
-            stmt = (
-                sa.update(t)
-                .where(
-                    t.c.key == key,
-                    t.c.attempt == token,
-                    t.c.state == TaskState.RUNNING.value,
-                    t.c.lease_until < now,
-                )
-                .values(
-                    state=TaskState.PENDING.value,
-                    owner=None,
-                    lease_until=None,
-                    enqueue_attempt=t.c.enqueue_attempt + 1,
-                    updated_at=now,
-                )
-                .returning(*t.c)
-            )
-            row = conn.execute(stmt).first()
+            row = conn.execute(sql.reclaim, self._params(params)).first()
             if row is None and retried and self._is_pending_at(conn, key, token):
-                row = conn.execute(sa.select(t).where(t.c.key == key)).first()
+                row = conn.execute(sql.select_one, params).first()
             return None if row is None else self._record(row)
 
         return self._run("reclaim", op)
@@ -352,19 +248,17 @@ class SqlIdempotencyStore:
 
     # --- machinery --------------------------------------------------------------------------
 
-    def _now(self) -> sa.ColumnElement[float]:
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Statement parameters, plus ``now`` when the clock is injected."""
         if self._clock is None:
-            return db_epoch()
-        return sa.literal(float(self._clock()), sa.Double())
+            return params
+        return {**params, "p_now": float(self._clock())}
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-        if self._dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return _dialect_insert(self._dialect, table)
 
     def _is_pending_at(self, conn: Connection, key: str, token: int) -> bool:
-        t = self._tables.records
-        row = conn.execute(sa.select(t.c.state, t.c.attempt).where(t.c.key == key)).first()
+        row = conn.execute(self._sql.select_one, {"p_key": key}).first()
         return row is not None and row.state == TaskState.PENDING.value and row.attempt == token
 
     @staticmethod
@@ -390,6 +284,14 @@ class SqlIdempotencyStore:
         return self._retrying(name, op)
 
     def _retrying(self, name: str, op: Callable[[Connection, bool], _T]) -> _T:
+        # Fast path: one try outside stamina; the retry loop only starts on a transient error.
+        try:
+            with self._connection() as conn:
+                return op(conn, False)
+        except sa.exc.DBAPIError as exc:
+            if not _is_transient(exc):
+                raise
+            _log.warning("store_retry", op=name, attempt=1, store=self.masked_url, error=str(exc))
         r = self._retry
         try:
             for attempt in stamina.retry_context(
@@ -403,10 +305,10 @@ class SqlIdempotencyStore:
                 with attempt:
                     if attempt.num > 1:
                         _log.warning(
-                            "store_retry", op=name, attempt=attempt.num, store=self.masked_url
+                            "store_retry", op=name, attempt=attempt.num + 1, store=self.masked_url
                         )
                     with self._connection() as conn:
-                        return op(conn, attempt.num > 1)
+                        return op(conn, True)
         except sa.exc.DBAPIError as exc:
             if _is_transient(exc):
                 _log.error("store_unavailable", op=name, store=self.masked_url, error=str(exc.orig))
@@ -456,6 +358,125 @@ class SqlIdempotencyStore:
                 f"version {version}, this dagster-taskiq uses version {SCHEMA_VERSION}: use "
                 "a matching release or another table_prefix"
             )
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+class _Statements:
+    """Every statement of the store, built once with bind parameters (fast to execute).
+
+    ``now`` is the database's clock, or the bind parameter ``:now`` when a clock is injected.
+    """
+
+    def __init__(self, t: sa.Table, dialect: str, *, injected_clock: bool) -> None:
+        now: sa.ColumnElement[float] = (
+            sa.bindparam("p_now", type_=sa.Double()) if injected_clock else db_epoch()
+        )
+        key = t.c.key == sa.bindparam("p_key")
+        lease_until = now + sa.bindparam("p_lease", type_=sa.Double())
+        current = sa.and_(
+            key, t.c.attempt == sa.bindparam("p_token"), t.c.state == TaskState.RUNNING.value
+        )
+        released = {"state": TaskState.PENDING.value, "owner": None, "lease_until": None}
+
+        self.select_one = sa.select(t).where(key)
+        self.select_run = (
+            sa.select(t)
+            .where(t.c.run_id == sa.bindparam("p_run_id"))
+            .order_by(t.c.created_at, t.c.key)
+        )
+        self.insert_pending = (
+            _dialect_insert(dialect, t)
+            .values(
+                key=sa.bindparam("p_key"),
+                run_id=sa.bindparam("p_run_id"),
+                step_key=sa.bindparam("p_step_key"),
+                state=TaskState.PENDING.value,
+                attempt=0,
+                owner=None,
+                lease_until=None,
+                retry_number=sa.bindparam("p_retry_number"),
+                enqueue_attempt=sa.bindparam("p_enqueue_attempt"),
+                created_at=now,
+                updated_at=now,
+                result=None,
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.key])
+            .returning(*t.c)
+        )
+        self.rearm = (
+            sa.update(t)
+            .where(
+                key,
+                t.c.state == TaskState.FAILED.value,
+                t.c.retry_number < sa.bindparam("p_retry_number"),
+            )
+            .values(
+                **released,
+                retry_number=sa.bindparam("p_retry_number"),
+                enqueue_attempt=sa.bindparam("p_enqueue_attempt"),
+                result=None,
+                updated_at=now,
+            )
+            .returning(*t.c)
+        )
+        claimable = sa.and_(
+            key,
+            sa.or_(
+                t.c.state == TaskState.PENDING.value,
+                sa.and_(t.c.state == TaskState.RUNNING.value, t.c.lease_until < now),
+            ),
+        )
+        claim_values = {
+            "state": TaskState.RUNNING.value,
+            "attempt": t.c.attempt + 1,
+            "owner": sa.bindparam("p_owner"),
+            "lease_until": lease_until,
+            "updated_at": now,
+        }
+        self.claim = sa.update(t).where(claimable).values(claim_values).returning(t.c.attempt)
+        self.claim_retry = (
+            sa.update(t)
+            .where(claimable, t.c.retry_number == sa.bindparam("p_retry_number"))
+            .values(claim_values)
+            .returning(t.c.attempt)
+        )
+        self.heartbeat = (
+            sa.update(t)
+            .where(current)
+            .values(lease_until=lease_until, updated_at=now)
+            .returning(t.c.attempt)
+        )
+        self.finish = (
+            sa.update(t)
+            .where(current)
+            .values(
+                state=sa.bindparam("p_state"),
+                result=sa.bindparam("p_result"),
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(t.c.attempt)
+        )
+        self.release = (
+            sa.update(t).where(current).values(**released, updated_at=now).returning(t.c.attempt)
+        )
+        self.reclaim = (
+            sa.update(t)
+            .where(current, t.c.lease_until < now)
+            .values(**released, enqueue_attempt=t.c.enqueue_attempt + 1, updated_at=now)
+            .returning(*t.c)
+        )
+        expired = (
+            sa.select(t)
+            .where(t.c.state == TaskState.RUNNING.value, t.c.lease_until < now)
+            .order_by(t.c.lease_until)
+            .limit(sa.bindparam("p_limit"))
+        )
+        self.expired = expired
+        self.expired_in_run = expired.where(t.c.run_id == sa.bindparam("p_run_id"))
 
 
 def _lost_creation_race(exc: sa.exc.DBAPIError) -> bool:
