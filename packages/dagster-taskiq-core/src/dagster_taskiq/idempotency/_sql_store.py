@@ -155,7 +155,12 @@ class SqlIdempotencyStore:
         _check_lease(lease_seconds)
         sql = self._sql
         stmt = sql.claim if retry_number is None else sql.claim_retry
-        params = {"p_key": key, "p_owner": owner, "p_lease": lease_seconds, "p_retry_number": retry_number}
+        params = {
+            "p_key": key,
+            "p_owner": owner,
+            "p_lease": lease_seconds,
+            "p_retry_number": retry_number,
+        }
 
         def op(conn: Connection, retried: bool) -> int | None:
             token = conn.execute(stmt, self._params(params)).scalar_one_or_none()
@@ -185,7 +190,12 @@ class SqlIdempotencyStore:
             )
         sql = self._sql
         payload = result.to_json()
-        params = {"p_key": key, "p_token": token, "p_state": result.state.value, "p_result": payload}
+        params = {
+            "p_key": key,
+            "p_token": token,
+            "p_state": result.state.value,
+            "p_result": payload,
+        }
 
         def op(conn: Connection, retried: bool) -> bool:
             if conn.execute(sql.finish, self._params(params)).first() is not None:
