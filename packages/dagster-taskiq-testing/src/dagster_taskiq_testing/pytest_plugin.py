@@ -1,0 +1,225 @@
+"""pytest plugin (entry point ``pytest11``): SQS fixtures for the stub and real servers.
+
+Fixtures:
+
+* ``sqs_clock``: a ``FakeClock``; ``sqs_stub``: a fresh ``InMemorySqs`` on it;
+* ``sqs_server``: a real SQS server for the session (``--sqs-server=moto|localstack``), skipped
+  with the reason when it cannot start; ``moto_sqs_server`` / ``localstack_sqs_server`` for one
+  in particular;
+* ``sqs_backend``: a ``SqsBackend``, parametrised over ``--sqs-backends`` (default
+  ``stub,moto``), so a test taking it runs once per backend;
+* ``sqs_contract_backend``: the same over ``--sqs-contract-backends`` (default all three), used
+  by the contract suite in ``dagster_taskiq_testing.contract``.
+
+Markers: ``sqs_deviation(backend, reason)`` turns into ``xfail(strict=True)`` on that backend
+only; ``sqs_fake_time(reason)`` skips the test on real servers (it needs minutes of real time).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dagster_taskiq_testing._clock import FakeClock
+from dagster_taskiq_testing._errors import ServerUnavailableError
+from dagster_taskiq_testing.backends import BACKEND_NAMES, LOCALSTACK, MOTO, STUB, SqsBackend
+from dagster_taskiq_testing.servers import LocalStackServer, MotoServer, SqsServer
+from dagster_taskiq_testing.sqs import InMemorySqs
+
+_BACKEND_FIXTURES = ("sqs_backend", "sqs_contract_backend")
+_MISSING: dict[str, str] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dagster-taskiq-testing", "SQS stub and servers")
+    group.addoption(
+        "--sqs-backends",
+        default=None,
+        help="backends the sqs_backend fixture runs over, comma-separated from "
+        "stub,moto,localstack (default: $DAGSTER_TASKIQ_SQS_BACKENDS or stub,moto)",
+    )
+    group.addoption(
+        "--sqs-contract-backends",
+        default=None,
+        help="backends the contract suite runs over (default: "
+        "$DAGSTER_TASKIQ_SQS_CONTRACT_BACKENDS or stub,moto,localstack)",
+    )
+    group.addoption(
+        "--sqs-server",
+        default=None,
+        choices=(MOTO, LOCALSTACK),
+        help="the real server behind the sqs_server fixture (default moto)",
+    )
+    group.addoption(
+        "--localstack-build-timeout",
+        type=float,
+        default=None,
+        help="seconds allowed to build LocalStack's env before its tests are skipped "
+        "(default: $DAGSTER_TASKIQ_LOCALSTACK_BUILD_TIMEOUT or 300)",
+    )
+    group.addoption(
+        "--sqs-differential-examples",
+        type=int,
+        default=None,
+        help="Hypothesis examples of the stub-vs-server differential test (default: "
+        "$DAGSTER_TASKIQ_DIFFERENTIAL_EXAMPLES or 200)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqs_deviation(backend, reason): xfail(strict=True) on that backend only"
+    )
+    config.addinivalue_line(
+        "markers", "sqs_fake_time(reason): needs the stub's fake clock; skipped on real servers"
+    )
+    config.addinivalue_line(
+        "markers", "sqs_server: needs a real SQS server (moto or LocalStack), started by the tests"
+    )
+
+
+def _names(config: pytest.Config, option: str, variable: str, default: str) -> list[str]:
+    raw = config.getoption(option) or os.environ.get(variable) or default
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BACKEND_NAMES))
+    if unknown:
+        raise pytest.UsageError(f"unknown SQS backends {unknown}; choose from {BACKEND_NAMES}")
+    return names
+
+
+def backend_names(config: pytest.Config, fixture: str) -> list[str]:
+    if fixture == "sqs_contract_backend":
+        return _names(
+            config,
+            "--sqs-contract-backends",
+            "DAGSTER_TASKIQ_SQS_CONTRACT_BACKENDS",
+            ",".join(BACKEND_NAMES),
+        )
+    return _names(config, "--sqs-backends", "DAGSTER_TASKIQ_SQS_BACKENDS", f"{STUB},{MOTO}")
+
+
+def differential_examples(config: pytest.Config) -> int:
+    value = config.getoption("--sqs-differential-examples")
+    if value is None:
+        value = int(os.environ.get("DAGSTER_TASKIQ_DIFFERENTIAL_EXAMPLES", "200"))
+    return int(value)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for fixture in _BACKEND_FIXTURES:
+        if fixture in metafunc.fixturenames:
+            names = backend_names(metafunc.config, fixture)
+            metafunc.parametrize(fixture, names, indirect=True, ids=names)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        backend = next(
+            (callspec.params[f] for f in _BACKEND_FIXTURES if f in callspec.params), None
+        )
+        if backend is None:
+            continue
+        if backend != STUB:
+            item.add_marker(pytest.mark.sqs_server)
+            for mark in item.iter_markers("sqs_fake_time"):
+                reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
+                item.add_marker(pytest.mark.skip(reason=f"needs the stub's fake clock: {reason}"))
+        for mark in item.iter_markers("sqs_deviation"):
+            names = mark.args[0]
+            targets = {names} if isinstance(names, str) else set(names)
+            if backend in targets:
+                reason = mark.kwargs.get("reason") or (mark.args[1] if len(mark.args) > 1 else "")
+                item.add_marker(
+                    pytest.mark.xfail(strict=True, reason=f"{backend} deviates from AWS: {reason}")
+                )
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def _start(name: str, config: pytest.Config) -> SqsServer:
+    if name in _MISSING:
+        pytest.skip(_MISSING[name])
+    try:
+        if name == MOTO:
+            return MotoServer().start()
+        timeout = config.getoption("--localstack-build-timeout")
+        if timeout is None:
+            timeout = float(os.environ.get("DAGSTER_TASKIQ_LOCALSTACK_BUILD_TIMEOUT", "300"))
+        return LocalStackServer().start(build_timeout=timeout)
+    except ServerUnavailableError as exc:
+        _MISSING[name] = f"{name} SQS server unavailable, its tests are skipped: {exc}"
+        pytest.skip(_MISSING[name])
+
+
+@pytest.fixture(scope="session")
+def moto_sqs_server(pytestconfig: pytest.Config) -> Iterator[SqsServer]:
+    """moto's server, in-process on a free port, for the whole session."""
+    server = _start(MOTO, pytestconfig)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def localstack_sqs_server(pytestconfig: pytest.Config) -> Iterator[SqsServer]:
+    """LocalStack in its own env and process, for the whole session (skipped if unbuildable)."""
+    server = _start(LOCALSTACK, pytestconfig)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs_server(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> SqsServer:
+    """The real SQS server chosen by ``--sqs-server`` (moto by default)."""
+    name = pytestconfig.getoption("--sqs-server") or MOTO
+    server: SqsServer = request.getfixturevalue(f"{name}_sqs_server")
+    return server
+
+
+# -- stub -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqs_clock() -> FakeClock:
+    """The ``FakeClock`` behind ``sqs_stub``: ``sqs_clock.advance(31)``."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sqs_stub(sqs_clock: FakeClock) -> Iterator[InMemorySqs]:
+    """A fresh ``InMemorySqs`` whose time is ``sqs_clock``."""
+    stub = InMemorySqs(clock=sqs_clock)
+    yield stub
+    stub.close()
+
+
+# -- backends ---------------------------------------------------------------------------------
+
+
+def _backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
+    name: str = getattr(request, "param", STUB)
+    if name == STUB:
+        backend = SqsBackend.for_stub()
+    else:
+        server: Any = request.getfixturevalue(f"{name}_sqs_server")
+        backend = SqsBackend(name, endpoint_url=server.endpoint_url)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def sqs_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
+    """One of ``--sqs-backends``: the test runs once per backend (stub and moto by default)."""
+    yield from _backend(request)
+
+
+@pytest.fixture
+def sqs_contract_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
+    """One of ``--sqs-contract-backends`` (stub, moto and LocalStack by default)."""
+    yield from _backend(request)

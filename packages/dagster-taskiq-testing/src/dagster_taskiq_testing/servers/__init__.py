@@ -1,0 +1,20 @@
+"""Real SQS servers for tests: moto's server in-process, LocalStack as its own process."""
+
+from dagster_taskiq_testing.servers._base import SqsServer, boto3_client
+from dagster_taskiq_testing.servers.localstack import (
+    LOCALSTACK_PINS,
+    LocalStackServer,
+    build_localstack_env,
+    localstack_env_dir,
+)
+from dagster_taskiq_testing.servers.moto import MotoServer
+
+__all__ = [
+    "LOCALSTACK_PINS",
+    "LocalStackServer",
+    "MotoServer",
+    "SqsServer",
+    "boto3_client",
+    "build_localstack_env",
+    "localstack_env_dir",
+]
