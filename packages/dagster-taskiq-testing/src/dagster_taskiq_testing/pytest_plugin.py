@@ -220,6 +220,27 @@ def sqs_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
 
 
 @pytest.fixture
+def sqs_reference_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
+    """The real server the differential test compares the stub with: LocalStack where it can
+    be built and is among ``--sqs-contract-backends``, else moto."""
+    names = backend_names(request.config, "sqs_contract_backend")
+    reasons: list[str] = []
+    for name in (LOCALSTACK, MOTO):
+        if name not in names:
+            continue
+        try:
+            server: Any = request.getfixturevalue(f"{name}_sqs_server")
+        except pytest.skip.Exception as exc:
+            reasons.append(str(exc))
+            continue
+        backend = SqsBackend(name, endpoint_url=server.endpoint_url)
+        yield backend
+        backend.close()
+        return
+    pytest.skip("no real SQS server to compare the stub with: " + ("; ".join(reasons) or "none"))
+
+
+@pytest.fixture
 def sqs_contract_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
     """One of ``--sqs-contract-backends`` (stub, moto and LocalStack by default)."""
     yield from _backend(request)

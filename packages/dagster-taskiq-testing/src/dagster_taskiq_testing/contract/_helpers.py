@@ -16,11 +16,11 @@ AWS_DEDUP = (
     "track of the message deduplication ID even after the message is received and deleted.'"
 )
 AWS_DEDUP_SCOPE = (
-    "AWS: 'DeduplicationScope – Specifies whether message deduplication occurs at the message "
+    "AWS: 'DeduplicationScope - Specifies whether message deduplication occurs at the message "
     "group or queue level. Valid values are messageGroup and queue.'"
 )
 AWS_MAX_SIZE = (
-    "AWS: 'MaximumMessageSize – The limit of how many bytes a message can contain before Amazon "
+    "AWS: 'MaximumMessageSize - The limit of how many bytes a message can contain before Amazon "
     "SQS rejects it. Valid values: An integer from 1,024 bytes (1 KiB) up to 1,048,576 bytes "
     "(1 MiB). Default: 1,048,576 bytes (1 MiB).' (older emulators keep 256 KiB)"
 )
@@ -29,13 +29,17 @@ AWS_VISIBILITY_MAX = (
     "The maximum is 12 hours.'"
 )
 AWS_QUEUE_VISIBILITY_RANGE = (
-    "AWS CreateQueue: 'VisibilityTimeout – The visibility timeout for the queue, in seconds. "
+    "AWS CreateQueue: 'VisibilityTimeout - The visibility timeout for the queue, in seconds. "
     "Valid values: An integer from 0 to 43,200 (12 hours).'"
 )
 AWS_QUEUE_DELAY_RANGE = (
-    "AWS CreateQueue: 'DelaySeconds – The length of time, in seconds, for which the delivery of "
+    "AWS CreateQueue: 'DelaySeconds - The length of time, in seconds, for which the delivery of "
     "all messages in the queue is delayed. Valid values: An integer from 0 to 900 seconds (15 "
     "minutes).'"
+)
+AWS_SEQUENCE_NUMBER = (
+    "AWS: 'SequenceNumber - The large, non-consecutive number that Amazon SQS assigns to each "
+    "message. [...] SequenceNumber continues to increase for a particular MessageGroupId.'"
 )
 AWS_LONG_POLL_MAX = "AWS: 'The maximum long polling wait time is 20 seconds.'"
 AWS_BODY_CHARS = (
@@ -44,7 +48,7 @@ AWS_BODY_CHARS = (
     "#x10FFFF. Any characters not included in this list are rejected.'"
 )
 AWS_BODY_MIN = (
-    "AWS SendMessage: 'MessageBody – The message to send. The minimum size is one character.'"
+    "AWS SendMessage: 'MessageBody - The message to send. The minimum size is one character.'"
 )
 AWS_DEDUP_ID_LENGTH = "AWS: 'The maximum length of MessageDeduplicationId is 128 characters.'"
 

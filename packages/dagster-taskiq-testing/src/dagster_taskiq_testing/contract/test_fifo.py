@@ -13,6 +13,7 @@ from dagster_taskiq_testing.contract._helpers import (
     AWS_DEDUP,
     AWS_DEDUP_ID_LENGTH,
     AWS_DEDUP_SCOPE,
+    AWS_SEQUENCE_NUMBER,
     error_code,
 )
 
@@ -227,15 +228,20 @@ def test_per_message_delay_is_rejected_on_fifo(backend: SqsBackend) -> None:
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
-def test_fifo_messages_carry_group_dedup_and_increasing_sequence_numbers(
-    backend: SqsBackend,
-) -> None:
+@pytest.mark.sqs_deviation(MOTO, reason=AWS_SEQUENCE_NUMBER)
+def test_sequence_numbers_increase_within_a_group(backend: SqsBackend) -> None:
     sqs = backend.client()
     url = backend.create_queue("seq", fifo=True)
     sent = [_send(sqs, url, f"m{i}", "g", dedup=f"d{i}") for i in range(3)]
     numbers = [int(s["SequenceNumber"]) for s in sent]
     assert numbers == sorted(numbers)
     assert len(set(numbers)) == 3
+
+
+def test_fifo_messages_carry_group_dedup_and_sequence_number(backend: SqsBackend) -> None:
+    sqs = backend.client()
+    url = backend.create_queue("seq-attrs", fifo=True)
+    sent = [_send(sqs, url, f"m{i}", "g", dedup=f"d{i}") for i in range(3)]
     messages = sqs.receive_message(
         QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
     )["Messages"]
