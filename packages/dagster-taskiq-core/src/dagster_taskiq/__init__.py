@@ -7,6 +7,13 @@ from dagster_taskiq.errors import (
     SchemaVersionError,
     StoreUnavailableError,
 )
+from dagster_taskiq.executor import (
+    QUEUE_TAG,
+    TASKIQ_EXECUTOR_CONFIG_SCHEMA,
+    DagsterTaskIQExecutor,
+    ExecutorSettings,
+    taskiq_executor,
+)
 from dagster_taskiq.idempotency import (
     AsyncIdempotencyStore,
     IdempotencyStore,
@@ -25,10 +32,14 @@ from dagster_taskiq.payloads import (
 
 __all__ = [
     "PAYLOAD_VERSION",
+    "QUEUE_TAG",
+    "TASKIQ_EXECUTOR_CONFIG_SCHEMA",
     "AsyncIdempotencyStore",
     "CodePointer",
     "DagsterTaskIQError",
+    "DagsterTaskIQExecutor",
     "ExecutionResult",
+    "ExecutorSettings",
     "IdempotencyError",
     "IdempotencyRecord",
     "IdempotencyStore",
@@ -40,4 +51,5 @@ __all__ = [
     "StoreUnavailableError",
     "TaskState",
     "idempotency_key",
+    "taskiq_executor",
 ]

@@ -1,0 +1,101 @@
+"""Every Dagster internal (``dagster._*``) that dagster-taskiq uses, and nothing else.
+
+Dagster has no public API for an executor that delegates steps to other processes: its own
+step-delegating executors (dagster-k8s, dagster-docker) and dagster-celery import the same
+internals. They are confined to this module; ``tests/test_dagster_compat.py`` fails loudly, naming
+the symbol, if a Dagster upgrade moves or changes one of them.
+
+What each is for:
+* ``ActiveExecution``, ``InstanceConcurrencyContext``, ``PlanOrchestrationContext``,
+  ``ExecutionPlan``, ``ExecutionStep``, ``IStepContext``: the executor's bookkeeping of the plan,
+  exactly as ``StepDelegatingExecutor`` does it.
+* ``DagsterEvent``/``EngineEventData``/``StepFailureData``: engine events and synthesized step
+  failures (a dead-lettered message, a worker that lost the step).
+* ``KnownExecutionState``: the dynamic mappings and retry counts a worker needs for one step.
+* ``RetryMode``/``get_retries_config``: Dagster's ``retries`` executor config and its modes.
+* ``InstanceRef``: how a worker opens the run's instance.
+* ``create_execution_plan``/``execute_plan_iterator``/``ReconstructableJob``/
+  ``ReconstructableRepository``/code pointers: run one step in the worker, as
+  ``dagster api execute_step`` does (``dagster._cli.api._execute_step_command_body``).
+* ``SerializableErrorInfo``/``serializable_error_info_from_exc_info``: error payloads of events.
+* ``EventLogCursor``: tail a run's event log from a cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import Field
+from dagster._core.code_pointer import (
+    CodePointer as DagsterCodePointer,
+)
+from dagster._core.code_pointer import (
+    FileCodePointer,
+    ModuleCodePointer,
+    PackageCodePointer,
+)
+from dagster._core.definitions.reconstruct import (
+    ReconstructableJob,
+    ReconstructableRepository,
+)
+from dagster._core.event_api import EventLogCursor
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.api import create_execution_plan, execute_plan_iterator
+from dagster._core.execution.context.system import IStepContext, PlanOrchestrationContext
+from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.instance_concurrency_context import (
+    InstanceConcurrencyContext,
+)
+from dagster._core.execution.plan.objects import StepFailureData
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.state import KnownExecutionState
+from dagster._core.execution.plan.step import ExecutionStep
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.retries import get_retries_config as _get_retries_config
+from dagster._core.instance.ref import InstanceRef
+from dagster._utils.error import serializable_error_info_from_exc_info
+from dagster_shared.error import SerializableErrorInfo
+
+__all__ = [
+    "ActiveExecution",
+    "DagsterCodePointer",
+    "DagsterEvent",
+    "EngineEventData",
+    "EventLogCursor",
+    "ExecutionPlan",
+    "ExecutionStep",
+    "FileCodePointer",
+    "IStepContext",
+    "InstanceConcurrencyContext",
+    "InstanceRef",
+    "KnownExecutionState",
+    "ModuleCodePointer",
+    "PackageCodePointer",
+    "PlanOrchestrationContext",
+    "ReconstructableJob",
+    "ReconstructableRepository",
+    "RetryMode",
+    "SerializableErrorInfo",
+    "StepFailureData",
+    "create_execution_plan",
+    "execute_plan_iterator",
+    "get_retries_config",
+    "seconds_until_due",
+    "serializable_error_info_from_exc_info",
+]
+
+
+def get_retries_config() -> Field:
+    """Dagster's ``retries`` executor config field (enabled / disabled)."""
+    field: Field = _get_retries_config()  # type: ignore[no-untyped-call]
+    return field
+
+
+def seconds_until_due(active: ActiveExecution) -> float | None:
+    """Seconds until a step waiting for its RetryPolicy delay (or a pool slot) is due.
+
+    ``ActiveExecution.sleep_interval`` answers 0 both for "due now" and "nothing waits"; called
+    right after ``get_steps_to_execute`` (which launches what is due), 0 means nothing waits.
+    """
+    seconds: Any = active.sleep_interval()  # type: ignore[no-untyped-call]
+    return float(seconds) if seconds and seconds > 0 else None

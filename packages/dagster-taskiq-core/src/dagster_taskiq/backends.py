@@ -1,0 +1,75 @@
+"""Broker backends, found by name through the ``dagster_taskiq.brokers`` entry-point group.
+
+A backend package registers a factory ``create_broker(settings: Mapping[str, Any] | None)
+-> taskiq.AsyncBroker``; ``settings`` are the backend's own settings (e.g. ``SqsSettings``
+fields), the rest comes from its environment variables. Core knows no backend by code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from taskiq import AsyncBroker
+
+from dagster_taskiq.errors import DagsterTaskIQError
+
+__all__ = [
+    "BROKER_ENTRY_POINT_GROUP",
+    "BackendNotFoundError",
+    "BrokerFactory",
+    "available_backends",
+    "create_broker",
+    "load_broker_factory",
+]
+
+BROKER_ENTRY_POINT_GROUP = "dagster_taskiq.brokers"
+
+BrokerFactory = Callable[[Mapping[str, Any] | None], AsyncBroker]
+
+# Where the backends we know of live, for the error message when one is missing.
+_PACKAGES = {
+    "sqs": "dagster-taskiq-sqs",
+    "memory": "dagster-taskiq-testing",
+    "redis": "dagster-taskiq-redis",
+    "nats": "dagster-taskiq-nats",
+}
+
+
+class BackendNotFoundError(DagsterTaskIQError):
+    """No installed package provides the named broker backend."""
+
+
+def available_backends() -> list[str]:
+    """Names of the installed backends."""
+    return sorted({ep.name for ep in entry_points(group=BROKER_ENTRY_POINT_GROUP)})
+
+
+def load_broker_factory(name: str) -> BrokerFactory:
+    """The factory registered for backend ``name``."""
+    for ep in entry_points(group=BROKER_ENTRY_POINT_GROUP):
+        if ep.name == name:
+            factory = ep.load()
+            if not callable(factory):
+                raise BackendNotFoundError(
+                    f"entry point {ep.value!r} of broker backend {name!r} is not callable"
+                )
+            return factory  # type: ignore[no-any-return]
+    package = _PACKAGES.get(name)
+    hint = (
+        f"install it with `uv add {package}`"
+        if package
+        else f"no known package provides it; installed backends: {available_backends() or 'none'}"
+    )
+    raise BackendNotFoundError(f"broker backend {name!r} is not installed: {hint}")
+
+
+def create_broker(name: str, settings: Mapping[str, Any] | None = None) -> AsyncBroker:
+    """Create the broker of backend ``name`` with its ``settings``."""
+    broker = load_broker_factory(name)(settings)
+    if not isinstance(broker, AsyncBroker):
+        raise BackendNotFoundError(
+            f"broker backend {name!r} returned {type(broker).__name__}, not a taskiq AsyncBroker"
+        )
+    return broker

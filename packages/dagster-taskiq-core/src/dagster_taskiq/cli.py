@@ -1,0 +1,143 @@
+"""The ``dagster-taskiq`` command: ``worker`` (and, later, ``demo`` and ``status``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from dagster_taskiq.backends import create_broker
+from dagster_taskiq.code_locations import CodeLocation, CodeLocations
+from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX, SqlIdempotencyStore
+from dagster_taskiq.logs import LogFormat, configure_logging
+from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
+
+
+@click.group()
+def main() -> None:
+    """dagster-taskiq: run every step of a Dagster job on long-lived TaskIQ workers."""
+
+
+def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--broker-setting")
+        settings[key.strip()] = value
+    return settings
+
+
+@main.command()
+@click.option("--backend", default="sqs", show_default=True, help="Broker backend name.")
+@click.option(
+    "--broker-setting",
+    "broker_settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of the backend (repeatable), e.g. queue_name=steps.fifo.",
+)
+@click.option(
+    "--store-url",
+    envvar="DAGSTER_TASKIQ_STORE_URL",
+    help="Idempotency store URL (same as the executor's). Default: SQLite in $DAGSTER_HOME.",
+)
+@click.option("--table-prefix", default=DEFAULT_TABLE_PREFIX, show_default=True)
+@click.option("-m", "--module", "modules", multiple=True, help="Code location: a module.")
+@click.option(
+    "-f", "--python-file", "python_files", multiple=True, help="Code location: a Python file."
+)
+@click.option(
+    "-d",
+    "--working-directory",
+    default=None,
+    help="Directory added to sys.path to import the code locations (default: current).",
+)
+@click.option("--concurrency", type=int, default=os.cpu_count() or 1, show_default=True)
+@click.option(
+    "--visibility-timeout",
+    "lease",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Step lease and message visibility, seconds (the executor's taskiq_visibility_timeout).",
+)
+@click.option(
+    "--heartbeat-interval", type=float, default=None, help="Default: a third of the lease."
+)
+@click.option("--grace-period", type=float, default=30.0, show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def worker(
+    backend: str,
+    broker_settings: tuple[str, ...],
+    store_url: str | None,
+    table_prefix: str,
+    modules: tuple[str, ...],
+    python_files: tuple[str, ...],
+    working_directory: str | None,
+    concurrency: int,
+    lease: float,
+    heartbeat_interval: float | None,
+    grace_period: float,
+    log_format: LogFormat,
+    log_level: str,
+) -> None:
+    """Run steps received from the broker until SIGTERM / SIGINT."""
+    configure_logging(log_format, log_level)
+    if not modules and not python_files:
+        raise click.UsageError(
+            "name the code this worker serves with -m/--module or -f/--python-file "
+            "(payloads naming any other code are refused)"
+        )
+    directory = os.path.abspath(working_directory or os.getcwd())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    locations = CodeLocations(
+        [CodeLocation(module=m) for m in modules]
+        + [CodeLocation(python_file=os.path.join(directory, f)) for f in python_files]
+    )
+    store = SqlIdempotencyStore(store_url or _default_store_url(), table_prefix=table_prefix)
+    broker = create_broker(backend, _parse_settings(broker_settings))
+    options = WorkerOptions(
+        concurrency=concurrency,
+        lease_seconds=lease,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+    )
+    try:
+        asyncio.run(run_worker(Worker(broker, store, StepRunner(locations), options)))
+    finally:
+        store.close()
+
+
+async def run_worker(worker: Worker) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT (a second signal exits at once)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await worker.run(stop)
+
+
+def _default_store_url() -> str:
+    from dagster import DagsterInstance  # noqa: PLC0415 - needs DAGSTER_HOME only in this case
+
+    from dagster_taskiq.instances import default_store_url  # noqa: PLC0415
+
+    return default_store_url(DagsterInstance.get())

@@ -1,0 +1,123 @@
+"""A TaskIQ broker driven from synchronous code: its own event loop on a daemon thread.
+
+Dagster's run loop is synchronous; the brokers are asyncio. The executor sends through this
+bridge, which keeps one loop (and so one broker client, one connection pool) for the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import structlog
+from taskiq import AsyncBroker
+from taskiq.kicker import AsyncKicker
+
+from dagster_taskiq.messaging import (
+    LABEL_ENQUEUE_ATTEMPT,
+    LABEL_IDEMPOTENCY_KEY,
+    LABEL_QUEUE,
+    LABEL_RETRY_NUMBER,
+    LABEL_RUN_ID,
+    LABEL_STEP_KEY,
+    STEP_TASK_NAME,
+    DeadLetter,
+    SupportsDeadLetters,
+    deduplication_id,
+)
+from dagster_taskiq.payloads import OpExecutionTask
+
+_T = TypeVar("_T")
+_log = structlog.get_logger("dagster_taskiq.executor")
+
+
+def step_labels(task: OpExecutionTask) -> dict[str, Any]:
+    """The labels a step message carries (see :mod:`dagster_taskiq.messaging`)."""
+    labels: dict[str, Any] = {
+        LABEL_IDEMPOTENCY_KEY: task.idempotency_key,
+        LABEL_RUN_ID: task.run_id,
+        LABEL_STEP_KEY: task.step_key,
+        LABEL_RETRY_NUMBER: task.retry_number,
+        LABEL_ENQUEUE_ATTEMPT: task.enqueue_attempt,
+    }
+    if task.queue:
+        labels[LABEL_QUEUE] = task.queue
+    return labels
+
+
+class BrokerThread:
+    """Owns ``broker`` on a private event loop; every method is called from sync code."""
+
+    def __init__(self, broker: AsyncBroker, *, startup_timeout: float = 120.0) -> None:
+        self.broker = broker
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="dagster-taskiq-broker", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        try:
+            self._call(broker.startup(), timeout=startup_timeout)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, awaitable: Awaitable[_T], *, timeout: float | None = 60.0) -> _T:
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result(timeout)
+
+    def send(self, tasks: Sequence[OpExecutionTask]) -> None:
+        """Send the steps concurrently; returns once every send is acknowledged by the broker."""
+        if tasks:
+            self._call(self._send_all(tasks))
+
+    async def _send_all(self, tasks: Sequence[OpExecutionTask]) -> None:
+        await asyncio.gather(*(self._send_one(task) for task in tasks))
+
+    async def _send_one(self, task: OpExecutionTask) -> None:
+        kicker: AsyncKicker[[str], None] = AsyncKicker(
+            task_name=STEP_TASK_NAME, broker=self.broker, labels=step_labels(task)
+        )
+        task_id = deduplication_id(task.idempotency_key, task.retry_number, task.enqueue_attempt)
+        await kicker.with_task_id(task_id).kiq(task.to_json())
+        _log.debug(
+            "step_enqueued",
+            key=task.idempotency_key,
+            retry_number=task.retry_number,
+            enqueue_attempt=task.enqueue_attempt,
+        )
+
+    @property
+    def supports_dead_letters(self) -> bool:
+        return isinstance(self.broker, SupportsDeadLetters)
+
+    def dead_letters(self, max_messages: int = 10) -> list[DeadLetter]:
+        """What the broker's dead-letter queue received (empty if it has none)."""
+        if not isinstance(self.broker, SupportsDeadLetters):
+            return []
+        return self._call(self.broker.receive_dead_letters(max_messages))
+
+    def ack_dead_letter(self, letter: DeadLetter) -> None:
+        self._call(letter.ack())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._call(self.broker.shutdown(), timeout=30.0)
+        except Exception as exc:  # shutting down: report, do not mask the run's outcome
+            _log.warning("broker_shutdown_failed", error=repr(exc))
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+async def _await(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable

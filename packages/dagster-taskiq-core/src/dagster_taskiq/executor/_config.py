@@ -1,0 +1,124 @@
+"""The executor's config schema (a module-level constant) and its parsed form."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import Field, Permissive, StringSource
+
+from dagster_taskiq._dagster_compat import RetryMode, get_retries_config
+from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
+
+QUEUE_TAG = "dagster-taskiq/queue"
+"""Op tag that routes the op's steps to another queue (like dagster-celery's queue tag)."""
+
+DEFAULT_VISIBILITY_TIMEOUT = 300.0
+
+TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
+    "broker": Field(
+        {
+            "backend": Field(
+                str,
+                default_value="sqs",
+                description=(
+                    "Broker backend, found through the 'dagster_taskiq.brokers' entry points: "
+                    "'sqs' (dagster-taskiq-sqs), 'memory' (dagster-taskiq-testing)."
+                ),
+            ),
+            "settings": Field(
+                Permissive(),  # type: ignore[no-untyped-call]
+                default_value={},
+                description=(
+                    "The backend's own settings (for 'sqs': SqsSettings fields such as "
+                    "queue_name, endpoint_url, region); unset ones come from its environment."
+                ),
+            ),
+        },
+        default_value={"backend": "sqs", "settings": {}},
+        description="Where steps are sent.",
+    ),
+    "store_url": Field(
+        StringSource,
+        is_required=False,
+        description=(
+            "Idempotency store URL ('postgresql://...' or 'sqlite:///...'). Workers must use "
+            "the same. Default: SQLite in the Dagster instance's storage directory."
+        ),
+    ),
+    "table_prefix": Field(
+        str,
+        default_value=DEFAULT_TABLE_PREFIX,
+        description="Prefix of the idempotency store's table names.",
+    ),
+    "taskiq_visibility_timeout": Field(
+        float,
+        default_value=DEFAULT_VISIBILITY_TIMEOUT,
+        description=(
+            "Seconds a step's lease (and its message's visibility) lasts without a heartbeat. "
+            "A step whose worker stops heartbeating for longer is run again."
+        ),
+    ),
+    "max_concurrent": Field(
+        int,
+        is_required=False,
+        description="Most steps of this run in flight at once (default: no limit).",
+    ),
+    "poll_interval": Field(
+        float,
+        default_value=0.5,
+        description=(
+            "Seconds between checks of the event log when no event notification arrives "
+            "(the executor is woken by the event log itself; this is only the fallback)."
+        ),
+    ),
+    "retries": get_retries_config(),
+}
+
+
+class ExecutorConfigError(DagsterTaskIQError):
+    """An executor config value is out of range."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExecutorSettings:
+    """The executor's config, validated."""
+
+    backend: str = "sqs"
+    broker_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    store_url: str | None = None
+    table_prefix: str = DEFAULT_TABLE_PREFIX
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    max_concurrent: int | None = None
+    poll_interval: float = 0.5
+    retries: RetryMode = RetryMode.ENABLED
+
+    def __post_init__(self) -> None:
+        if self.visibility_timeout <= 0 or self.visibility_timeout > 43200:
+            raise ExecutorConfigError(
+                f"taskiq_visibility_timeout must be in (0, 43200] seconds (SQS allows 12 h), "
+                f"got {self.visibility_timeout}"
+            )
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ExecutorConfigError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if not 0 < self.poll_interval <= 60:
+            raise ExecutorConfigError(f"poll_interval must be in (0, 60], got {self.poll_interval}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ExecutorSettings:
+        broker = config.get("broker") or {}
+        retries = RetryMode.from_config(config.get("retries") or {"enabled": {}})
+        return cls(
+            backend=broker.get("backend", "sqs"),
+            broker_settings=dict(broker.get("settings") or {}),
+            store_url=config.get("store_url"),
+            table_prefix=config.get("table_prefix", DEFAULT_TABLE_PREFIX),
+            visibility_timeout=float(
+                config.get("taskiq_visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
+            ),
+            max_concurrent=config.get("max_concurrent"),
+            poll_interval=float(config.get("poll_interval", 0.5)),
+            retries=retries or RetryMode.ENABLED,
+        )

@@ -1,0 +1,426 @@
+"""The executor's loop for one run: launch ready steps, follow them to their end, recover.
+
+The bookkeeping of the plan is Dagster's own ``ActiveExecution``, driven exactly as Dagster's
+``StepDelegatingExecutor`` drives it (events tailed from the shared event log). What is ours:
+
+* each launch goes through the idempotency store first (``ensure_pending``), so a step that is
+  already COMPLETED (a resumed run) is never sent again;
+* the loop sleeps on the event log's own notifications, not on a fixed tick;
+* maintenance, once a second: a step whose record is final but whose Dagster outcome event never
+  came (the worker failed outside the step) gets its failure reported; a step whose lease expired
+  (its worker died) is reclaimed and re-enqueued with a new enqueue attempt; messages that a
+  dead-letter queue received become step failures with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import structlog
+
+from dagster_taskiq._dagster_compat import (
+    ActiveExecution,
+    DagsterEvent,
+    EngineEventData,
+    ExecutionPlan,
+    ExecutionStep,
+    InstanceConcurrencyContext,
+    PlanOrchestrationContext,
+    SerializableErrorInfo,
+    seconds_until_due,
+)
+from dagster_taskiq.code_locations import pointer_for_job
+from dagster_taskiq.errors import PayloadError
+from dagster_taskiq.executor._broker_thread import BrokerThread
+from dagster_taskiq.executor._event_tail import EventTail, EventWake
+from dagster_taskiq.executor._tasks import make_task
+from dagster_taskiq.idempotency import IdempotencyStore
+from dagster_taskiq.instances import instance_ref_payload
+from dagster_taskiq.messaging import STEP_TASK_NAME, DeadLetter
+from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask, TaskState
+
+if TYPE_CHECKING:
+    from dagster_taskiq.executor._executor import DagsterTaskIQExecutor
+
+_log = structlog.get_logger("dagster_taskiq.executor")
+
+MAINTENANCE_INTERVAL = 1.0
+"""Seconds between store reconciliation / lease / dead-letter checks."""
+
+
+@dataclasses.dataclass
+class _InFlight:
+    step: ExecutionStep
+    key: str
+    retry_number: int
+    enqueue_attempt: int
+    launched_at: float
+    waiting_for_rearm: bool = False
+    """Sent for a retry whose previous attempt is not yet recorded FAILED: send when it is."""
+    outcome_reported: bool = False
+    """We reported its outcome ourselves (lost worker, dead letter); waiting for the tail."""
+    expired_since: float | None = None
+
+
+class RunLoop:
+    """Executes one run's plan through the broker. Use once, as an iterator of events."""
+
+    def __init__(
+        self,
+        executor: DagsterTaskIQExecutor,
+        plan_context: PlanOrchestrationContext,
+        execution_plan: ExecutionPlan,
+        *,
+        broker: BrokerThread,
+        store: IdempotencyStore,
+    ) -> None:
+        self.executor = executor
+        self.settings = executor.settings
+        self.ctx = plan_context
+        self.plan = execution_plan
+        self.broker = broker
+        self.store = store
+        self.instance = plan_context.instance
+        self.run_id = plan_context.run_id
+        self.pointer = pointer_for_job(plan_context.reconstructable_job)
+        self.instance_ref = instance_ref_payload(self.instance)
+        self.inflight: dict[str, _InFlight] = {}
+        self.tail = EventTail(self.instance, self.run_id)
+        self.owner = f"executor:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._next_maintenance = 0.0
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def events(self) -> Iterator[DagsterEvent]:
+        wake = EventWake(self.instance, self.run_id)
+        try:
+            DagsterEvent.engine_event(
+                self.ctx,
+                f"Executing steps on dagster-taskiq workers (backend "
+                f"'{self.settings.backend}', lease {self.settings.visibility_timeout:g} s).",
+                EngineEventData(),
+            )
+            with (
+                InstanceConcurrencyContext(self.instance, self.ctx.dagster_run) as concurrency,
+                ActiveExecution(
+                    self.plan,
+                    retry_mode=self.settings.retries,
+                    max_concurrent=self.settings.max_concurrent,
+                    instance_concurrency_context=concurrency,
+                    step_dependency_config=self.executor.step_dependency_config,
+                ) as active,
+            ):
+                if self.ctx.resume_from_failure:
+                    yield from self._resume(active)
+                while not active.is_complete:
+                    wake.clear()
+                    if active.check_for_interrupts():
+                        self._interrupt(active)
+                        return
+                    yield from self._step(active)
+                    if not _is_complete(active):
+                        wake.wait(self._sleep_seconds(active))
+        finally:
+            wake.close()
+
+    def _step(self, active: ActiveExecution) -> Iterator[DagsterEvent]:
+        due = time.monotonic() >= self._next_maintenance
+        # Records are read before the events, so that a record that is final here has all of
+        # its events in the log already (workers write events first, then finish).
+        records = self.store.records_for_run(self.run_id) if due else None
+        for event in self.tail.pop():
+            yield event
+            self._handle_event(active, event)
+        list(active.plan_events_iterator(self.ctx))
+        if records is not None:
+            self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
+            self._reconcile(active, records)
+            self._handle_dead_letters(active)
+        self._send_rearmed(active)
+        list(active.concurrency_event_iterator(self.ctx))
+        self._launch(active, list(active.get_steps_to_execute()))
+
+    def _sleep_seconds(self, active: ActiveExecution) -> float:
+        seconds = self.settings.poll_interval
+        retry_in = seconds_until_due(active)
+        if retry_in is not None:
+            seconds = min(seconds, retry_in)
+        if any(f.waiting_for_rearm for f in self.inflight.values()):
+            seconds = min(seconds, 0.01)
+        return max(0.0, min(seconds, self._next_maintenance - time.monotonic() + 0.001))
+
+    # --- events --------------------------------------------------------------------------
+
+    def _handle_event(self, active: ActiveExecution, event: DagsterEvent) -> None:
+        step_key = event.step_key
+        if event.is_step_skipped:
+            assert step_key is not None
+            active.verify_complete(self.ctx, step_key)
+        elif event.is_resource_init_failure:
+            active.handle_event(event)
+            assert step_key is not None
+            step_context = self.ctx.for_step(active.get_step_by_key(step_key))
+            error = event.engine_event_data.error
+            assert isinstance(error, SerializableErrorInfo)
+            self.executor.log_failure_or_retry_event_after_error(
+                step_context, error, active.get_known_state()
+            )
+        else:
+            active.handle_event(event)
+            if event.is_step_success or event.is_step_failure or event.is_step_up_for_retry:
+                assert step_key is not None
+                self.inflight.pop(step_key, None)
+                if not event.is_step_up_for_retry:
+                    active.verify_complete(self.ctx, step_key)
+
+    # --- launching -----------------------------------------------------------------------
+
+    def _launch(self, active: ActiveExecution, steps: list[ExecutionStep]) -> None:
+        if not steps:
+            return
+        known_state = active.get_known_state()
+        to_send: list[OpExecutionTask] = []
+        for step in steps:
+            task = make_task(
+                run_id=self.run_id,
+                step=step,
+                pointer=self.pointer,
+                instance_ref=self.instance_ref,
+                known_state=known_state,
+                retry_mode=self.settings.retries,
+            )
+            flight = _InFlight(
+                step=step,
+                key=task.idempotency_key,
+                retry_number=task.retry_number,
+                enqueue_attempt=0,
+                launched_at=time.monotonic(),
+            )
+            self.inflight[step.key] = flight
+            sendable = self._prepare(task, flight)
+            if sendable is not None:
+                to_send.append(sendable)
+        self.broker.send(to_send)
+
+    def _prepare(self, task: OpExecutionTask, flight: _InFlight) -> OpExecutionTask | None:
+        """Record the step PENDING; return the task to send, or None if it must not be sent."""
+        record = self.store.ensure_pending(task)
+        if record.retry_number < task.retry_number:
+            # The previous try's worker has not recorded its FAILED outcome yet: wait for it.
+            flight.waiting_for_rearm = True
+            return None
+        if record.retry_number > task.retry_number or record.state.is_final:
+            self._note(
+                flight,
+                f"Step {task.step_key} is already {record.state.value} in the idempotency store "
+                f"(retry {record.retry_number}, attempt {record.attempt}): not sent again; its "
+                "recorded outcome is taken from the event log.",
+            )
+            return None
+        if record.state is TaskState.RUNNING:
+            self._note(
+                flight,
+                f"Step {task.step_key} is already RUNNING on {record.owner}: not sent again.",
+            )
+            return None
+        flight.enqueue_attempt = record.enqueue_attempt
+        return dataclasses.replace(task, enqueue_attempt=record.enqueue_attempt)
+
+    def _send_rearmed(self, active: ActiveExecution) -> None:
+        waiting = [f for f in self.inflight.values() if f.waiting_for_rearm]
+        if not waiting:
+            return
+        known_state = active.get_known_state()
+        to_send = []
+        for flight in waiting:
+            task = make_task(
+                run_id=self.run_id,
+                step=flight.step,
+                pointer=self.pointer,
+                instance_ref=self.instance_ref,
+                known_state=known_state,
+                retry_mode=self.settings.retries,
+            )
+            flight.waiting_for_rearm = False
+            sendable = self._prepare(task, flight)
+            if sendable is not None:
+                to_send.append(sendable)
+        self.broker.send(to_send)
+
+    # --- maintenance ---------------------------------------------------------------------
+
+    def _reconcile(self, active: ActiveExecution, records: list[IdempotencyRecord]) -> None:
+        by_step = {r.step_key: r for r in records}
+        expired = {r.key for r in self.store.expired(run_id=self.run_id)}
+        now = time.monotonic()
+        resend: list[OpExecutionTask] = []
+        for step_key, flight in list(self.inflight.items()):
+            record = by_step.get(step_key)
+            if record is None or flight.waiting_for_rearm or flight.outcome_reported:
+                continue
+            if record.retry_number != flight.retry_number:
+                continue
+            if record.state.is_final:
+                self._report_lost_outcome(active, flight, record)
+            elif record.state is TaskState.RUNNING and record.key in expired:
+                flight.expired_since = flight.expired_since or now
+                # Give the broker one visibility timeout to redeliver the message first.
+                if now - flight.expired_since >= self.settings.visibility_timeout:
+                    reclaimed = self.store.reclaim(record.key, record.attempt)
+                    if reclaimed is not None:
+                        resend.append(self._resend_task(active, flight, reclaimed))
+            else:
+                flight.expired_since = None
+        self.broker.send(resend)
+
+    def _resend_task(
+        self, active: ActiveExecution, flight: _InFlight, record: IdempotencyRecord
+    ) -> OpExecutionTask:
+        flight.enqueue_attempt = record.enqueue_attempt
+        flight.expired_since = None
+        self._note(
+            flight,
+            f"Step {flight.step.key}: its worker stopped heartbeating (lease expired, owner "
+            f"{record.owner}); re-enqueued as attempt {record.enqueue_attempt}.",
+        )
+        task = make_task(
+            run_id=self.run_id,
+            step=flight.step,
+            pointer=self.pointer,
+            instance_ref=self.instance_ref,
+            known_state=active.get_known_state(),
+            retry_mode=self.settings.retries,
+        )
+        return dataclasses.replace(task, enqueue_attempt=record.enqueue_attempt)
+
+    def _report_lost_outcome(
+        self, active: ActiveExecution, flight: _InFlight, record: IdempotencyRecord
+    ) -> None:
+        """The record is final but Dagster never saw the step end: report it as a failure."""
+        result = record.result
+        if record.state is TaskState.COMPLETED:
+            message = (
+                f"Step {flight.step.key} is COMPLETED in the idempotency store but its success "
+                "event is missing from the event log"
+            )
+            cls_name = "MissingStepEvents"
+            stack: list[str] = []
+        else:
+            message = (result.error_message if result else None) or "the step failed"
+            cls_name = (result.error_class if result else None) or "StepFailed"
+            stack = [result.traceback] if result and result.traceback else []
+        self._fail(active, flight, f"{message} (worker {record.owner})", cls_name, stack)
+
+    def _fail(
+        self,
+        active: ActiveExecution,
+        flight: _InFlight,
+        message: str,
+        cls_name: str,
+        stack: list[str],
+    ) -> None:
+        flight.outcome_reported = True
+        step_context = self.ctx.for_step(flight.step)
+        self.executor.log_failure_or_retry_event_after_error(
+            step_context,
+            SerializableErrorInfo(message=message, stack=stack, cls_name=cls_name),
+            active.get_known_state(),
+        )
+
+    def _handle_dead_letters(self, active: ActiveExecution) -> None:
+        if not self.broker.supports_dead_letters:
+            return
+        for letter in self.broker.dead_letters(10):
+            self._handle_dead_letter(active, letter)
+
+    def _handle_dead_letter(self, active: ActiveExecution, letter: DeadLetter) -> None:
+        task = self._decode_dead_letter(letter)
+        if task is None:
+            _log.error("dead_letter_undecodable", message_id=letter.message_id)
+            self.broker.ack_dead_letter(letter)
+            return
+        if task.run_id != self.run_id:
+            other = self.instance.get_run_by_id(task.run_id)
+            if other is None or other.is_finished:
+                self.broker.ack_dead_letter(letter)  # nobody is waiting for it any more
+            return  # else: visible again later, for that run's executor
+        flight = self.inflight.get(task.step_key)
+        receives = letter.receive_count
+        reason = f"dead-lettered after {receives if receives is not None else 'too many'} receives"
+        token = self.store.claim(
+            task.idempotency_key,
+            self.owner,
+            self.settings.visibility_timeout,
+            retry_number=task.retry_number,
+        )
+        if token is None:
+            record = self.store.get(task.idempotency_key)
+            if record is not None and (
+                record.state.is_final or record.retry_number != task.retry_number
+            ):
+                self.broker.ack_dead_letter(letter)
+            return  # a worker holds a live lease on it: look again later
+        now = time.time()
+        self.store.finish(
+            task.idempotency_key,
+            token,
+            ExecutionResult(
+                idempotency_key=task.idempotency_key,
+                state=TaskState.FAILED,
+                attempt=token,
+                worker_id=self.owner,
+                started_at=now,
+                finished_at=now,
+                error_class="DeadLettered",
+                error_message=f"message of step {task.step_key} was {reason}",
+            ),
+        )
+        self.broker.ack_dead_letter(letter)
+        if flight is not None and flight.retry_number == task.retry_number:
+            self._fail(
+                active,
+                flight,
+                f"Step {task.step_key} failed: its message was {reason} (every worker that "
+                "received it died or timed out before finishing it)",
+                "DeadLettered",
+                [],
+            )
+
+    def _decode_dead_letter(self, letter: DeadLetter) -> OpExecutionTask | None:
+        try:
+            message = self.broker.broker.formatter.loads(letter.body)
+            if message.task_name != STEP_TASK_NAME or not message.args:
+                return None
+            return OpExecutionTask.from_json(message.args[0])
+        except (PayloadError, ValueError, TypeError):
+            return None
+
+    # --- resume and termination -----------------------------------------------------------
+
+    def _resume(self, active: ActiveExecution) -> Iterator[DagsterEvent]:
+        DagsterEvent.engine_event(self.ctx, "Resuming execution from failure", EngineEventData())
+        prior = self.tail.pop()
+        yield from prior
+        for step in active.rebuild_from_events(prior):
+            self._launch(active, [step])
+
+    def _interrupt(self, active: ActiveExecution) -> None:
+        active.mark_interrupted()
+        DagsterEvent.engine_event(
+            self.ctx,
+            "Executor received termination signal: steps in flight are interrupted by their "
+            "workers (they watch the run's status); queued steps will not start.",
+            EngineEventData.interrupted(list(self.inflight)),
+        )
+
+    def _note(self, flight: _InFlight, message: str) -> None:
+        DagsterEvent.engine_event(self.ctx.for_step(flight.step), message, EngineEventData())
+
+
+def _is_complete(active: ActiveExecution) -> bool:
+    return active.is_complete

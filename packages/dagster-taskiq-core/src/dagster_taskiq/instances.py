@@ -1,0 +1,59 @@
+"""The Dagster instance a step writes to: its reference in payloads, and the store's default."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+from dagster import DagsterInstance, deserialize_value, serialize_value
+
+from dagster_taskiq._dagster_compat import InstanceRef
+from dagster_taskiq.errors import DagsterTaskIQError
+
+__all__ = ["default_store_url", "instance_from_ref", "instance_ref_payload"]
+
+STORE_FILE = os.path.join("dagster_taskiq", "idempotency.db")
+
+
+def instance_ref_payload(instance: DagsterInstance) -> dict[str, Any]:
+    """The instance's ``InstanceRef`` as a JSON object (Dagster's own serialization)."""
+    ref = instance.get_ref()
+    encoded: dict[str, Any] = json.loads(serialize_value(ref))
+    return encoded
+
+
+_instances: dict[str, DagsterInstance] = {}
+_instances_lock = threading.Lock()
+
+
+def instance_from_ref(payload: dict[str, Any]) -> DagsterInstance:
+    """Open (once per process, then reuse) the instance an ``instance_ref`` payload names."""
+    text = json.dumps(payload, sort_keys=True)
+    with _instances_lock:
+        instance = _instances.get(text)
+        if instance is None:
+            try:
+                ref = deserialize_value(text, InstanceRef)
+            except Exception as exc:
+                raise DagsterTaskIQError(
+                    f"instance_ref is not a Dagster InstanceRef: {exc}"
+                ) from exc
+            instance = DagsterInstance.from_ref(ref)
+            _instances[text] = instance
+        return instance
+
+
+def default_store_url(instance: DagsterInstance) -> str:
+    """SQLite in the instance's storage directory: the embedded default store."""
+    try:
+        root = instance.root_directory
+    except Exception as exc:  # an instance with no local directory (e.g. ephemeral)
+        raise DagsterTaskIQError(
+            "the Dagster instance has no local directory for the default SQLite idempotency "
+            "store: set the executor's 'store_url' (and the workers' --store-url)"
+        ) from exc
+    path = os.path.join(root, STORE_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return f"sqlite:///{path}"

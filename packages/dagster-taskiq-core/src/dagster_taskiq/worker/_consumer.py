@@ -1,0 +1,348 @@
+"""The worker's loop: receive step messages, claim, run, heartbeat, finish, ack.
+
+For each message (see ``docs/architecture.md``):
+
+1. decode it; a malformed, foreign or unknown-version payload is logged with its reason and
+   acked (it would fail the same way on every worker), never crashing the worker;
+2. ``claim`` it in the idempotency store; a lost claim (another worker holds it, or it is final
+   already: a duplicate delivery) is acked without running any user code;
+3. run the step on its own daemon thread while a heartbeat extends both the store lease and the
+   message's visibility, and a watcher interrupts the step if its run is being cancelled;
+4. ``finish`` with the fence token, and only then ack (delete) the message.
+
+On stop (SIGTERM): no new messages are taken; steps in flight get ``grace_period`` seconds to
+finish; what is left is interrupted and released (store record back to PENDING, message visible
+again) for another worker. A SIGKILLed worker loses nothing either: its leases expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from dagster import DagsterRunStatus
+from taskiq import AsyncBroker
+from taskiq.acks import AckableMessage
+
+from dagster_taskiq.errors import DagsterTaskIQError, PayloadError, StoreUnavailableError
+from dagster_taskiq.idempotency import AsyncIdempotencyStore, IdempotencyStore
+from dagster_taskiq.instances import instance_from_ref
+from dagster_taskiq.messaging import STEP_TASK_NAME, MessageControl, SupportsMessageControl
+from dagster_taskiq.payloads import ExecutionResult, OpExecutionTask
+from dagster_taskiq.worker._step_runner import StepOutcome, StepRunner
+from dagster_taskiq.worker._threads import StepThread
+
+_log = structlog.get_logger("dagster_taskiq.worker")
+
+_CANCELLED = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """How a worker runs steps."""
+
+    concurrency: int = max(1, os.cpu_count() or 1)
+    lease_seconds: float = 300.0
+    """The step lease and message visibility without a heartbeat (``taskiq_visibility_timeout``)."""
+    heartbeat_interval: float | None = None
+    """Seconds between heartbeats; default a third of the lease."""
+    cancel_check_interval: float = 1.0
+    grace_period: float = 30.0
+    worker_id: str = dataclasses.field(default_factory=default_worker_id)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise DagsterTaskIQError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.lease_seconds <= 0:
+            raise DagsterTaskIQError(f"lease_seconds must be > 0, got {self.lease_seconds}")
+        if self.heartbeat_interval is not None and not (
+            0 < self.heartbeat_interval < self.lease_seconds
+        ):
+            raise DagsterTaskIQError(
+                f"heartbeat_interval must be in (0, lease_seconds={self.lease_seconds}), got "
+                f"{self.heartbeat_interval}"
+            )
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat_interval or self.lease_seconds / 3
+
+
+@dataclasses.dataclass
+class _Active:
+    task: OpExecutionTask
+    token: int
+    message: AckableMessage
+    control: MessageControl | None
+    thread: StepThread[StepOutcome]
+    released: bool = False
+
+
+class Worker:
+    """Consumes step messages from ``broker`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        store: IdempotencyStore,
+        runner: StepRunner,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.broker = broker
+        self.store = AsyncIdempotencyStore(
+            store, max_threads=max(4, 2 * (options or WorkerOptions()).concurrency)
+        )
+        self.runner = runner
+        self.options = options or WorkerOptions()
+        self._active: dict[str, _Active] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.processed = 0
+        """Messages handled to their end (run, skipped as duplicate, or refused)."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start the broker, consume until ``stop``, drain, shut the broker down."""
+        log = _log.bind(worker=self.options.worker_id)
+        self.broker.is_worker_process = True
+        await self.broker.startup()
+        log.info("worker_started", concurrency=self.options.concurrency)
+        watcher = asyncio.create_task(self._watch_cancellations())
+        try:
+            await self._consume(stop)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self._drain()
+            await self.broker.shutdown()
+            log.info("worker_stopped", processed=self.processed)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        slots = asyncio.Semaphore(self.options.concurrency)
+        messages = self.broker.listen()
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                message = await self._next(messages, stopped)
+                if message is None:
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._handle(message))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(lambda _: slots.release())
+        finally:
+            stopped.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await messages.aclose()
+
+    @staticmethod
+    async def _next(
+        messages: AsyncIterator[bytes | AckableMessage], stopped: asyncio.Future[Any]
+    ) -> AckableMessage | None:
+        receive = asyncio.ensure_future(anext(messages))
+        done, _ = await asyncio.wait({receive, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if receive in done:
+            message = receive.result()
+            if isinstance(message, bytes):  # a broker without acknowledgements
+                return AckableMessage(data=message, ack=_no_ack)
+            return message
+        receive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await receive
+        return None
+
+    # --- one message ----------------------------------------------------------------------
+
+    async def _handle(self, message: AckableMessage) -> None:
+        try:
+            await self._process(message)
+        except Exception as exc:  # never let one message take the worker down
+            _log.exception("message_handling_failed", error=repr(exc))
+        finally:
+            self.processed += 1
+
+    async def _process(self, message: AckableMessage) -> None:
+        task = self._decode(message)
+        if task is None:
+            await _ack(message)
+            return
+        log = _log.bind(
+            key=task.idempotency_key, retry=task.retry_number, worker=self.options.worker_id
+        )
+        owner = f"{self.options.worker_id}/{uuid.uuid4().hex[:8]}"
+        token = await self.store.claim(
+            task.idempotency_key, owner, self.options.lease_seconds, retry_number=task.retry_number
+        )
+        if token is None:
+            record = await self.store.get(task.idempotency_key)
+            log.info(
+                "claim_lost_acked_without_running",
+                state=None if record is None else record.state.value,
+                owner=None if record is None else record.owner,
+            )
+            await _ack(message)
+            return
+        control = self._control(message)
+        if control is not None:
+            await control.extend(self.options.lease_seconds)
+        started = time.time()
+        thread = StepThread(lambda: self.runner.run(task), name=f"step:{task.step_key}")
+        active = _Active(task, token, message, control, thread)
+        self._active[task.idempotency_key] = active
+        heartbeat = asyncio.create_task(self._heartbeat(active))
+        log.info("step_started", token=token)
+        try:
+            outcome = await thread.result()
+        except BaseException as exc:  # an interrupt that escaped Dagster's own handling
+            outcome = StepOutcome.failed(type(exc).__name__, str(exc) or "step interrupted")
+        finally:
+            heartbeat.cancel()
+            self._active.pop(task.idempotency_key, None)
+        if active.released:
+            return  # given back to another worker while shutting down
+        await self._finish(
+            task=task, token=token, outcome=outcome, started=started, message=message, log=log
+        )
+
+    async def _finish(
+        self,
+        *,
+        task: OpExecutionTask,
+        token: int,
+        outcome: StepOutcome,
+        started: float,
+        message: AckableMessage,
+        log: Any,
+    ) -> None:
+        result = ExecutionResult(
+            idempotency_key=task.idempotency_key,
+            state=outcome.state,
+            attempt=token,
+            worker_id=self.options.worker_id,
+            started_at=started,
+            finished_at=time.time(),
+            error_class=outcome.error_class,
+            error_message=outcome.error_message,
+            traceback=outcome.traceback,
+        )
+        try:
+            recorded = await self.store.finish(task.idempotency_key, token, result)
+        except StoreUnavailableError as exc:
+            # Not recorded: do not ack; the message comes back after its visibility timeout.
+            log.error("finish_not_recorded", error=str(exc))
+            return
+        if recorded:
+            log.info("step_finished", state=outcome.state.value, token=token)
+        else:
+            log.warning("stale_finish_rejected", token=token, state=outcome.state.value)
+        await _ack(message)
+
+    def _decode(self, message: AckableMessage) -> OpExecutionTask | None:
+        try:
+            taskiq_message = self.broker.formatter.loads(message.data)
+        except Exception as exc:
+            _log.error("message_rejected", reason=f"not a TaskIQ message: {exc}")
+            return None
+        if taskiq_message.task_name != STEP_TASK_NAME:
+            _log.error(
+                "message_rejected",
+                reason=f"task {taskiq_message.task_name!r} is not a dagster-taskiq step",
+            )
+            return None
+        if len(taskiq_message.args) != 1 or not isinstance(taskiq_message.args[0], str):
+            _log.error("message_rejected", reason="a step message has one string argument")
+            return None
+        try:
+            return OpExecutionTask.from_json(taskiq_message.args[0])
+        except PayloadError as exc:
+            _log.error("message_rejected", reason=str(exc), field=exc.field)
+            return None
+
+    def _control(self, message: AckableMessage) -> MessageControl | None:
+        if isinstance(self.broker, SupportsMessageControl):
+            return self.broker.message_control(message)
+        return None
+
+    # --- while a step runs ---------------------------------------------------------------
+
+    async def _heartbeat(self, active: _Active) -> None:
+        key, lease = active.task.idempotency_key, self.options.lease_seconds
+        while True:
+            await asyncio.sleep(self.options.heartbeat_every)
+            try:
+                held = await self.store.heartbeat(key, active.token, lease)
+                if active.control is not None:
+                    await active.control.extend(lease)
+            except Exception as exc:
+                _log.warning("heartbeat_failed", key=key, error=repr(exc))
+                continue
+            if not held:
+                _log.warning("lease_lost", key=key, token=active.token)
+
+    async def _watch_cancellations(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.cancel_check_interval)
+            by_run: dict[str, list[_Active]] = {}
+            for active in list(self._active.values()):
+                by_run.setdefault(active.task.run_id, []).append(active)
+            for run_id, actives in by_run.items():
+                try:
+                    status = await asyncio.to_thread(self._run_status, actives[0].task)
+                except Exception as exc:
+                    _log.warning("run_status_check_failed", run_id=run_id, error=repr(exc))
+                    continue
+                if status in _CANCELLED:
+                    for active in actives:
+                        if active.thread.interrupt():
+                            _log.info("step_interrupted", key=active.task.idempotency_key)
+
+    @staticmethod
+    def _run_status(task: OpExecutionTask) -> DagsterRunStatus | None:
+        run = instance_from_ref(task.instance_ref).get_run_by_id(task.run_id)
+        return None if run is None else run.status
+
+    # --- stopping ------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            _log.info("draining", in_flight=len(self._tasks), grace=self.options.grace_period)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.grace_period)
+            if pending:
+                await self._release_all()
+                await asyncio.wait(pending, timeout=5)
+
+    async def _release_all(self) -> None:
+        for active in list(self._active.values()):
+            active.released = True
+            active.thread.interrupt()
+            key = active.task.idempotency_key
+            try:
+                await self.store.release(key, active.token)
+                if active.control is not None:
+                    await active.control.release()
+                _log.info("step_released", key=key, token=active.token)
+            except Exception as exc:
+                _log.warning("release_failed", key=key, error=repr(exc))
+
+
+async def _ack(message: AckableMessage) -> None:
+    result = message.ack()
+    if result is not None:
+        await result
+
+
+def _no_ack() -> None:
+    return None

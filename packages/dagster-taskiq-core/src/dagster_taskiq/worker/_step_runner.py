@@ -1,0 +1,171 @@
+"""Run one step of a run in this process, as ``dagster api execute_step`` would.
+
+The job's code is loaded once per code pointer and selection, and the Dagster instance once per
+reference, so a long-lived worker pays for imports and definitions once, not per step. Events go
+straight to the run's (shared) Dagster instance; the outcome is summarised for the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+from typing import Any
+
+import structlog
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, deserialize_value
+
+from dagster_taskiq._dagster_compat import (
+    KnownExecutionState,
+    ReconstructableJob,
+    ReconstructableRepository,
+    RetryMode,
+    SerializableErrorInfo,
+    create_execution_plan,
+    execute_plan_iterator,
+    serializable_error_info_from_exc_info,
+)
+from dagster_taskiq.code_locations import CodeLocationError, CodeLocations, dagster_pointer
+from dagster_taskiq.instances import instance_from_ref
+from dagster_taskiq.payloads import OpExecutionTask, TaskState
+
+_log = structlog.get_logger("dagster_taskiq.worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOutcome:
+    """What became of one run of a step, as the store records it."""
+
+    state: TaskState
+    error_class: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def failed(cls, error_class: str, message: str, tb: str | None = None) -> StepOutcome:
+        return cls(TaskState.FAILED, error_class, message, tb)
+
+    @classmethod
+    def from_error(cls, error: SerializableErrorInfo | None, fallback: str) -> StepOutcome:
+        if error is None:
+            return cls.failed(fallback, fallback)
+        return cls.failed(error.cls_name or fallback, error.message.strip(), error.to_string())
+
+
+_UNRUNNABLE = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+
+
+class StepRunner:
+    """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe)."""
+
+    def __init__(self, code_locations: CodeLocations) -> None:
+        self.code_locations = code_locations
+        self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
+        self._lock = threading.Lock()
+
+    def run(self, task: OpExecutionTask) -> StepOutcome:
+        """Run ``task``'s step to its end; never raises for a failure of the step itself."""
+        try:
+            self.code_locations.check(task.code)
+        except CodeLocationError as exc:
+            return StepOutcome.failed("CodeLocationRefused", str(exc))
+        instance = instance_from_ref(task.instance_ref)
+        run = instance.get_run_by_id(task.run_id)
+        if run is None:
+            return StepOutcome.failed(
+                "RunNotFound", f"run {task.run_id} does not exist in the instance (deleted?)"
+            )
+        if run.is_finished or run.status in _UNRUNNABLE:
+            instance.report_engine_event(
+                f"Step {task.step_key} not started: the run is {run.status.value}.",
+                run,
+                step_key=task.step_key,
+            )
+            return StepOutcome.failed(
+                "RunNotRunnable", f"step not started: run {task.run_id} is {run.status.value}"
+            )
+        try:
+            return self._execute(task, instance, run)
+        except Exception:
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+            instance.report_engine_event(
+                "An exception was thrown during step execution that is likely a framework "
+                f"error, rather than an error in user code: {error.message.strip()}",
+                run,
+                step_key=task.step_key,
+            )
+            return StepOutcome.from_error(error, "FrameworkError")
+
+    def _execute(
+        self, task: OpExecutionTask, instance: DagsterInstance, run: DagsterRun
+    ) -> StepOutcome:
+        job = self._job(task, run, instance)
+        known_state = (
+            deserialize_value(json.dumps(task.known_state), KnownExecutionState)
+            if task.known_state is not None
+            else None
+        )
+        plan = create_execution_plan(
+            job,
+            run_config=run.run_config,
+            step_keys_to_execute=[task.step_key],
+            known_state=known_state,
+            repository_load_data=job.repository.repository_load_data,
+        )
+        outcome: StepOutcome | None = None
+        for event in execute_plan_iterator(
+            plan,
+            job,
+            run,
+            instance,
+            retry_mode=RetryMode(task.retry_mode),
+            run_config=run.run_config,
+        ):
+            if event.step_key != task.step_key:
+                continue
+            if event.is_step_success:
+                outcome = StepOutcome(TaskState.COMPLETED)
+            elif event.is_step_failure:
+                outcome = StepOutcome.from_error(event.step_failure_data.error, "StepFailure")
+            elif event.is_step_up_for_retry:
+                outcome = StepOutcome.from_error(event.step_retry_data.error, "StepUpForRetry")
+        if outcome is None:
+            return StepOutcome.failed(
+                "NoStepOutcome", f"step {task.step_key} ended without a success or failure event"
+            )
+        return outcome
+
+    def _job(
+        self, task: OpExecutionTask, run: DagsterRun, instance: DagsterInstance
+    ) -> ReconstructableJob:
+        """The (cached) reconstructable job of the run, with its selection and load data."""
+        key = (
+            task.code,
+            run.resolved_op_selection and frozenset(run.resolved_op_selection),
+            run.asset_selection and frozenset(run.asset_selection),
+            run.asset_check_selection and frozenset(run.asset_check_selection),
+            run.execution_plan_snapshot_id if run.has_repository_load_data else None,
+        )
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                repository_load_data = None
+                if run.has_repository_load_data and run.execution_plan_snapshot_id:
+                    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+                    repository_load_data = snapshot.repository_load_data
+                repository = ReconstructableRepository(dagster_pointer(task.code))
+                job = (
+                    repository.get_reconstructable_job(task.code.job_name)
+                    .with_repository_load_data(repository_load_data)
+                    .get_subset(
+                        op_selection=run.resolved_op_selection,
+                        asset_selection=run.asset_selection,
+                        asset_check_selection=run.asset_check_selection,
+                    )
+                )
+                self._jobs[key] = job
+                _log.info(
+                    "job_loaded", job=task.code.job_name, code=dagster_pointer(task.code).describe()
+                )
+            return job

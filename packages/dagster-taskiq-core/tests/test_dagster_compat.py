@@ -1,0 +1,95 @@
+"""Fails loudly, naming the symbol, if a Dagster upgrade moves an internal we rely on."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import pathlib
+
+import pytest
+
+import dagster_taskiq
+from dagster_taskiq import _dagster_compat as compat
+
+SRC = pathlib.Path(dagster_taskiq.__file__).parent
+
+# name -> attributes of it that our code calls
+USED = {
+    "ActiveExecution": [
+        "get_steps_to_execute",
+        "handle_event",
+        "verify_complete",
+        "plan_events_iterator",
+        "concurrency_event_iterator",
+        "get_known_state",
+        "check_for_interrupts",
+        "mark_interrupted",
+        "rebuild_from_events",
+        "get_step_by_key",
+        "sleep_interval",
+        "is_complete",
+    ],
+    "PlanOrchestrationContext": ["for_step", "reconstructable_job", "resume_from_failure"],
+    "DagsterEvent": ["engine_event"],
+    "EngineEventData": ["interrupted"],
+    "KnownExecutionState": ["get_retry_state"],
+    "ReconstructableRepository": ["get_reconstructable_job"],
+    "ReconstructableJob": ["with_repository_load_data", "get_subset"],
+    "RetryMode": ["for_inner_plan", "from_config"],
+    "EventLogCursor": ["parse", "from_storage_id"],
+}
+
+
+@pytest.mark.parametrize("name", compat.__all__)
+def test_every_internal_still_exists(name: str) -> None:
+    assert getattr(compat, name, None) is not None, f"dagster moved {name}"
+
+
+@pytest.mark.parametrize(("name", "attrs"), sorted(USED.items()))
+def test_internals_keep_the_members_we_call(name: str, attrs: list[str]) -> None:
+    cls = getattr(compat, name)
+    missing = [a for a in attrs if not hasattr(cls, a)]
+    assert not missing, f"dagster's {name} no longer has {missing}"
+
+
+def test_execute_plan_iterator_signature() -> None:
+    params = inspect.signature(compat.execute_plan_iterator).parameters
+    for name in ("execution_plan", "job", "dagster_run", "instance", "retry_mode", "run_config"):
+        assert name in params, f"execute_plan_iterator lost parameter {name}"
+    params = inspect.signature(compat.create_execution_plan).parameters
+    for name in ("run_config", "step_keys_to_execute", "known_state", "repository_load_data"):
+        assert name in params, f"create_execution_plan lost parameter {name}"
+
+
+def test_event_log_storage_can_watch_runs() -> None:
+    from dagster._core.storage.event_log.base import EventLogStorage  # noqa: PLC0415
+
+    for method in ("watch", "end_watch", "default_run_scoped_event_tailer_offset"):
+        assert hasattr(EventLogStorage, method), f"EventLogStorage lost {method}"
+
+
+def test_only_the_compat_module_imports_dagster_internals() -> None:
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "_dagster_compat.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            modules = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            offenders += [
+                f"{path.relative_to(SRC)}: {m}"
+                for m in modules
+                if m.startswith(("dagster._", "dagster_shared"))
+            ]
+    assert offenders == []
+
+
+def test_core_never_imports_the_backend_packages() -> None:
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        assert "dagster_taskiq_sqs" not in text, path
+        assert "dagster_taskiq_testing" not in text, path
