@@ -79,6 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sqs_server: needs a real SQS server (moto or LocalStack), started by the tests"
     )
+    for fixture in _BACKEND_FIXTURES:
+        backend_names(config, fixture)  # a typo in an option is a usage error, reported early
 
 
 def _names(config: pytest.Config, option: str, variable: str, default: str) -> list[str]:

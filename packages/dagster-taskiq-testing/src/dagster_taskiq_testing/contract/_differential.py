@@ -268,10 +268,14 @@ class DifferentialMachine(RuleBasedStateMachine):
         if fifo:
             self._both("send_message", True, MessageBody="x", MessageDeduplicationId="z")
         self._both("receive_message", fifo, MaxNumberOfMessages=11)
+        extra = {"MessageGroupId": "g0", "MessageDeduplicationId": "never"} if fifo else {}
         self._both(
             "send_message_batch",
             fifo,
-            Entries=[{"Id": "same", "MessageBody": "x"}, {"Id": "same", "MessageBody": "y"}],
+            Entries=[
+                {"Id": "same", "MessageBody": "x", **extra},
+                {"Id": "same", "MessageBody": "y", **extra},
+            ],
         )
 
     @invariant()

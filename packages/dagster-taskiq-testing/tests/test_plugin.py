@@ -1,0 +1,58 @@
+"""The pytest plugin, exercised through pytester as another project would use it."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+QUIET = ("-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function")
+
+
+def test_user_test_runs_against_stub_and_moto(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from dagster_taskiq_testing.backends import SqsBackend
+
+        def test_round_trip(sqs_backend: SqsBackend) -> None:
+            sqs = sqs_backend.client()
+            url = sqs_backend.create_queue("jobs")
+            sqs.send_message(QueueUrl=url, MessageBody="hello")
+            [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+            assert message["Body"] == "hello"
+
+        def test_stub_fixtures(sqs_stub, sqs_clock) -> None:
+            sqs = sqs_stub.client()
+            url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=30)
+            assert sqs_stub.delayed_messages("jobs")
+            sqs_clock.advance(30)
+            assert sqs_stub.visible_messages("jobs")
+        """
+    )
+    result = pytester.runpytest_inprocess(*QUIET, "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["*test_round_trip?stub? PASSED*", "*test_round_trip?moto? PASSED*"]
+    )
+
+
+def test_deviation_marker_is_a_strict_xfail_on_that_backend_only(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.sqs_deviation("moto", reason="moto differs")
+        def test_only_the_stub_passes(sqs_backend) -> None:
+            assert sqs_backend.is_stub
+        """
+    )
+    result = pytester.runpytest_inprocess(*QUIET)
+    result.assert_outcomes(passed=1, xfailed=1)
+
+
+def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(sqs_backend) -> None:\n    pass\n")
+    result = pytester.runpytest_inprocess(*QUIET, "--sqs-backends=stub,nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
