@@ -194,9 +194,9 @@ class DifferentialMachine(RuleBasedStateMachine):
         stub_seen = self._normalise(self.stub, stub_out)
         real_seen = self._normalise(self.real, real_out)
         # Order is promised within a group only (standard queues: not at all).
-        key = (lambda item: item[2]) if fifo else (lambda item: item)
-        stub_seen.sort(key=key)
-        real_seen.sort(key=key)
+        order = (lambda item: item[2]) if fifo else (lambda item: item)
+        stub_seen.sort(key=order)
+        real_seen.sort(key=order)
         assert stub_seen == real_seen, (fifo, params, stub_seen, real_seen)
         real_handles = {
             self.real.canonical(m["MessageId"]): m["ReceiptHandle"]
