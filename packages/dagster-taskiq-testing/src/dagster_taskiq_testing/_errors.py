@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
+from dagster_taskiq_testing._ids import new_id
 from dagster_taskiq_testing._service_model import exception_class
 
 
@@ -60,7 +60,7 @@ class SqsError(Exception):
 
     def to_client_error(self, operation_name: str) -> ClientError:
         """The exception botocore would raise: a modelled subclass where SQS has one."""
-        request_id = str(uuid.uuid4())
+        request_id = new_id()
         response: dict[str, Any] = {
             "Error": {
                 "Message": self.message,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
-import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from dagster_taskiq_testing._ids import new_id
 
 
 class MessageState(StrEnum):
@@ -52,9 +53,7 @@ _SEP = "\x1f"
 
 def make_receipt_handle(queue_key: str, message: StoredMessage) -> str:
     """An opaque handle naming the queue, the message and which receive of it this is."""
-    raw = _SEP.join(
-        (queue_key, message.message_id, str(message.receipt_serial), secrets.token_hex(8))
-    )
+    raw = _SEP.join((queue_key, message.message_id, str(message.receipt_serial), new_id()))
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from dagster_taskiq_testing._errors import (
     missing_parameter,
 )
 from dagster_taskiq_testing._fifo import FifoQueue
+from dagster_taskiq_testing._ids import new_id
 from dagster_taskiq_testing._message import (
     StoredMessage,
     make_receipt_handle,
@@ -96,7 +96,7 @@ def _send(queue: Queue, params: Mapping[str, Any], now: float) -> dict[str, Any]
             )
         sequence_number = queue.next_sequence_number()
     message = StoredMessage(
-        message_id=str(uuid.uuid4()),
+        message_id=new_id(),
         body=body,
         md5_of_body=md5_body,
         message_attributes=message_attributes,

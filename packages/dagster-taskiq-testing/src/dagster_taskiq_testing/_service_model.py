@@ -31,6 +31,7 @@ class OperationSpec:
     members: frozenset[str]
     required: frozenset[str]
     simple_types: dict[str, tuple[type, ...]]
+    string_lists: frozenset[str]
 
 
 @functools.cache
@@ -46,16 +47,20 @@ def operation_spec(operation_name: str) -> OperationSpec:
     shape = model.input_shape
     assert isinstance(shape, StructureShape)
     simple: dict[str, tuple[type, ...]] = {}
+    string_lists: set[str] = set()
     for name, member in shape.members.items():
         types = _SIMPLE_TYPES.get(member.type_name)
         if types is not None:
             simple[name] = types
+        elif member.type_name == "list" and member.member.type_name == "string":
+            string_lists.add(name)
     return OperationSpec(
         name=operation_name,
         model=model,
         members=frozenset(shape.members),
         required=frozenset(shape.required_members),
         simple_types=simple,
+        string_lists=frozenset(string_lists),
     )
 
 
@@ -66,20 +71,23 @@ def validate_params(spec: OperationSpec, params: dict[str, Any]) -> None:
     nested structure, or anything suspicious, goes through botocore's own validator.
     """
     keys = params.keys()
-    fast = keys <= spec.members and spec.required <= keys
-    if fast:
+    if keys <= spec.members and spec.required <= keys:
         simple = spec.simple_types
         for key, value in params.items():
             types = simple.get(key)
-            if (
-                types is None
-                or not isinstance(value, types)
-                or (types == (int,) and isinstance(value, bool))
-            ):
-                fast = False
+            # Exact types: a bool is not an integer here, as botocore's validator sees it.
+            if types is None:
+                if (
+                    key in spec.string_lists
+                    and type(value) in (list, tuple)
+                    and all(type(item) is str for item in value)
+                ):
+                    continue
                 break
-    if fast:
-        return
+            if type(value) not in types:
+                break
+        else:
+            return
     report = ParamValidator().validate(params, spec.model.input_shape)
     if report.has_errors():
         raise ParamValidationError(report=report.generate_report())

@@ -21,10 +21,20 @@ class Waiters:
     def __init__(self, lock: threading.Lock) -> None:
         self.condition = threading.Condition(lock)
         self._async: set[AsyncWaiter] = set()
+        self._threads_waiting = 0
+
+    def wait(self, timeout: float | None) -> None:
+        """Block this thread until notified or ``timeout``; needs the lock held."""
+        self._threads_waiting += 1
+        try:
+            self.condition.wait(timeout)
+        finally:
+            self._threads_waiting -= 1
 
     def notify(self) -> None:
         """Wake every waiting thread and task; they re-check their queue. Needs the lock held."""
-        self.condition.notify_all()
+        if self._threads_waiting:
+            self.condition.notify_all()
         if self._async:
             for waiter in list(self._async):
                 try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,6 +13,7 @@ from dagster_taskiq_testing import _message_ops, _queue_ops
 from dagster_taskiq_testing._async_client import AsyncSqsClient
 from dagster_taskiq_testing._clock import Clock, RealClock
 from dagster_taskiq_testing._errors import DagsterTaskIQTestingError, SqsError
+from dagster_taskiq_testing._ids import new_id
 from dagster_taskiq_testing._inspection import CallRecord, MessageView
 from dagster_taskiq_testing._message import MessageState
 from dagster_taskiq_testing._queue import Queue
@@ -59,7 +59,7 @@ OPERATIONS: dict[str, tuple[str, _Handler, bool]] = {
 
 
 def _metadata() -> dict[str, Any]:
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     return {
         "RequestId": request_id,
         "HTTPStatusCode": 200,
@@ -96,7 +96,9 @@ class InMemorySqs:
         self._lock = threading.Lock()
         self._waiters = Waiters(self._lock)
         self._state = AccountState(self._clock, region_name, account_id, self.endpoint_url)
-        self._calls: list[CallRecord] = []
+        # (method, params, at, response, error code): tuples are cheap; CallRecords are built
+        # when a test reads the log. ``params`` is the call's own ``**kwargs`` dict.
+        self._calls: list[tuple[str, dict[str, Any], float, dict[str, Any] | None, str | None]] = []
         self._clock_callback = _clock_callback(self)
         self._clock.subscribe(self._clock_callback)
 
@@ -150,7 +152,7 @@ class InMemorySqs:
                     messages = _message_ops.receive_now(self._state, queue, request, now)
                     if messages or now >= deadline:
                         break
-                    self._waiters.condition.wait(self._wait_timeout(queue, now, deadline))
+                    self._waiters.wait(self._wait_timeout(queue, now, deadline))
                     now = self._clock.now()
                     queue = self._state.queue(url)
             except SqsError as exc:
@@ -217,7 +219,7 @@ class InMemorySqs:
         error_code: str | None,
     ) -> None:
         if self.record_calls:
-            self._calls.append(CallRecord(method, dict(params), now, response, error_code))
+            self._calls.append((method, params, now, response, error_code))
 
     def _clock_jumped(self) -> None:
         with self._lock:
@@ -280,7 +282,8 @@ class InMemorySqs:
     def calls(self) -> list[CallRecord]:
         """Every client call so far, oldest first (a copy)."""
         with self._lock:
-            return list(self._calls)
+            calls = list(self._calls)
+        return [CallRecord(*call) for call in calls]
 
     def calls_to(self, operation: str) -> list[CallRecord]:
         """The calls of one operation, by boto3 method name (``"send_message"``)."""
