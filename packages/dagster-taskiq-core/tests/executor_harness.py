@@ -1,0 +1,155 @@
+"""Run a job through ``DagsterTaskIQExecutor`` with in-process workers, and summarise runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
+from taskiq import AsyncBroker
+
+import job_shapes
+from dagster_taskiq import ExecutorSettings, IdempotencyRecord, SqlIdempotencyStore
+from dagster_taskiq.code_locations import CodeLocation, CodeLocations
+from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
+
+SHAPES_LOCATIONS = CodeLocations(
+    [CodeLocation(module="job_shapes"), CodeLocation(python_file=job_shapes.__file__)]
+)
+
+
+def step_outcomes(events: Any) -> dict[str, str]:
+    """step key -> success / failure / skipped, from a run's events."""
+    kinds = {
+        DagsterEventType.STEP_SUCCESS: "success",
+        DagsterEventType.STEP_FAILURE: "failure",
+        DagsterEventType.STEP_SKIPPED: "skipped",
+    }
+    outcomes = {}
+    for event in events:
+        kind = kinds.get(event.event_type)
+        if kind is not None and event.step_key is not None:
+            outcomes[event.step_key] = kind
+    return outcomes
+
+
+def materializations(events: Any) -> set[tuple[str, str | None]]:
+    """(asset key, partition) of every materialization, and of every asset check evaluation."""
+    found = set()
+    for event in events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.step_materialization_data.materialization
+            found.add((m.asset_key.to_user_string(), m.partition))
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            e = event.asset_check_evaluation_data
+            found.add((f"{e.asset_key.to_user_string()}:{e.check_name}", str(e.passed)))
+    return found
+
+
+def count_events(events: Any, event_type: DagsterEventType) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in events:
+        if event.event_type == event_type and event.step_key is not None:
+            counts[event.step_key] = counts.get(event.step_key, 0) + 1
+    return counts
+
+
+@dataclasses.dataclass
+class RunReport:
+    success: bool
+    run_id: str
+    outcomes: dict[str, str]
+    outputs: dict[str, Any]
+    records: list[IdempotencyRecord]
+    success_events: dict[str, int]
+    materializations: set[tuple[str, str | None]]
+    events: list[Any]
+
+
+class InProcessWorkers:
+    """``count`` workers, each on its own thread and event loop, sharing ``broker``."""
+
+    def __init__(
+        self,
+        broker_factory: Callable[[], AsyncBroker],
+        store: SqlIdempotencyStore,
+        *,
+        count: int = 2,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.workers: list[Worker] = []
+        self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, threading.Thread]] = []
+        for n in range(count):
+            opts = options or WorkerOptions(concurrency=2, lease_seconds=30)
+            opts = dataclasses.replace(opts, worker_id=f"test-worker-{n}")
+            worker = Worker(broker_factory(), store, StepRunner(SHAPES_LOCATIONS), opts)
+            self.workers.append(worker)
+
+    def __enter__(self) -> InProcessWorkers:
+        for worker in self.workers:
+            loop = asyncio.new_event_loop()
+            stop = asyncio.Event()
+            thread = threading.Thread(
+                target=loop.run_until_complete, args=(worker.run(stop),), daemon=True
+            )
+            thread.start()
+            self._loops.append((loop, stop, thread))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for loop, stop, _ in self._loops:
+            loop.call_soon_threadsafe(stop.set)
+        for loop, _, thread in self._loops:
+            thread.join(timeout=30)
+            if not thread.is_alive():
+                loop.close()
+
+
+@contextlib.contextmanager
+def injected(
+    broker: AsyncBroker, store: SqlIdempotencyStore, settings: ExecutorSettings | None = None
+) -> Iterator[None]:
+    job_shapes.INJECTED.update(broker=broker, store=store, settings=settings)
+    try:
+        yield
+    finally:
+        job_shapes.INJECTED.clear()
+
+
+def run_job(
+    job_fn: Any,
+    instance: DagsterInstance,
+    store: SqlIdempotencyStore,
+    *,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    output_nodes: tuple[str, ...] = (),
+) -> RunReport:
+    with execute_job(
+        reconstructable(job_fn),
+        instance=instance,
+        run_config=dict(run_config or {}),
+        tags=dict(tags or {}),
+        raise_on_error=False,
+    ) as result:
+        events = result.all_events
+        outputs = {
+            node: result.output_for_node(node)
+            for node in output_nodes
+            if step_outcomes(events).get(node) == "success"
+            or any(k.startswith(node + "[") for k in step_outcomes(events))
+        }
+        return RunReport(
+            success=result.success,
+            run_id=result.run_id,
+            outcomes=step_outcomes(events),
+            outputs=outputs,
+            records=store.records_for_run(result.run_id),
+            success_events=count_events(events, DagsterEventType.STEP_SUCCESS),
+            materializations=materializations(events),
+            events=list(events),
+        )
