@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -77,6 +78,9 @@ class InMemorySqs:
     Drive it through ``client()`` (boto3-shaped) or ``async_client()`` (aiobotocore-shaped);
     both may be used from any number of threads and event loops at once. Time comes from
     ``clock``: the real clock by default, or a ``FakeClock`` that tests advance by hand.
+
+    Every call is logged (``calls``) unless ``record_calls=False``; the log keeps the latest
+    ``max_recorded_calls`` (``None``: all of them, which slows long runs as the log grows).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class InMemorySqs:
         account_id: str = "123456789012",
         endpoint_url: str | None = None,
         record_calls: bool = True,
+        max_recorded_calls: int | None = 10_000,
     ) -> None:
         self._clock: Clock = clock if clock is not None else RealClock()
         self.region_name = region_name
@@ -98,7 +103,9 @@ class InMemorySqs:
         self._state = AccountState(self._clock, region_name, account_id, self.endpoint_url)
         # (method, params, at, response, error code): tuples are cheap; CallRecords are built
         # when a test reads the log. ``params`` is the call's own ``**kwargs`` dict.
-        self._calls: list[tuple[str, dict[str, Any], float, dict[str, Any] | None, str | None]] = []
+        self._calls: deque[tuple[str, dict[str, Any], float, dict[str, Any] | None, str | None]] = (
+            deque(maxlen=max_recorded_calls)
+        )
         self._clock_callback = _clock_callback(self)
         self._clock.subscribe(self._clock_callback)
 
@@ -280,7 +287,7 @@ class InMemorySqs:
 
     @property
     def calls(self) -> list[CallRecord]:
-        """Every client call so far, oldest first (a copy)."""
+        """The client calls so far (the latest ``max_recorded_calls``), oldest first."""
         with self._lock:
             calls = list(self._calls)
         return [CallRecord(*call) for call in calls]
