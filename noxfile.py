@@ -117,3 +117,21 @@ def wheels(session: nox.Session) -> None:
             f"import {module}; print({module}.__name__, 'imports from', {module}.__file__)",
             external=True,
         )
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The SQS contract suite on the stub, moto and LocalStack; 1,000 differential examples."""
+    _sync(session)
+    # Build (or reuse) LocalStack's own virtualenv first, so a build failure is loud here.
+    session.run("python", "-m", "dagster_taskiq_testing.servers", "build-localstack")
+    session.run(
+        "pytest",
+        "packages/dagster-taskiq-testing/src/dagster_taskiq_testing/contract",
+        "--sqs-contract-backends=stub,moto,localstack",
+        "--sqs-require-servers",
+        "--sqs-differential-examples=1000",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )

@@ -61,6 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: $DAGSTER_TASKIQ_LOCALSTACK_BUILD_TIMEOUT or 300)",
     )
     group.addoption(
+        "--sqs-require-servers",
+        action="store_true",
+        default=False,
+        help="fail, instead of skipping, the tests of a real server that cannot start",
+    )
+    group.addoption(
         "--sqs-differential-examples",
         type=int,
         default=None,
@@ -156,6 +162,8 @@ def _start(name: str, config: pytest.Config) -> SqsServer:
             timeout = float(os.environ.get("DAGSTER_TASKIQ_LOCALSTACK_BUILD_TIMEOUT", "300"))
         return LocalStackServer().start(build_timeout=timeout)
     except ServerUnavailableError as exc:
+        if config.getoption("--sqs-require-servers"):
+            pytest.fail(f"{name} SQS server unavailable: {exc}")
         _MISSING[name] = f"{name} SQS server unavailable, its tests are skipped: {exc}"
         pytest.skip(_MISSING[name])
 

@@ -4,7 +4,7 @@ LocalStack's pins clash with the workspace's, so it never enters the workspace l
 release that runs without an auth token is 4.0.3; ``amazon-kclpy`` is overridden away because
 its build downloads jars.
 
-    python -m dagster_taskiq_testing.servers.localstack build   # build (or reuse) the env
+    python -m dagster_taskiq_testing.servers build-localstack   # build (or reuse) the env
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from typing import IO, Any
@@ -238,17 +237,3 @@ class LocalStackServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def main(argv: list[str]) -> int:
-    if argv[:1] != ["build"]:
-        print("usage: python -m dagster_taskiq_testing.servers.localstack build", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    python = build_localstack_env(log=sys.stderr)
-    print(f"{python} ({time.monotonic() - started:.1f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
