@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -56,3 +58,13 @@ def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(sqs_backend) -> None:\n    pass\n")
     result = pytester.runpytest_inprocess(*QUIET, "--sqs-backends=stub,nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
+    readme = pathlib.Path(__file__).parents[1] / "README.md"
+    text = readme.read_text()
+    start = text.index("# tests/test_step_queue.py\n")
+    example = text[start : text.index("```", start)]
+    pytester.makepyfile(test_step_queue=example)
+    result = pytester.runpytest_inprocess(*QUIET)
+    result.assert_outcomes(passed=4)
