@@ -150,3 +150,22 @@ def test_real_clock_by_default_and_visibility_expires_in_real_time() -> None:
     # A long poll wakes when the in-flight message becomes visible again, not at its deadline.
     again = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)
     assert [m["Body"] for m in again["Messages"]] == ["m"]
+
+
+def test_an_older_receipt_handle_does_not_delete_a_redelivered_message(
+    sqs_stub: InMemorySqs, sqs_clock: FakeClock
+) -> None:
+    # AWS: "You must provide the most recently received receipt handle when you request to
+    # delete the message (otherwise, the request succeeds, but the message will not be
+    # deleted)." Emulators differ here, so this is a stub-only test.
+    sqs = sqs_stub.client()
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    old = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
+    sqs_clock.advance(30)
+    new = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=old)
+    assert [m.receive_count for m in sqs_stub.in_flight_messages("q")] == [2]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=new)
+    assert sqs_stub.messages("q") == []
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=new)  # deleting twice succeeds

@@ -9,6 +9,7 @@ its build downloads jars.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -173,6 +174,7 @@ class LocalStackServer:
                 "TMPDIR": str(workdir),
             }
         )
+        atexit.register(self.stop)  # no orphaned LocalStack if the session ends abruptly
         self._log = open(workdir / "localstack.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [str(python), "-m", "localstack.runtime.main"],
