@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from dagster_taskiq.idempotency import SqlIdempotencyStore, StoreRetry
+
+# Library logs at WARNING and above only, so test output shows what matters.
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 from store_support import (
     POSTGRES_URL,
     FakeClock,

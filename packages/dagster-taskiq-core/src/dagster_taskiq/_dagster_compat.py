@@ -13,7 +13,8 @@ What each is for:
   failures (a dead-lettered message, a worker that lost the step).
 * ``KnownExecutionState``: the dynamic mappings and retry counts a worker needs for one step.
 * ``RetryMode``/``get_retries_config``: Dagster's ``retries`` executor config and its modes.
-* ``InstanceRef``: how a worker opens the run's instance.
+* ``InstanceRef``/``ConfigurableClassData``: how a worker opens the run's instance (without
+  process-wide compute log capture on thread workers, see ``without_compute_log_capture``).
 * ``create_execution_plan``/``execute_plan_iterator``/``ReconstructableJob``/
   ``ReconstructableRepository``/code pointers: run one step in the worker, as
   ``dagster api execute_step`` does (``dagster._cli.api._execute_step_command_body``).
@@ -53,6 +54,7 @@ from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.retries import get_retries_config as _get_retries_config
 from dagster._core.instance.ref import InstanceRef
+from dagster._serdes import ConfigurableClassData
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_shared.error import SerializableErrorInfo
 
@@ -82,6 +84,7 @@ __all__ = [
     "get_retries_config",
     "seconds_until_due",
     "serializable_error_info_from_exc_info",
+    "without_compute_log_capture",
 ]
 
 
@@ -99,3 +102,19 @@ def seconds_until_due(active: ActiveExecution) -> float | None:
     """
     seconds: Any = active.sleep_interval()  # type: ignore[no-untyped-call]
     return float(seconds) if seconds and seconds > 0 else None
+
+
+def without_compute_log_capture(ref: InstanceRef) -> InstanceRef:
+    """``ref`` with Dagster's no-op compute log manager.
+
+    Dagster captures a step's stdout/stderr by redirecting the whole process's file descriptors,
+    which is not safe when several steps run on threads of one worker: their redirections
+    interleave and can leave the process's output pointing at one step's log file. Thread workers
+    therefore run steps without per-step capture (output goes to the worker's own stdout/stderr);
+    a worker with ``--isolation subprocess`` keeps capture (one step per process).
+    """
+    return ref._replace(
+        compute_logs_data=ConfigurableClassData(
+            "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"
+        )
+    )

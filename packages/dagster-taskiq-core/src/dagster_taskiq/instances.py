@@ -9,7 +9,7 @@ from typing import Any
 
 from dagster import DagsterInstance, deserialize_value, serialize_value
 
-from dagster_taskiq._dagster_compat import InstanceRef
+from dagster_taskiq._dagster_compat import InstanceRef, without_compute_log_capture
 from dagster_taskiq.errors import DagsterTaskIQError
 
 __all__ = ["default_store_url", "instance_from_ref", "instance_ref_payload"]
@@ -24,15 +24,21 @@ def instance_ref_payload(instance: DagsterInstance) -> dict[str, Any]:
     return encoded
 
 
-_instances: dict[str, DagsterInstance] = {}
+_instances: dict[tuple[str, bool], DagsterInstance] = {}
 _instances_lock = threading.Lock()
 
 
-def instance_from_ref(payload: dict[str, Any]) -> DagsterInstance:
-    """Open (once per process, then reuse) the instance an ``instance_ref`` payload names."""
+def instance_from_ref(
+    payload: dict[str, Any], *, capture_compute_logs: bool = False
+) -> DagsterInstance:
+    """Open (once per process, then reuse) the instance an ``instance_ref`` payload names.
+
+    Without ``capture_compute_logs`` (thread workers), steps' stdout/stderr are not captured
+    per step: Dagster's capture redirects the whole process and is unsafe across threads.
+    """
     text = json.dumps(payload, sort_keys=True)
     with _instances_lock:
-        instance = _instances.get(text)
+        instance = _instances.get((text, capture_compute_logs))
         if instance is None:
             try:
                 ref = deserialize_value(text, InstanceRef)
@@ -40,8 +46,10 @@ def instance_from_ref(payload: dict[str, Any]) -> DagsterInstance:
                 raise DagsterTaskIQError(
                     f"instance_ref is not a Dagster InstanceRef: {exc}"
                 ) from exc
+            if not capture_compute_logs:
+                ref = without_compute_log_capture(ref)
             instance = DagsterInstance.from_ref(ref)
-            _instances[text] = instance
+            _instances[(text, capture_compute_logs)] = instance
         return instance
 
 
