@@ -10,9 +10,6 @@ import pytest
 import structlog
 
 from dagster_taskiq.idempotency import SqlIdempotencyStore, StoreRetry
-
-# Library logs at WARNING and above only, so test output shows what matters.
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 from store_support import (
     POSTGRES_URL,
     FakeClock,
@@ -20,6 +17,9 @@ from store_support import (
     require_postgres,
     unique_prefix,
 )
+
+# Library logs at WARNING and above only, so test output shows what matters.
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
