@@ -100,7 +100,12 @@ class FifoQueue(Queue):
                     if message.receive_count:
                         taken = []  # a message of this group is in flight: the group is blocked
                     break
-                taken.append(message)
+                if len(taken) < limit:
+                    taken.append(message)
+                elif not message.receive_count:
+                    # Received messages are a prefix of the group; past them nothing can be
+                    # in flight, and nothing more is needed.
+                    break
             if taken:
                 head = taken[0].sequence_number
                 assert head is not None
