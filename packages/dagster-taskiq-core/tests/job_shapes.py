@@ -241,3 +241,21 @@ defs = Definitions(
 
 def partitioned_assets():
     return defs.resolve_job_def("partitioned_assets")
+
+
+# --- fails the first time, then succeeds (re-execution from failure) -------------------------
+
+
+@op
+def fail_first_time(context: OpExecutionContext, x: int) -> int:
+    record(context)
+    marker = os.environ["DAGSTER_TASKIQ_TEST_FAIL_ONCE"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("failing the first time on purpose")
+    return x
+
+
+@job(executor_def=injected_executor)
+def fails_once() -> None:
+    add_one(fail_first_time(start()))
