@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import job_shapes
 from dagster_taskiq import ExecutorSettings, IdempotencyRecord, SqlIdempotencyStore
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
+from dagster_taskiq.worker._step_runner import RunsSteps
 
 SHAPES_LOCATIONS = CodeLocations(
     [CodeLocation(module="job_shapes"), CodeLocation(python_file=job_shapes.__file__)]
@@ -58,6 +60,19 @@ def count_events(events: Any, event_type: DagsterEventType) -> dict[str, int]:
     return counts
 
 
+def wait_for_final_records(
+    store: SqlIdempotencyStore, run_id: str, timeout: float = 30.0
+) -> list[IdempotencyRecord]:
+    """The run's records once all are final: a worker records a step's outcome just after
+    Dagster's event for it, so a run can end a moment before its last record is final."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = store.records_for_run(run_id)
+        if all(r.state.is_final for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.02)
+
+
 @dataclasses.dataclass
 class RunReport:
     success: bool
@@ -80,13 +95,15 @@ class InProcessWorkers:
         *,
         count: int = 2,
         options: WorkerOptions | None = None,
+        runner_factory: Callable[[], RunsSteps] | None = None,
     ) -> None:
         self.workers: list[Worker] = []
         self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, threading.Thread]] = []
         for n in range(count):
             opts = options or WorkerOptions(concurrency=2, lease_seconds=30)
             opts = dataclasses.replace(opts, worker_id=f"test-worker-{n}")
-            worker = Worker(broker_factory(), store, StepRunner(SHAPES_LOCATIONS), opts)
+            runner = runner_factory() if runner_factory else StepRunner(SHAPES_LOCATIONS)
+            worker = Worker(broker_factory(), store, runner, opts)
             self.workers.append(worker)
 
     def __enter__(self) -> InProcessWorkers:
@@ -148,7 +165,7 @@ def run_job(
             run_id=result.run_id,
             outcomes=step_outcomes(events),
             outputs=outputs,
-            records=store.records_for_run(result.run_id),
+            records=wait_for_final_records(store, result.run_id),
             success_events=count_events(events, DagsterEventType.STEP_SUCCESS),
             materializations=materializations(events),
             events=list(events),

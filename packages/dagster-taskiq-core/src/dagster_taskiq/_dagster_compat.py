@@ -20,6 +20,7 @@ What each is for:
   ``dagster api execute_step`` does (``dagster._cli.api._execute_step_command_body``).
 * ``SerializableErrorInfo``/``serializable_error_info_from_exc_info``: error payloads of events.
 * ``EventLogCursor``: tail a run's event log from a cursor.
+* ``raise_interrupts_as``: a step process turns SIGINT into an interrupted step.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from dagster._core.execution.retries import get_retries_config as _get_retries_c
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.error import serializable_error_info_from_exc_info
+from dagster._utils.interrupts import raise_interrupts_as
 from dagster_shared.error import SerializableErrorInfo
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
     "create_execution_plan",
     "execute_plan_iterator",
     "get_retries_config",
+    "raise_interrupts_as",
     "seconds_until_due",
     "serializable_error_info_from_exc_info",
     "without_compute_log_capture",

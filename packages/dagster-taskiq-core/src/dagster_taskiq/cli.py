@@ -14,7 +14,7 @@ from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX, SqlIdempotencyStore
 from dagster_taskiq.logs import LogFormat, configure_logging
-from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
+from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, Worker, WorkerOptions
 
 
 @click.group()
@@ -71,6 +71,14 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 )
 @click.option("--grace-period", type=float, default=30.0, show_default=True)
 @click.option(
+    "--isolation",
+    type=click.Choice(["thread", "subprocess"]),
+    default="thread",
+    show_default=True,
+    help="thread: steps run on threads of this long-lived process (fast; stdout/stderr are not "
+    "captured per step). subprocess: each step in a fresh process (isolated; slower).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["auto", "console", "json"]),
     default="auto",
@@ -89,6 +97,7 @@ def worker(
     lease: float,
     heartbeat_interval: float | None,
     grace_period: float,
+    isolation: str,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
@@ -115,7 +124,10 @@ def worker(
         grace_period=grace_period,
     )
     try:
-        asyncio.run(run_worker(Worker(broker, store, StepRunner(locations), options)))
+        runner = (
+            SubprocessStepRunner(locations) if isolation == "subprocess" else StepRunner(locations)
+        )
+        asyncio.run(run_worker(Worker(broker, store, runner, options)))
     finally:
         store.close()
 

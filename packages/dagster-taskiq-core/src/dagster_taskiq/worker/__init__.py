@@ -2,5 +2,13 @@
 
 from dagster_taskiq.worker._consumer import Worker, WorkerOptions, default_worker_id
 from dagster_taskiq.worker._step_runner import StepOutcome, StepRunner
+from dagster_taskiq.worker._subprocess_runner import SubprocessStepRunner
 
-__all__ = ["StepOutcome", "StepRunner", "Worker", "WorkerOptions", "default_worker_id"]
+__all__ = [
+    "StepOutcome",
+    "StepRunner",
+    "SubprocessStepRunner",
+    "Worker",
+    "WorkerOptions",
+    "default_worker_id",
+]

@@ -37,7 +37,7 @@ from dagster_taskiq.idempotency import AsyncIdempotencyStore, IdempotencyStore
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.messaging import STEP_TASK_NAME, MessageControl, SupportsMessageControl
 from dagster_taskiq.payloads import ExecutionResult, OpExecutionTask
-from dagster_taskiq.worker._step_runner import StepOutcome, StepRunner
+from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
 from dagster_taskiq.worker._threads import StepThread
 
 _log = structlog.get_logger("dagster_taskiq.worker")
@@ -97,7 +97,7 @@ class Worker:
         self,
         broker: AsyncBroker,
         store: IdempotencyStore,
-        runner: StepRunner,
+        runner: RunsSteps,
         options: WorkerOptions | None = None,
     ) -> None:
         self.broker = broker

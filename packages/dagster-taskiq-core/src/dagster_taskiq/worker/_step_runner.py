@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, deserialize_value
@@ -42,6 +42,19 @@ class StepOutcome:
     error_message: str | None = None
     traceback: str | None = None
 
+    def to_json(self) -> str:
+        return json.dumps({**dataclasses.asdict(self), "state": self.state.value})
+
+    @classmethod
+    def from_json(cls, text: str) -> StepOutcome:
+        data = json.loads(text)
+        return cls(
+            state=TaskState(data["state"]),
+            error_class=data.get("error_class"),
+            error_message=data.get("error_message"),
+            traceback=data.get("traceback"),
+        )
+
     @classmethod
     def failed(cls, error_class: str, message: str, tb: str | None = None) -> StepOutcome:
         return cls(TaskState.FAILED, error_class, message, tb)
@@ -53,14 +66,27 @@ class StepOutcome:
         return cls.failed(error.cls_name or fallback, error.message.strip(), error.to_string())
 
 
+class RunsSteps(Protocol):
+    """What the worker needs of a step runner (in-thread or in a subprocess)."""
+
+    def run(self, task: OpExecutionTask) -> StepOutcome: ...
+
+
 _UNRUNNABLE = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
 
 class StepRunner:
-    """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe)."""
+    """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe).
 
-    def __init__(self, code_locations: CodeLocations) -> None:
+    ``capture_compute_logs`` keeps Dagster's per-step stdout/stderr capture; it redirects the
+    whole process, so only a process that runs one step at a time may turn it on.
+    """
+
+    def __init__(
+        self, code_locations: CodeLocations, *, capture_compute_logs: bool = False
+    ) -> None:
         self.code_locations = code_locations
+        self.capture_compute_logs = capture_compute_logs
         self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
         self._lock = threading.Lock()
 
@@ -70,7 +96,9 @@ class StepRunner:
             self.code_locations.check(task.code)
         except CodeLocationError as exc:
             return StepOutcome.failed("CodeLocationRefused", str(exc))
-        instance = instance_from_ref(task.instance_ref)
+        instance = instance_from_ref(
+            task.instance_ref, capture_compute_logs=self.capture_compute_logs
+        )
         run = instance.get_run_by_id(task.run_id)
         if run is None:
             return StepOutcome.failed(

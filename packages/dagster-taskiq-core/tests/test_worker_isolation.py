@@ -1,0 +1,111 @@
+"""``--isolation subprocess``: each step in a fresh process, same results, interruptible."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+
+import job_shapes
+from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore, TaskState
+from dagster_taskiq.worker import SubprocessStepRunner
+from executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected, run_job
+from thread_broker import ThreadQueueBroker
+
+TESTS_DIR = str(Path(job_shapes.__file__).parent)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    monkeypatch.setenv(job_shapes.LEDGER_ENV, str(ledger))
+    # The step processes import job_shapes as the run's code pointer names it.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
+    return ledger
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as inst:
+        yield inst
+
+
+def test_subprocess_isolation_runs_a_job(
+    tmp_path: Path, env: Path, instance: DagsterInstance
+) -> None:
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    broker = ThreadQueueBroker()
+    with (
+        injected(broker, store),
+        InProcessWorkers(
+            lambda: broker,
+            store,
+            count=1,
+            runner_factory=lambda: SubprocessStepRunner(SHAPES_LOCATIONS),
+        ),
+    ):
+        report = run_job(job_shapes.diamond, instance, store, output_nodes=("add",))
+    assert report.success
+    assert report.outputs == {"add": 4}
+    pids = {
+        line.split("\t")[2] for line in (env / f"{report.run_id}.ledger").read_text().splitlines()
+    }
+    assert len(pids) == 4  # every step in its own process
+    assert str(os.getpid()) not in pids
+    assert all(r.state is TaskState.COMPLETED for r in report.records), report.records
+
+
+def test_subprocess_step_is_interrupted_when_the_run_is_cancelled(
+    tmp_path: Path, env: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_TEST_SLOW_SECONDS", "30")
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    broker = ThreadQueueBroker()
+
+    def cancel_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = instance.get_runs()
+            if runs and job_shapes.read_ledger(str(env), runs[0].run_id):
+                instance.report_run_canceling(runs[0])
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_when_started)
+    settings = ExecutorSettings(backend="injected", poll_interval=0.1)
+    with (
+        injected(broker, store, settings),
+        InProcessWorkers(
+            lambda: broker,
+            store,
+            count=1,
+            runner_factory=lambda: SubprocessStepRunner(SHAPES_LOCATIONS),
+        ),
+    ):
+        canceller.start()
+        started = time.monotonic()
+        report = run_job(job_shapes.slow_job, instance, store)
+        canceller.join()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            record = store.get(f"{report.run_id}:slow")
+            if record is not None and record.state.is_final:
+                break
+            time.sleep(0.05)
+    assert time.monotonic() - started < 25
+    run = instance.get_run_by_id(report.run_id)
+    assert run is not None
+    assert run.status == DagsterRunStatus.CANCELED
+    assert job_shapes.read_ledger(str(env), report.run_id) == ["slow"]
+    record = store.get(f"{report.run_id}:slow")
+    assert record is not None
+    assert record.state is TaskState.FAILED
