@@ -24,6 +24,7 @@ from dagster import (
     define_asset_job,
     executor,
     job,
+    mem_io_manager,
     multiple_process_executor_requirements,
     op,
 )
@@ -259,3 +260,11 @@ def fail_first_time(context: OpExecutionContext, x: int) -> int:
 @job(executor_def=injected_executor)
 def fails_once() -> None:
     add_one(fail_first_time(start()))
+
+
+# --- an IO manager that cannot cross processes ----------------------------------------------
+
+
+@job(executor_def=injected_executor, resource_defs={"io_manager": mem_io_manager})
+def in_memory_io() -> None:
+    add_one(start())

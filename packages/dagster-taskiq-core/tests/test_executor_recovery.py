@@ -15,6 +15,7 @@ import pytest
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
+    DagsterUnmetExecutorRequirementsError,
     ReexecutionOptions,
     execute_job,
     reconstructable,
@@ -239,3 +240,15 @@ def test_terminating_a_run_interrupts_its_steps(
     record = store.get(f"{report.run_id}:slow")
     assert record is not None
     assert record.state is TaskState.FAILED
+
+
+def test_an_in_memory_io_manager_is_refused_at_launch(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    broker = ThreadQueueBroker()
+    with (
+        injected(broker, store),
+        pytest.raises(DagsterUnmetExecutorRequirementsError, match="persistent IO manager"),
+    ):
+        execute_job(reconstructable(job_shapes.in_memory_io), instance=instance)
+    assert broker.sent == []  # nothing was sent
