@@ -383,3 +383,21 @@ def test_connection_killed_mid_use_is_retried() -> None:
         drop_store_tables(store)
         store.close()
         admin.dispose()
+
+
+def test_run_version_changes_with_every_transition(make_store: MakeStore, clock: FakeClock) -> None:
+    store = make_store(clock=clock)
+    seen = {store.run_version("run-1")}
+    key = store.ensure_pending(task()).key
+    seen.add(store.run_version("run-1"))
+    token = store.claim(key, "w", 5)
+    assert token is not None
+    seen.add(store.run_version("run-1"))
+    clock.advance(1)
+    store.heartbeat(key, token, 5)
+    seen.add(store.run_version("run-1"))
+    clock.advance(1)
+    store.finish(key, token, result(key, token))
+    seen.add(store.run_version("run-1"))
+    assert len(seen) == 5
+    assert store.run_version("other-run") == (0, 0.0)

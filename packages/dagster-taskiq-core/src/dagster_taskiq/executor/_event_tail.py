@@ -1,18 +1,12 @@
-"""Tail a run's event log, and wake the executor as soon as something is written to it."""
+"""Tail a run's event log."""
 
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
-from typing import Any
 
-import structlog
 from dagster import DagsterEventType, DagsterInstance
 
 from dagster_taskiq._dagster_compat import DagsterEvent, EventLogCursor
-
-_log = structlog.get_logger("dagster_taskiq.executor")
 
 _POP_LIMIT = 1000
 
@@ -60,44 +54,3 @@ class EventTail:
             ).to_string()
         self._seen |= ids
         return events, len(conn.records) == _POP_LIMIT and bool(fresh)
-
-
-class EventWake:
-    """A flag set whenever the run's event log changes (Dagster's own event watcher).
-
-    PostgreSQL storage notifies through LISTEN/NOTIFY and SQLite storage through a file watcher,
-    so the executor reacts to a step's end within milliseconds instead of polling on a timer.
-    Where the storage cannot watch, the executor falls back to its poll interval.
-    """
-
-    def __init__(self, instance: DagsterInstance, run_id: str) -> None:
-        self._event = threading.Event()
-        self._unwatch: Callable[[], None] | None = None
-        storage = instance.event_log_storage
-
-        def on_event(*_: Any) -> None:
-            self._event.set()
-
-        try:
-            storage.watch(run_id, None, on_event)
-        except Exception as exc:  # e.g. an in-memory storage of a test instance
-            _log.info("event_watch_unavailable", run_id=run_id, error=repr(exc))
-        else:
-            self._unwatch = lambda: storage.end_watch(run_id, on_event)
-
-    def set(self) -> None:
-        self._event.set()
-
-    def clear(self) -> None:
-        self._event.clear()
-
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
-
-    def close(self) -> None:
-        if self._unwatch is not None:
-            try:
-                self._unwatch()
-            except Exception as exc:
-                _log.warning("event_unwatch_failed", error=repr(exc))
-            self._unwatch = None

@@ -5,7 +5,9 @@ The bookkeeping of the plan is Dagster's own ``ActiveExecution``, driven exactly
 
 * each launch goes through the idempotency store first (``ensure_pending``), so a step that is
   already COMPLETED (a resumed run) is never sent again;
-* the loop sleeps on the event log's own notifications, not on a fixed tick;
+* between iterations the loop watches the store, not a fixed tick: while steps are in flight it
+  polls a cheap per-run version of the store every few milliseconds, and a worker recording a
+  step's outcome (always after the step's events) wakes it at once;
 * maintenance, once a second: a step whose record is final but whose Dagster outcome event never
   came (the worker failed outside the step) gets its failure reported; a step whose lease expired
   (its worker died) is reclaimed and re-enqueued with a new enqueue attempt; messages that a
@@ -37,7 +39,7 @@ from dagster_taskiq._dagster_compat import (
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.errors import PayloadError
 from dagster_taskiq.executor._broker_thread import BrokerThread
-from dagster_taskiq.executor._event_tail import EventTail, EventWake
+from dagster_taskiq.executor._event_tail import EventTail
 from dagster_taskiq.executor._tasks import make_task
 from dagster_taskiq.idempotency import IdempotencyStore
 from dagster_taskiq.instances import instance_ref_payload
@@ -51,6 +53,9 @@ _log = structlog.get_logger("dagster_taskiq.executor")
 
 MAINTENANCE_INTERVAL = 1.0
 """Seconds between store reconciliation / lease / dead-letter checks."""
+
+WATCH_INTERVAL = 0.005
+"""Seconds between polls of the store's run version while steps are in flight."""
 
 
 @dataclasses.dataclass
@@ -93,42 +98,50 @@ class RunLoop:
         self.tail = EventTail(self.instance, self.run_id)
         self.owner = f"executor:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._next_maintenance = 0.0
+        self._version: tuple[int, float] | None = None
 
     # --- the loop ------------------------------------------------------------------------
 
     def events(self) -> Iterator[DagsterEvent]:
-        wake = EventWake(self.instance, self.run_id)
-        try:
-            DagsterEvent.engine_event(
-                self.ctx,
-                f"Executing steps on dagster-taskiq workers (backend "
-                f"'{self.settings.backend}', lease {self.settings.visibility_timeout:g} s).",
-                EngineEventData(),
-            )
-            with (
-                InstanceConcurrencyContext(self.instance, self.ctx.dagster_run) as concurrency,
-                ActiveExecution(
-                    self.plan,
-                    retry_mode=self.settings.retries,
-                    max_concurrent=self.settings.max_concurrent,
-                    instance_concurrency_context=concurrency,
-                    step_dependency_config=self.executor.step_dependency_config,
-                ) as active,
-            ):
-                if self.ctx.resume_from_failure:
-                    yield from self._resume(active)
-                while not active.is_complete:
-                    wake.clear()
-                    if active.check_for_interrupts():
-                        self._interrupt(active)
-                        return
-                    yield from self._step(active)
-                    if not _is_complete(active):
-                        wake.wait(self._sleep_seconds(active))
-        finally:
-            wake.close()
+        DagsterEvent.engine_event(
+            self.ctx,
+            f"Executing steps on dagster-taskiq workers (backend "
+            f"'{self.settings.backend}', lease {self.settings.visibility_timeout:g} s).",
+            EngineEventData(),
+        )
+        with (
+            InstanceConcurrencyContext(self.instance, self.ctx.dagster_run) as concurrency,
+            ActiveExecution(
+                self.plan,
+                retry_mode=self.settings.retries,
+                max_concurrent=self.settings.max_concurrent,
+                instance_concurrency_context=concurrency,
+                step_dependency_config=self.executor.step_dependency_config,
+            ) as active,
+        ):
+            if self.ctx.resume_from_failure:
+                yield from self._resume(active)
+            while not active.is_complete:
+                if active.check_for_interrupts():
+                    self._interrupt(active)
+                    return
+                yield from self._step(active)
+                if not _is_complete(active):
+                    self._wait(self._sleep_seconds(active))
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, returning early when a record of the run changes."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.inflight:
+                time.sleep(left)
+                return
+            time.sleep(min(WATCH_INTERVAL, left))
+            if self.store.run_version(self.run_id) != self._version:
+                return
 
     def _step(self, active: ActiveExecution) -> Iterator[DagsterEvent]:
+        self._version = self.store.run_version(self.run_id)
         due = time.monotonic() >= self._next_maintenance
         # Records are read before the events, so that a record that is final here has all of
         # its events in the log already (workers write events first, then finish).

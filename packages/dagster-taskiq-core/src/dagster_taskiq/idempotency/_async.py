@@ -39,6 +39,9 @@ class AsyncIdempotencyStore:
     async def records_for_run(self, run_id: str) -> list[IdempotencyRecord]:
         return await self._call(self.store.records_for_run, run_id)
 
+    async def run_version(self, run_id: str) -> tuple[int, float]:
+        return await self._call(self.store.run_version, run_id)
+
     async def claim(
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
     ) -> int | None:

@@ -35,6 +35,10 @@ class IdempotencyStore(Protocol):
         """Every record of one run, ordered by creation time."""
         ...
 
+    def run_version(self, run_id: str) -> tuple[int, float]:
+        """A value that changes whenever any record of the run changes (cheap to poll)."""
+        ...
+
     def claim(
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
     ) -> int | None:

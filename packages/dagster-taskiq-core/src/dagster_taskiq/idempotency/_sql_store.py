@@ -149,6 +149,13 @@ class SqlIdempotencyStore:
 
         return self._run("records_for_run", op)
 
+    def run_version(self, run_id: str) -> tuple[int, float]:
+        def op(conn: Connection, retried: bool) -> tuple[int, float]:
+            row = conn.execute(self._sql.run_version, {"p_run_id": run_id}).one()
+            return int(row[0] or 0), float(row[1] or 0.0)
+
+        return self._run("run_version", op)
+
     def claim(
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
     ) -> int | None:
@@ -392,6 +399,11 @@ class _Statements:
         released = {"state": TaskState.PENDING.value, "owner": None, "lease_until": None}
 
         self.select_one = sa.select(t).where(key)
+        # Every transition sets updated_at and most bump attempt: together they change on each.
+        self.run_version = sa.select(
+            sa.func.sum(t.c.attempt + t.c.enqueue_attempt + t.c.retry_number) + sa.func.count(),
+            sa.func.max(t.c.updated_at),
+        ).where(t.c.run_id == sa.bindparam("p_run_id"))
         self.select_run = (
             sa.select(t)
             .where(t.c.run_id == sa.bindparam("p_run_id"))
