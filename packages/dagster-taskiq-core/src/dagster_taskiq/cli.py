@@ -6,14 +6,17 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import click
+from rich.console import Console
 
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX, SqlIdempotencyStore
 from dagster_taskiq.logs import LogFormat, configure_logging
+from dagster_taskiq.reports import records_table
 from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, Worker, WorkerOptions
 
 
@@ -130,6 +133,26 @@ def worker(
         asyncio.run(run_worker(Worker(broker, store, runner, options)))
     finally:
         store.close()
+
+
+@main.command()
+@click.argument("run_id")
+@click.option(
+    "--store-url",
+    envvar="DAGSTER_TASKIQ_STORE_URL",
+    help="Idempotency store URL (as the executor's). Default: SQLite in $DAGSTER_HOME.",
+)
+@click.option("--table-prefix", default=DEFAULT_TABLE_PREFIX, show_default=True)
+def status(run_id: str, store_url: str | None, table_prefix: str) -> None:
+    """Show the idempotency records of RUN_ID: state, attempts, owner and lease of each step."""
+    store = SqlIdempotencyStore(store_url or _default_store_url(), table_prefix=table_prefix)
+    try:
+        records = store.records_for_run(run_id)
+    finally:
+        store.close()
+    if not records:
+        raise click.ClickException(f"no idempotency records for run {run_id} in {store.masked_url}")
+    Console().print(records_table(run_id, records, now=time.time()))
 
 
 async def run_worker(worker: Worker) -> None:

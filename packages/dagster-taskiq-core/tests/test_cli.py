@@ -1,0 +1,113 @@
+"""The ``dagster-taskiq`` command line: ``status`` and the worker's argument checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dagster_taskiq import (
+    CodePointer,
+    ExecutionResult,
+    OpExecutionTask,
+    SqlIdempotencyStore,
+    TaskState,
+    idempotency_key,
+)
+from dagster_taskiq.cli import main
+
+
+def _task(step: str) -> OpExecutionTask:
+    return OpExecutionTask(
+        run_id="run-9",
+        step_key=step,
+        idempotency_key=idempotency_key("run-9", step),
+        code=CodePointer(job_name="j", module="m"),
+        instance_ref={},
+        created_at=time.time(),
+    )
+
+
+def test_status_prints_every_step_record(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = SqlIdempotencyStore(url)
+    for step in ("extract", "transform", "load"):
+        store.ensure_pending(_task(step))
+    token = store.claim("run-9:extract", "host:1/abc", 60)
+    assert token is not None
+    store.finish(
+        "run-9:extract",
+        token,
+        ExecutionResult(
+            idempotency_key="run-9:extract",
+            state=TaskState.FAILED,
+            attempt=token,
+            worker_id="host:1",
+            started_at=1.0,
+            finished_at=2.5,
+            error_class="ValueError",
+            error_message="bad row",
+        ),
+    )
+    store.claim("run-9:transform", "host:2/def", 60)
+    store.close()
+
+    result = CliRunner().invoke(
+        main, ["status", "run-9", "--store-url", url], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    for text in (
+        "extract",
+        "FAILED",
+        "ValueError: bad row",
+        "1.50 s",
+        "transform",
+        "RUNNING",
+        "host:2/def",
+        "s left",
+        "load",
+        "PENDING",
+    ):
+        assert text in result.output, text
+
+
+def test_status_of_an_unknown_run_fails_clearly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(main, ["status", "nope", "--store-url", url])
+    assert result.exit_code != 0
+    assert "no idempotency records for run nope" in result.output
+
+
+def test_worker_requires_code_locations(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["worker", "--store-url", f"sqlite:///{tmp_path / 's.db'}", "--backend", "memory"]
+    )
+    assert result.exit_code != 0
+    assert "-m/--module or -f/--python-file" in result.output
+
+
+def test_worker_names_the_package_of_a_missing_backend(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["worker", "--store-url", f"sqlite:///{tmp_path / 's.db'}", "--backend", "nats", "-m", "x"],
+    )
+    assert result.exit_code != 0
+    assert "uv add dagster-taskiq-nats" in str(result.exception)
+
+
+def test_broker_settings_must_be_key_value(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "worker",
+            "--store-url",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "-m",
+            "x",
+            "--broker-setting",
+            "no-equals-sign",
+        ],
+    )
+    assert result.exit_code != 0
+    assert "is not KEY=VALUE" in result.output
