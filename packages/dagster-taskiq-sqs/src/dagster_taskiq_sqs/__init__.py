@@ -1,1 +1,52 @@
-"""Amazon SQS broker for dagster-taskiq."""
+"""Amazon SQS (and LocalStack) broker for dagster-taskiq, on taskiq-aio-sqs.
+
+``LocalStackSqsBroker(SqsSettings(...))`` is a TaskIQ broker; ``create_broker(settings)`` is the
+factory registered as the ``sqs`` backend of the ``dagster_taskiq.brokers`` entry points.
+"""
+
+from dagster_taskiq_sqs.broker import LocalStackSqsBroker
+from dagster_taskiq_sqs.client import ClientFactory, aiobotocore_client_factory
+from dagster_taskiq_sqs.delivery import SqsMessageControl
+from dagster_taskiq_sqs.errors import (
+    AckError,
+    DagsterTaskIQSqsError,
+    FifoDelayError,
+    MessageTooLargeError,
+    QueueConfigurationError,
+    QueueNotFoundError,
+    SettingProblem,
+    SqsSettingsError,
+    SqsUnavailableError,
+)
+from dagster_taskiq_sqs.factory import create_broker
+from dagster_taskiq_sqs.queues import QueueInfo
+from dagster_taskiq_sqs.settings import (
+    DeduplicationScope,
+    FifoThroughputLimit,
+    GroupStrategy,
+    RetryBudget,
+    SqsSettings,
+)
+
+__all__ = [
+    "AckError",
+    "ClientFactory",
+    "DagsterTaskIQSqsError",
+    "DeduplicationScope",
+    "FifoDelayError",
+    "FifoThroughputLimit",
+    "GroupStrategy",
+    "LocalStackSqsBroker",
+    "MessageTooLargeError",
+    "QueueConfigurationError",
+    "QueueInfo",
+    "QueueNotFoundError",
+    "RetryBudget",
+    "SettingProblem",
+    "SqsMessageControl",
+    "SqsSettings",
+    "SqsSettingsError",
+    "SqsUnavailableError",
+    "aiobotocore_client_factory",
+    "create_broker",
+]

@@ -4,6 +4,8 @@
 aiobotocore-shaped (``async_client()``) clients; ``FakeClock`` makes its time explicit.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from dagster_taskiq_testing._async_client import AsyncSqsClient
 from dagster_taskiq_testing._clock import Clock, FakeClock, RealClock
 from dagster_taskiq_testing._errors import DagsterTaskIQTestingError, ServerUnavailableError
@@ -11,6 +13,9 @@ from dagster_taskiq_testing._inspection import CallRecord, MessageView
 from dagster_taskiq_testing._message import MessageState
 from dagster_taskiq_testing._sync_client import ClientMeta, SqsClient
 from dagster_taskiq_testing.sqs import InMemorySqs
+
+if TYPE_CHECKING:
+    from dagster_taskiq_testing.broker import InMemorySqsBroker
 
 __all__ = [
     "AsyncSqsClient",
@@ -20,9 +25,19 @@ __all__ = [
     "DagsterTaskIQTestingError",
     "FakeClock",
     "InMemorySqs",
+    "InMemorySqsBroker",
     "MessageState",
     "MessageView",
     "RealClock",
     "ServerUnavailableError",
     "SqsClient",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The broker imports taskiq and aiobotocore: loaded on first use, not with the pytest plugin.
+    if name == "InMemorySqsBroker":
+        from dagster_taskiq_testing.broker import InMemorySqsBroker  # noqa: PLC0415
+
+        return InMemorySqsBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

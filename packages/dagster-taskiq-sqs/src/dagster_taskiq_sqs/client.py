@@ -1,0 +1,74 @@
+"""Where the broker's SQS client comes from: an injectable factory, aiobotocore by default.
+
+A client factory is a zero-argument callable returning an async context manager that yields an
+aiobotocore-shaped SQS client (awaitable ``send_message``, ``receive_message``...). Tests pass
+``InMemorySqs(...).async_client``; production uses :func:`aiobotocore_client_factory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import structlog
+from aiobotocore.config import AioConfig  # type: ignore[import-untyped,unused-ignore]
+from aiobotocore.session import get_session  # type: ignore[import-untyped,unused-ignore]
+
+from dagster_taskiq_sqs.settings import SqsSettings
+
+__all__ = ["DUMMY_CREDENTIALS", "ClientFactory", "aiobotocore_client_factory"]
+
+ClientFactory = Callable[[], AbstractAsyncContextManager[Any]]
+"""``() -> async context manager yielding an aiobotocore-shaped SQS client``."""
+
+DUMMY_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+"""What LocalStack and moto accept; used for a custom endpoint when no credentials are found."""
+
+_log = structlog.get_logger("dagster_taskiq_sqs")
+
+
+def aiobotocore_client_factory(settings: SqsSettings) -> ClientFactory:
+    """A factory of aiobotocore SQS clients for ``settings``.
+
+    botocore's own retries are off (one attempt): the broker retries transient failures itself,
+    within the settings' budget, and logs each retry. Credentials are the settings' when given,
+    else the AWS credential chain; with a custom endpoint (LocalStack, moto) and nothing in the
+    chain, dummy credentials.
+    """
+    config = AioConfig(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=max(60.0, settings.wait_time_seconds + 30.0),
+        retries={"mode": "standard", "total_max_attempts": 1},
+    )
+
+    @contextlib.asynccontextmanager
+    async def create() -> AsyncIterator[Any]:
+        session = get_session()
+        credentials = await _credentials(session, settings)
+        async with session.create_client(
+            "sqs",
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_url,
+            config=config,
+            **credentials,
+        ) as client:
+            yield client
+
+    return create
+
+
+async def _credentials(session: Any, settings: SqsSettings) -> dict[str, str]:
+    if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
+        explicit = {
+            "aws_access_key_id": settings.aws_access_key_id.get_secret_value(),
+            "aws_secret_access_key": settings.aws_secret_access_key.get_secret_value(),
+        }
+        if settings.aws_session_token is not None:
+            explicit["aws_session_token"] = settings.aws_session_token.get_secret_value()
+        return explicit
+    if settings.has_custom_endpoint and await session.get_credentials() is None:
+        _log.info("sqs_dummy_credentials", endpoint=settings.endpoint_url)
+        return dict(DUMMY_CREDENTIALS)
+    return {}

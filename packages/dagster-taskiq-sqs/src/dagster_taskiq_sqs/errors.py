@@ -1,0 +1,78 @@
+"""The exception hierarchy of ``dagster_taskiq_sqs``: one root, :class:`DagsterTaskIQSqsError`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dagster_taskiq.errors import DagsterTaskIQError
+
+__all__ = [
+    "AckError",
+    "DagsterTaskIQSqsError",
+    "FifoDelayError",
+    "MessageTooLargeError",
+    "QueueConfigurationError",
+    "QueueNotFoundError",
+    "SettingProblem",
+    "SqsSettingsError",
+    "SqsUnavailableError",
+]
+
+
+class DagsterTaskIQSqsError(DagsterTaskIQError):
+    """Root of every error raised by the SQS broker."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingProblem:
+    """One invalid setting: the field, the environment variables it is read from, why."""
+
+    field: str
+    env_vars: tuple[str, ...]
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field} ({' / '.join(self.env_vars)}): {self.message}"
+
+
+class SqsSettingsError(DagsterTaskIQSqsError, ValueError):
+    """``SqsSettings`` got invalid values; each problem names the setting and its variable."""
+
+    def __init__(self, problems: list[SettingProblem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"invalid SQS settings:\n{lines}")
+
+
+class SqsUnavailableError(DagsterTaskIQSqsError):
+    """The SQS endpoint could not be reached within the retry budget."""
+
+
+class QueueNotFoundError(DagsterTaskIQSqsError):
+    """The queue does not exist and the settings do not allow creating it."""
+
+
+class QueueConfigurationError(DagsterTaskIQSqsError):
+    """An existing queue's attributes disagree with the settings."""
+
+
+class MessageTooLargeError(DagsterTaskIQSqsError, ValueError):
+    """A message is bigger than its queue's ``MaximumMessageSize``; it was not sent."""
+
+    def __init__(self, *, queue: str, size: int, limit: int, task_name: str) -> None:
+        self.queue = queue
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message of task {task_name!r} is {size} bytes, over the MaximumMessageSize of "
+            f"queue {queue!r} ({limit} bytes); it was not sent. Keep large inputs out of the "
+            f"message (Dagster passes outputs through IO managers, not messages)."
+        )
+
+
+class FifoDelayError(DagsterTaskIQSqsError, ValueError):
+    """A per-message delay was asked for on a FIFO queue, which SQS does not support."""
+
+
+class AckError(DagsterTaskIQSqsError):
+    """A message could not be deleted, had its visibility changed, or was settled twice."""
