@@ -29,16 +29,23 @@ from dagster import (
     op,
 )
 
-from dagster_taskiq import DagsterTaskIQExecutor, ExecutorSettings
+from dagster_taskiq import TASKIQ_EXECUTOR_CONFIG_SCHEMA, DagsterTaskIQExecutor, ExecutorSettings
 
 LEDGER_ENV = "DAGSTER_TASKIQ_TEST_LEDGER"
 
-# Tests put the broker, store and settings the executor must use here (in-process workers).
+# In-process tests put the broker, store and settings the executor must use here (their workers
+# share them); otherwise the executor is built from run config exactly like taskiq_executor.
 INJECTED: dict[str, object] = {}
 
 
-@executor(name="taskiq_injected", requirements=multiple_process_executor_requirements())
+@executor(
+    name="taskiq_injected",
+    config_schema=TASKIQ_EXECUTOR_CONFIG_SCHEMA,
+    requirements=multiple_process_executor_requirements(),
+)
 def injected_executor(init_context):
+    if "broker" not in INJECTED:
+        return DagsterTaskIQExecutor(ExecutorSettings.from_config(init_context.executor_config))
     settings = INJECTED.get("settings") or ExecutorSettings(backend="injected", poll_interval=0.2)
     return DagsterTaskIQExecutor(
         settings,  # type: ignore[arg-type]
