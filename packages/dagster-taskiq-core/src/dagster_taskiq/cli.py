@@ -176,3 +176,7 @@ def _default_store_url() -> str:
     from dagster_taskiq.instances import default_store_url  # noqa: PLC0415
 
     return default_store_url(DagsterInstance.get())
+
+
+if __name__ == "__main__":
+    main()
