@@ -265,22 +265,33 @@ class LocalStackSqsBroker(SQSBroker):
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """Yield received messages; receive again only when the consumer asks for more.
 
-        A lost endpoint is retried within the budget (then ``SqsUnavailableError``); what was
-        received stays invisible (heartbeat) until it is yielded, and anything still unyielded
-        when the consumer closes the generator is released at once for other consumers.
+        With ``receive_ahead``, the next receive starts as soon as a batch arrives, while the
+        consumer takes that batch (at most two batches held). A lost endpoint is retried within
+        the budget (then ``SqsUnavailableError``); what was received stays invisible (heartbeat)
+        until it is yielded, and anything unyielded when the consumer closes the generator is
+        released at once for other consumers.
         """
         info = self.queue_info
         held: collections.deque[tuple[Delivery, bytes]] = collections.deque()
+        ahead: asyncio.Task[list[tuple[Delivery, bytes]]] | None = None
         try:
             while True:
                 if not held:
-                    held.extend(await self._receive(info))
+                    if ahead is not None:
+                        batch, ahead = await ahead, None
+                    else:
+                        batch = await self._receive(info)
+                    held.extend(batch)
+                    if held and self.settings.receive_ahead:
+                        ahead = asyncio.create_task(self._receive(info))
                     continue
                 delivery, body = held.popleft()
                 if self._is_stale(delivery):
                     continue
                 yield AckableMessage(data=body, ack=self._ack_function(delivery))
         finally:
+            if ahead is not None:
+                held.extend(await _cancelled_receive(ahead))
             if held:
                 with contextlib.suppress(Exception):
                     await self._release_unyielded([delivery for delivery, _ in held])
@@ -518,6 +529,17 @@ class LocalStackSqsBroker(SQSBroker):
             _log.info("sqs_dead_letter_acked", **fields)
 
         return ack
+
+
+async def _cancelled_receive(
+    task: asyncio.Task[list[tuple[Delivery, bytes]]],
+) -> list[tuple[Delivery, bytes]]:
+    """Stop a receive made ahead; what it already got (if anything) is returned for release."""
+    task.cancel()
+    try:
+        return await task
+    except (asyncio.CancelledError, Exception):
+        return []
 
 
 def _receive_count(raw: dict[str, Any]) -> int | None:

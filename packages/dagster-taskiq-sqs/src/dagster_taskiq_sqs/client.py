@@ -39,7 +39,8 @@ def aiobotocore_client_factory(settings: SqsSettings) -> ClientFactory:
     """
     config = AioConfig(
         connect_timeout=settings.connect_timeout,
-        read_timeout=max(60.0, settings.wait_time_seconds + 30.0),
+        # A long poll answers within its wait; anything much slower is a dead connection.
+        read_timeout=settings.wait_time_seconds + 10.0,
         retries={"mode": "standard", "total_max_attempts": 1},
     )
 

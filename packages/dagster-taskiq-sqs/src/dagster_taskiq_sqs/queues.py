@@ -71,23 +71,24 @@ async def _resolve(
     known_url: str | None,
     create_attributes: dict[str, str],
 ) -> tuple[QueueInfo, dict[str, str]]:
-    url = rewrite_queue_url(known_url, settings.endpoint_url) if known_url else None
-    if url is None:
-        url = await _lookup(call, name)
-    if url is None:
+    url = await _lookup(call, name) if known_url is None else known_url
+    attributes: dict[str, str] | None = None
+    if url is not None:
+        url = rewrite_queue_url(url, settings.endpoint_url)
+        try:
+            attributes = await _attributes(call, url, name)
+        except _QueueMissingError:
+            attributes = None
+    if url is None or attributes is None:
         if not settings.create_queues_if_missing:
             raise QueueNotFoundError(
                 f"SQS queue {name!r} does not exist at {call.endpoint}; create it, or set "
                 f"create_queues_if_missing (DAGSTER_TASKIQ_SQS_CREATE_QUEUES_IF_MISSING=true)"
             )
-        url = await _create(call, settings, name, create_attributes)
-    url = rewrite_queue_url(url, settings.endpoint_url)
-    try:
+        url = rewrite_queue_url(
+            await _create(call, settings, name, create_attributes), settings.endpoint_url
+        )
         attributes = await _attributes(call, url, name)
-    except _QueueMissingError:
-        raise QueueNotFoundError(
-            f"SQS queue {name!r} does not exist at {url} (endpoint {call.endpoint})"
-        ) from None
     info = QueueInfo(
         name=name,
         url=url,

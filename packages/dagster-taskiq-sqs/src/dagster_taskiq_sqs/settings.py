@@ -145,6 +145,11 @@ class SqsSettings(BaseSettings):
         description="Messages per receive; more than the worker can start at once wait, "
         "invisible, in the broker.",
     )
+    receive_ahead: bool = Field(
+        False,
+        description="Start the next receive while the consumer takes the current batch: "
+        "faster for short tasks, but a busy worker holds up to two batches.",
+    )
     fifo: bool | None = Field(
         None, description="Must agree with the '.fifo' suffix of queue_name when given."
     )

@@ -1,0 +1,371 @@
+"""Fixtures of the SQS broker's tests: one harness over the stub (fake clock) and moto's server.
+
+A test taking ``harness`` runs twice: on ``InMemorySqs`` with a ``FakeClock`` (time passes only
+when the test says so) and on moto's real server (time really passes; short timeouts). Helpers
+live on the harness object, so test modules never import this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from taskiq.kicker import AsyncKicker
+
+from dagster_taskiq.messaging import (
+    LABEL_ENQUEUE_ATTEMPT,
+    LABEL_IDEMPOTENCY_KEY,
+    LABEL_RETRY_NUMBER,
+    LABEL_RUN_ID,
+    LABEL_STEP_KEY,
+    STEP_TASK_NAME,
+    deduplication_id,
+)
+from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings
+from dagster_taskiq_testing import FakeClock, InMemorySqs, InMemorySqsBroker
+from dagster_taskiq_testing.servers import SqsServer, boto3_client
+
+
+class Harness:
+    """Brokers, time and inspection on one backend (``stub`` or ``moto``)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stub: InMemorySqs | None = None,
+        clock: FakeClock | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
+        self.name = name
+        self.stub = stub
+        self.clock = clock
+        self.endpoint_url = endpoint_url
+        self.brokers: list[LocalStackSqsBroker] = []
+        self._client: Any = None
+        # The stub's clock is fake: a 30 s timeout costs nothing. On a server it is real time.
+        self.visibility_timeout = 30 if stub is not None else 2
+
+    @property
+    def is_stub(self) -> bool:
+        return self.stub is not None
+
+    def queue_name(self, base: str = "steps", *, fifo: bool = True) -> str:
+        name = f"{base}-{uuid.uuid4().hex[:12]}"
+        return f"{name}.fifo" if fifo else name
+
+    def settings(self, **overrides: Any) -> SqsSettings:
+        values: dict[str, Any] = {
+            "queue_name": self.queue_name(),
+            "create_queues_if_missing": True,
+            "taskiq_visibility_timeout": self.visibility_timeout,
+            "max_messages": 10,
+            "wait_time_seconds": 20 if self.is_stub else 1,
+            "retry_attempts": 3,
+            "retry_initial_delay": 0.05,
+            "retry_max_delay": 0.2,
+            "retry_timeout": 5.0,
+        }
+        if self.endpoint_url is not None:
+            values.update(
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
+        values.update(overrides)
+        return SqsSettings(**values)
+
+    async def broker(
+        self, settings: SqsSettings | None = None, **overrides: Any
+    ) -> LocalStackSqsBroker:
+        """A started broker (shut down at the end of the test)."""
+        settings = settings or self.settings(**overrides)
+        broker: LocalStackSqsBroker
+        if self.stub is not None:
+            broker = InMemorySqsBroker(settings, sqs=self.stub)
+        else:
+            broker = LocalStackSqsBroker(settings)
+        await broker.startup()
+        self.brokers.append(broker)
+        return broker
+
+    def client(self) -> Any:
+        """A synchronous boto3-shaped client (the stub's, or boto3's on the server)."""
+        if self.stub is not None:
+            return self.stub.client()
+        if self._client is None:
+            assert self.endpoint_url is not None
+            self._client = boto3_client(self.endpoint_url)
+        return self._client
+
+    def queue_url(self, name: str) -> str:
+        return str(self.client().get_queue_url(QueueName=name)["QueueUrl"])
+
+    def create_queue(self, name: str, **attributes: Any) -> str:
+        values = {key: str(value) for key, value in attributes.items()}
+        if name.endswith(".fifo"):
+            values["FifoQueue"] = "true"
+        return str(self.client().create_queue(QueueName=name, Attributes=values)["QueueUrl"])
+
+    def receive_now(self, queue: str, **params: Any) -> list[dict[str, Any]]:
+        """What a receive without waiting returns now (the message becomes in flight)."""
+        response = self.client().receive_message(
+            QueueUrl=self.queue_url(queue),
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            AttributeNames=["ApproximateReceiveCount"],
+            **params,
+        )
+        return list(response.get("Messages", []))
+
+    def counts(self, queue: str) -> tuple[int, int]:
+        """(visible, in flight) messages of a queue."""
+        attributes = self.client().get_queue_attributes(
+            QueueUrl=self.queue_url(queue),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return (
+            int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        )
+
+    async def pass_time(self, seconds: float) -> None:
+        """Advance the stub's fake clock, or really wait on a server."""
+        if self.clock is not None:
+            self.clock.advance(seconds)
+            for _ in range(5):
+                await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(seconds + 0.3)
+
+    async def close(self) -> None:
+        for broker in self.brokers:
+            with contextlib.suppress(Exception):
+                await broker.shutdown()
+        if self._client is not None:
+            self._client.close()
+
+
+async def kick_step(
+    broker: LocalStackSqsBroker,
+    run_id: str,
+    step_key: str,
+    *,
+    retry_number: int = 0,
+    enqueue_attempt: int = 0,
+    payload: str = "{}",
+    **labels: Any,
+) -> None:
+    """Send a step message the way the executor does (labels and task id)."""
+    key = f"{run_id}:{step_key}"
+    step_labels: dict[str, Any] = {
+        LABEL_IDEMPOTENCY_KEY: key,
+        LABEL_RUN_ID: run_id,
+        LABEL_STEP_KEY: step_key,
+        LABEL_RETRY_NUMBER: retry_number,
+        LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
+        **labels,
+    }
+    kicker: AsyncKicker[[str], None] = AsyncKicker(
+        task_name=STEP_TASK_NAME, broker=broker, labels=step_labels
+    )
+    await kicker.with_task_id(deduplication_id(key, retry_number, enqueue_attempt)).kiq(payload)
+
+
+@pytest.fixture
+def kick() -> Callable[..., Any]:
+    """``await kick(broker, run_id, step_key, retry_number=, enqueue_attempt=)``."""
+    return kick_step
+
+
+@pytest.fixture(params=["stub", pytest.param("moto", marks=pytest.mark.sqs_server)])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    if request.param == "stub":
+        clock = FakeClock()
+        stub = InMemorySqs(clock=clock)
+        harness = Harness("stub", stub=stub, clock=clock)
+    else:
+        server: SqsServer = request.getfixturevalue("moto_sqs_server")
+        harness = Harness("moto", endpoint_url=server.endpoint_url)
+    yield harness
+    await harness.close()
+    if harness.stub is not None:
+        harness.stub.close()
+
+
+@pytest.fixture
+async def stub_harness() -> AsyncIterator[Harness]:
+    """The stub only (fake clock)."""
+    clock = FakeClock()
+    harness = Harness("stub", stub=InMemorySqs(clock=clock), clock=clock)
+    yield harness
+    await harness.close()
+
+
+@pytest.fixture
+async def moto_harness(moto_sqs_server: SqsServer) -> AsyncIterator[Harness]:
+    """moto's server only (real time)."""
+    harness = Harness("moto", endpoint_url=moto_sqs_server.endpoint_url)
+    yield harness
+    await harness.close()
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RestartableMotoServer:
+    """moto's server on a fixed port that can be stopped (port closed) and started again.
+
+    moto keeps its state in the process, so queues and messages survive a restart, as they
+    survive an SQS outage.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._server: Any = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        server.start()
+        self._server = server
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            server._server.server_close()  # stop() leaves the socket listening
+
+
+class EndpointProxy:
+    """A TCP proxy in front of a server, whose ``kill()`` resets every connection.
+
+    Stopping moto's werkzeug server leaves its keep-alive connections serving, so a client would
+    never notice; killing the endpoint here closes the port and resets every open connection,
+    which is what a crashed server or a network cut does to the client.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, target_port: int | None = None) -> None:
+        if target_port is not None:
+            self.target_port = target_port
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def kill(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:  # reset, not a graceful close; shutdown wakes the pumps
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections.update({client, upstream})
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for conn in (source, sink):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                with self._lock:
+                    self._connections.discard(conn)
+
+
+@pytest.fixture
+def endpoint_proxy_factory() -> Iterator[Callable[[int], EndpointProxy]]:
+    proxies: list[EndpointProxy] = []
+
+    def make(target_port: int) -> EndpointProxy:
+        proxy = EndpointProxy(target_port)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.kill()
+
+
+@pytest.fixture
+def moto_server_factory() -> Iterator[Callable[..., RestartableMotoServer]]:
+    servers: list[RestartableMotoServer] = []
+
+    def make(port: int | None = None) -> RestartableMotoServer:
+        server = RestartableMotoServer(port)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait (really) until ``check()`` is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Any]:
+    """``await wait_until(check, timeout, what)``."""
+    return eventually

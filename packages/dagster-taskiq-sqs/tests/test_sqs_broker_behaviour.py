@@ -1,0 +1,375 @@
+"""The broker's SQS behaviour, each test on the stub (fake clock) and on moto's server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from taskiq.acks import AckableMessage
+from taskiq.brokers.inmemory_broker import InmemoryResultBackend
+from taskiq.exceptions import SendTaskError
+from taskiq.receiver import Receiver
+from taskiq_aio_sqs import SQSBroker
+
+from dagster_taskiq.messaging import (
+    LABEL_ENQUEUE_ATTEMPT,
+    LABEL_IDEMPOTENCY_KEY,
+    LABEL_RETRY_NUMBER,
+    SupportsDeadLetters,
+    SupportsMessageControl,
+)
+from dagster_taskiq_sqs import (
+    AckError,
+    FifoDelayError,
+    LocalStackSqsBroker,
+    MessageTooLargeError,
+    QueueConfigurationError,
+    QueueNotFoundError,
+)
+
+
+def labels_of(broker: LocalStackSqsBroker, message: AckableMessage) -> dict[str, Any]:
+    return dict(broker.formatter.loads(message.data).labels)
+
+
+def control_of(broker: LocalStackSqsBroker, message: AckableMessage) -> Any:
+    control = broker.message_control(message)
+    assert control is not None
+    return control
+
+
+async def test_is_a_taskiq_broker_with_the_core_protocols(harness) -> None:
+    broker = await harness.broker()
+    assert isinstance(broker, SQSBroker)
+    assert isinstance(broker, SupportsMessageControl)
+    assert isinstance(broker, SupportsDeadLetters)
+    foreign = AckableMessage(data=b"{}", ack=lambda: None)
+    assert broker.message_control(foreign) is None
+
+
+async def test_taskiq_task_round_trip(harness, wait_until) -> None:
+    """A plain TaskIQ task through taskiq's own Receiver (what `taskiq worker` runs)."""
+    broker = await harness.broker()
+    broker.with_result_backend(InmemoryResultBackend())
+
+    @broker.task(task_name="tests.add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    finish = asyncio.Event()
+    listening = asyncio.create_task(Receiver(broker, run_startup=False).listen(finish))
+    try:
+        handle = await add.kiq(2, 3)
+        result = await handle.wait_result(timeout=15)
+        assert not result.is_err
+        assert result.return_value == 5
+        queue = broker.settings.queue
+        await wait_until(lambda: harness.counts(queue) == (0, 0), 10, "the message deleted")
+    finally:
+        finish.set()
+        await asyncio.wait_for(listening, 30)
+
+
+async def test_unacked_message_is_redelivered_after_the_visibility_timeout(harness, kick) -> None:
+    broker = await harness.broker(heartbeat_enabled=False)
+    await kick(broker, "run-1", "a")
+    messages = broker.listen()
+    first = await anext(messages)
+    assert control_of(broker, first).receive_count == 1
+    # The worker dies: neither ack nor release. The message comes back after the timeout.
+    await harness.pass_time(harness.visibility_timeout)
+    again = await anext(messages)
+    assert again.data == first.data
+    assert control_of(broker, again).receive_count == 2
+    await again.ack()
+    assert harness.counts(broker.settings.queue) == (0, 0)
+    await messages.aclose()
+
+
+async def test_message_goes_to_the_dead_letter_queue_after_max_receive_count(harness, kick) -> None:
+    broker = await harness.broker(heartbeat_enabled=False, max_receive_count=2)
+    await kick(broker, "run-1", "poison", payload='{"poison": true}')
+    messages = broker.listen()
+    with capture_logs() as logs:
+        for expected in (1, 2):
+            message = await anext(messages)
+            assert control_of(broker, message).receive_count == expected
+            await harness.pass_time(harness.visibility_timeout)
+        await messages.aclose()
+        # The next receive moves it aside: the source queue has nothing to deliver.
+        assert harness.receive_now(broker.settings.queue) == []
+        letters = await broker.receive_dead_letters()
+    assert len(letters) == 1
+    [letter] = letters
+    assert letter.body == message.data
+    assert letter.receive_count == 2
+    assert letter.message_id == message.ack.metadata.message_id  # type: ignore[attr-defined]
+    events = {entry["event"]: entry for entry in logs}
+    last = events["sqs_last_delivery_before_dead_letter_queue"]
+    assert last["key"] == "run-1:poison"
+    assert last["receive_count"] == 2
+    moved = events["sqs_dead_letter_received"]
+    assert moved["key"] == "run-1:poison"
+    assert moved["dead_letter_queue"] == broker.settings.dead_letter_queue
+    assert moved["enqueue_attempt"] == 0
+    await letter.ack()
+    assert harness.counts(broker.settings.dead_letter_queue) == (0, 0)
+
+
+async def test_identical_resend_is_deduplicated_and_new_attempts_are_delivered(
+    harness, kick
+) -> None:
+    broker = await harness.broker()
+    await kick(broker, "run-1", "a")
+    await kick(broker, "run-1", "a")  # the same send again (e.g. a retried request)
+    await kick(broker, "run-1", "a", enqueue_attempt=1)  # a deliberate re-enqueue
+    await kick(broker, "run-1", "a", retry_number=1)  # a RetryPolicy retry
+    queue = broker.settings.queue
+    assert harness.counts(queue) == (3, 0)
+    messages = broker.listen()
+    seen = []
+    for _ in range(3):
+        message = await anext(messages)
+        labels = labels_of(broker, message)
+        seen.append((int(labels[LABEL_RETRY_NUMBER]), int(labels[LABEL_ENQUEUE_ATTEMPT])))
+        await message.ack()
+    await messages.aclose()
+    assert seen == [(0, 0), (0, 1), (1, 0)]  # one group per step: in send order
+    assert harness.counts(queue) == (0, 0)
+
+
+async def test_steps_of_one_run_are_delivered_concurrently(harness, kick) -> None:
+    broker = await harness.broker(max_messages=1)
+    await kick(broker, "run-1", "a")
+    await kick(broker, "run-1", "b")
+    messages = broker.listen()
+    first = await anext(messages)
+    second = await anext(messages)  # while the first is still in flight
+    keys = {labels_of(broker, m)[LABEL_IDEMPOTENCY_KEY] for m in (first, second)}
+    assert keys == {"run-1:a", "run-1:b"}
+    await first.ack()
+    await second.ack()
+    await messages.aclose()
+
+
+async def test_per_run_groups_deliver_a_run_one_step_at_a_time(harness, kick) -> None:
+    broker = await harness.broker(max_messages=1, group_strategy="per_run")
+    await kick(broker, "run-1", "a")
+    await kick(broker, "run-1", "b")
+    messages = broker.listen()
+    first = await anext(messages)
+    assert labels_of(broker, first)[LABEL_IDEMPOTENCY_KEY] == "run-1:a"
+    assert harness.receive_now(broker.settings.queue) == []  # b waits for a
+    await first.ack()
+    second = await anext(messages)
+    assert labels_of(broker, second)[LABEL_IDEMPOTENCY_KEY] == "run-1:b"
+    await second.ack()
+    await messages.aclose()
+
+
+async def test_heartbeat_keeps_a_long_task_invisible_past_the_timeout(
+    harness, kick, wait_until
+) -> None:
+    interval = 0.05 if harness.is_stub else 0.5
+    broker = await harness.broker(heartbeat_interval=interval)
+    await kick(broker, "run-1", "long")
+    messages = broker.listen()
+    message = await anext(messages)
+    queue = broker.settings.queue
+    if harness.stub is not None:
+
+        def extensions() -> int:
+            return len(harness.stub.calls_to("change_message_visibility"))
+
+        for _ in range(4):  # 4 x 20 s of fake time: well past the 30 s timeout
+            before = extensions()
+            await wait_until(lambda: extensions() > before, 5, "a heartbeat")  # noqa: B023
+            await harness.pass_time(20)
+    else:
+        await asyncio.sleep(2 * harness.visibility_timeout + 0.5)
+    assert harness.receive_now(queue) == []  # still invisible
+    assert harness.counts(queue) == (0, 1)
+    await message.ack()
+    if harness.stub is not None:
+        after_ack = extensions()
+        await asyncio.sleep(10 * interval)
+        assert extensions() == after_ack  # the heartbeat stopped with the ack
+    assert harness.counts(queue) == (0, 0)
+    await messages.aclose()
+
+
+async def test_message_control_takes_over_the_heartbeat(stub_harness, kick) -> None:
+    broker = await stub_harness.broker(heartbeat_interval=0.02)
+    await kick(broker, "run-1", "a")
+    messages = broker.listen()
+    message = await anext(messages)
+    control = control_of(broker, message)
+    with capture_logs() as logs:
+        await control.extend(120.2)
+    [extended] = [e for e in logs if e["event"] == "sqs_visibility_extended"]
+    assert extended["visibility_timeout"] == 121
+    assert extended["key"] == "run-1:a"
+    calls = len(stub_harness.stub.calls_to("change_message_visibility"))
+    await asyncio.sleep(0.2)  # ten automatic intervals
+    assert len(stub_harness.stub.calls_to("change_message_visibility")) == calls
+    await stub_harness.pass_time(100)
+    assert stub_harness.receive_now(broker.settings.queue) == []  # extended to 121 s
+    await message.ack()
+    await messages.aclose()
+
+
+async def test_release_gives_the_message_back_at_once(harness, kick) -> None:
+    broker = await harness.broker()
+    await kick(broker, "run-1", "a")
+    messages = broker.listen()
+    message = await anext(messages)
+    await control_of(broker, message).release()
+    again = await anext(messages)
+    assert control_of(broker, again).receive_count == 2
+    with pytest.raises(AckError, match="released"):
+        await message.ack()
+    await again.ack()
+    await messages.aclose()
+    assert harness.counts(broker.settings.queue) == (0, 0)
+
+
+async def test_closing_the_listener_releases_what_it_received_but_did_not_yield(
+    harness, kick
+) -> None:
+    broker = await harness.broker(max_messages=10)
+    for step in ("a", "b", "c"):
+        await kick(broker, "run-1", step)
+    messages = broker.listen()
+    first = await anext(messages)
+    if not harness.is_stub:  # moto may return fewer than all three in one receive
+        assert sum(harness.counts(broker.settings.queue)) == 3
+    await messages.aclose()
+    visible, in_flight = harness.counts(broker.settings.queue)
+    assert in_flight == 1  # only the one yielded is still taken
+    assert visible == 2
+    await first.ack()
+
+
+async def test_receive_ahead_fetches_the_next_batch_while_the_first_is_taken(
+    stub_harness, kick, wait_until
+) -> None:
+    broker = await stub_harness.broker(max_messages=2, receive_ahead=True)
+    for step in ("a", "b", "c", "d", "e"):
+        await kick(broker, "run-1", step)
+    queue = broker.settings.queue
+    messages = broker.listen()
+    first = await anext(messages)  # a batch of two arrived; the next receive is on its way
+    await wait_until(lambda: stub_harness.counts(queue) == (1, 4), 5, "the batch ahead")
+    await messages.aclose()  # the unyielded three go back at once
+    assert stub_harness.counts(queue) == (4, 1)
+    await first.ack()
+
+
+async def test_delay_on_a_fifo_queue_is_refused_before_sending(harness, kick) -> None:
+    broker = await harness.broker()
+    with pytest.raises(SendTaskError) as excinfo:  # taskiq's kiq wraps what kick raises
+        await kick(broker, "run-1", "a", delay=5)
+    assert isinstance(excinfo.value.__cause__, FifoDelayError)
+    assert "5 s delay" in str(excinfo.value.__cause__)
+    assert "FIFO" in str(excinfo.value.__cause__)
+    assert harness.counts(broker.settings.queue) == (0, 0)
+
+
+async def test_delay_on_a_standard_queue_is_honoured(harness, kick) -> None:
+    broker = await harness.broker(queue_name=harness.queue_name(fifo=False))
+    await kick(broker, "run-1", "a", delay=1)
+    assert harness.receive_now(broker.settings.queue) == []  # delayed
+    await harness.pass_time(1)
+    [message] = harness.receive_now(broker.settings.queue)
+    assert "MessageGroupId" not in message.get("Attributes", {})
+
+
+async def test_payload_over_the_queue_maximum_is_refused_with_size_and_limit(harness, kick) -> None:
+    name = harness.queue_name()
+    harness.create_queue(
+        name, VisibilityTimeout=harness.visibility_timeout, MaximumMessageSize=1024
+    )
+    broker = await harness.broker(queue_name=name, dlq_enabled=False)
+    assert broker.queue_info.max_message_size == 1024
+    with pytest.raises(SendTaskError) as excinfo:
+        await kick(broker, "run-1", "big", payload="x" * 2000)
+    error = excinfo.value.__cause__
+    assert isinstance(error, MessageTooLargeError)
+    assert error.limit == 1024
+    assert error.size > 2000
+    assert f"is {error.size} bytes" in str(error)
+    assert "(1024 bytes)" in str(error)
+    assert harness.counts(name) == (0, 0)
+    await kick(broker, "run-1", "small", payload="x" * 100)
+    assert harness.counts(name) == (1, 0)
+
+
+async def test_existing_queue_that_disagrees_with_the_settings_is_refused(harness) -> None:
+    name = harness.queue_name()
+    harness.create_queue(name, VisibilityTimeout=harness.visibility_timeout + 7)
+    with pytest.raises(QueueConfigurationError) as excinfo:
+        await harness.broker(queue_name=name)
+    message = str(excinfo.value)
+    assert f"VisibilityTimeout is {harness.visibility_timeout + 7}" in message
+    assert "DAGSTER_TASKIQ_SQS_TASKIQ_VISIBILITY_TIMEOUT" in message
+    assert "no RedrivePolicy" in message
+    assert "DAGSTER_TASKIQ_SQS_DLQ_ENABLED" in message
+
+
+async def test_redrive_policy_with_another_max_receive_count_is_refused(harness) -> None:
+    first = await harness.broker(max_receive_count=3)
+    with pytest.raises(QueueConfigurationError) as excinfo:
+        await harness.broker(queue_name=first.settings.queue, max_receive_count=5)
+    assert "maxReceiveCount is 3" in str(excinfo.value)
+    assert "DAGSTER_TASKIQ_SQS_MAX_RECEIVE_COUNT" in str(excinfo.value)
+
+
+async def test_existing_queue_that_matches_is_used_as_it_is(harness, kick) -> None:
+    first = await harness.broker()
+    second = await harness.broker(queue_name=first.settings.queue, create_queues_if_missing=False)
+    assert second.queue_info == first.queue_info
+    await kick(second, "run-1", "a")
+    message = await anext(first.listen())
+    await message.ack()
+
+
+async def test_missing_queue_is_a_clear_error_when_creation_is_off(harness) -> None:
+    settings = harness.settings(create_queues_if_missing=False)
+    with pytest.raises(QueueNotFoundError) as excinfo:
+        await harness.broker(settings)
+    assert settings.dead_letter_queue in str(excinfo.value)
+    assert "DAGSTER_TASKIQ_SQS_CREATE_QUEUES_IF_MISSING" in str(excinfo.value)
+
+
+async def test_queue_label_routes_to_another_queue(harness, kick) -> None:
+    broker = await harness.broker()
+    other = harness.queue_name("other")
+    await kick(broker, "run-1", "a", queue=other)
+    assert harness.counts(other) == (1, 0)
+    assert harness.counts(broker.settings.queue) == (0, 0)
+
+
+async def test_every_message_event_is_logged_with_queue_id_key_and_attempt(harness, kick) -> None:
+    broker = await harness.broker()
+    with capture_logs() as logs:
+        await kick(broker, "run-1", "a", enqueue_attempt=2)
+        messages = broker.listen()
+        message = await anext(messages)
+        await control_of(broker, message).extend(10)
+        await message.ack()
+        await messages.aclose()
+    events = {entry["event"]: entry for entry in logs}
+    for event in (
+        "sqs_message_sent",
+        "sqs_message_received",
+        "sqs_visibility_extended",
+        "sqs_message_acked",
+    ):
+        entry = events[event]
+        assert entry["queue"] == broker.settings.queue, event
+        assert entry["message_id"], event
+        assert entry["key"] == "run-1:a", event
+        assert entry["enqueue_attempt"] == 2, event
+    assert events["sqs_message_received"]["receive_count"] == 1
