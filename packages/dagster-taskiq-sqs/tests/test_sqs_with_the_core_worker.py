@@ -1,0 +1,121 @@
+"""The broker under dagster-taskiq's worker loop: claim, run, heartbeat, finish, ack, release."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+from dagster_taskiq import CodePointer, OpExecutionTask, SqlIdempotencyStore, TaskState
+from dagster_taskiq.worker import StepOutcome, Worker, WorkerOptions
+from dagster_taskiq_testing import InMemorySqsBroker
+
+
+class CountingRunner:
+    """Stands in for Dagster: each step takes ``seconds`` and succeeds."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ran: list[str] = []
+        self.release = threading.Event()
+
+    def run(self, task: OpExecutionTask) -> StepOutcome:
+        self.ran.append(task.idempotency_key)
+        deadline = time.monotonic() + self.seconds
+        # Short waits: the worker interrupts a step by raising in its thread between them.
+        while not self.release.wait(0.02) and time.monotonic() < deadline:
+            pass
+        return StepOutcome(TaskState.COMPLETED)
+
+
+def _task(step: str, *, enqueue_attempt: int = 0) -> OpExecutionTask:
+    return OpExecutionTask(
+        run_id="run-1",
+        step_key=step,
+        idempotency_key=f"run-1:{step}",
+        code=CodePointer(job_name="job", module="jobs"),
+        instance_ref={},
+        created_at=time.time(),
+        enqueue_attempt=enqueue_attempt,
+    )
+
+
+async def test_core_worker_runs_a_step_once_and_acks_after_recording_it(
+    stub_harness, kick, wait_until, tmp_path: Path
+) -> None:
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sender = await stub_harness.broker()
+    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
+    runner = CountingRunner(seconds=0.5)
+    options = WorkerOptions(
+        concurrency=2, lease_seconds=30, heartbeat_interval=0.1, cancel_check_interval=60
+    )
+    worker = Worker(worker_broker, store, runner, options)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    queue = sender.settings.queue
+    try:
+        task = _task("a")
+        store.ensure_pending(task)
+        await kick(sender, "run-1", "a", payload=task.to_json())
+        await wait_until(lambda: runner.ran == ["run-1:a"], 10, "the step to start")
+        # While it runs: the worker took the message's visibility over (30 s, the lease).
+        assert stub_harness.counts(queue) == (0, 1)
+        await wait_until(
+            lambda: len(stub_harness.stub.calls_to("change_message_visibility")) >= 3,
+            10,
+            "visibility heartbeats",
+        )
+        extensions = stub_harness.stub.calls_to("change_message_visibility")
+        assert {c.params["VisibilityTimeout"] for c in extensions} == {30}
+        runner.release.set()
+
+        def finished() -> bool:
+            record = store.get("run-1:a")
+            return record is not None and record.state is TaskState.COMPLETED
+
+        await wait_until(finished, 10, "the step recorded COMPLETED")
+        await wait_until(lambda: stub_harness.counts(queue) == (0, 0), 10, "the ack")
+        # A duplicate delivery of a finished step is acked without running it again.
+        await kick(sender, "run-1", "a", payload=task.to_json(), enqueue_attempt=1)
+        await wait_until(lambda: stub_harness.counts(queue) == (0, 0), 10, "the duplicate acked")
+        assert runner.ran == ["run-1:a"]
+    finally:
+        runner.release.set()
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        store.close()
+
+
+async def test_core_worker_gives_unfinished_steps_back_when_it_stops(
+    stub_harness, kick, wait_until, tmp_path: Path
+) -> None:
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sender = await stub_harness.broker()
+    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
+    runner = CountingRunner(seconds=30)
+    options = WorkerOptions(
+        concurrency=2, lease_seconds=30, grace_period=0.2, cancel_check_interval=60
+    )
+    worker = Worker(worker_broker, store, runner, options)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    queue = sender.settings.queue
+    try:
+        task = _task("slow")
+        store.ensure_pending(task)
+        await kick(sender, "run-1", "slow", payload=task.to_json())
+        await wait_until(lambda: runner.ran == ["run-1:slow"], 10, "the step to start")
+        stop.set()  # SIGTERM: the grace period passes, the step is released
+        await asyncio.wait_for(running, 30)
+    finally:
+        runner.release.set()
+        stop.set()
+    assert stub_harness.counts(queue) == (1, 0)  # visible again, for another worker, at once
+    [released] = stub_harness.stub.visible_messages(queue)
+    assert released.receive_count == 1
+    record = store.get("run-1:slow")
+    assert record is not None
+    assert record.state is TaskState.PENDING
+    store.close()
