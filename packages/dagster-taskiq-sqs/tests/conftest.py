@@ -52,7 +52,7 @@ class Harness:
         self.brokers: list[LocalStackSqsBroker] = []
         self._client: Any = None
         # The stub's clock is fake: a 30 s timeout costs nothing. On a server it is real time.
-        self.visibility_timeout = 30 if stub is not None else 2
+        self.visibility_timeout = 30 if stub is not None else 1
 
     @property
     def is_stub(self) -> bool:

@@ -173,7 +173,8 @@ async def test_heartbeat_keeps_a_long_task_invisible_past_the_timeout(
     harness, kick, wait_until
 ) -> None:
     interval = 0.05 if harness.is_stub else 0.5
-    broker = await harness.broker(heartbeat_interval=interval)
+    timeout = harness.visibility_timeout if harness.is_stub else 2
+    broker = await harness.broker(heartbeat_interval=interval, taskiq_visibility_timeout=timeout)
     await kick(broker, "run-1", "long")
     messages = broker.listen()
     message = await anext(messages)
@@ -188,7 +189,7 @@ async def test_heartbeat_keeps_a_long_task_invisible_past_the_timeout(
             await wait_until(lambda: extensions() > before, 5, "a heartbeat")  # noqa: B023
             await harness.pass_time(20)
     else:
-        await asyncio.sleep(2 * harness.visibility_timeout + 0.5)
+        await asyncio.sleep(2 * timeout + 0.5)
     assert harness.receive_now(queue) == []  # still invisible
     assert harness.counts(queue) == (0, 1)
     await message.ack()
@@ -265,6 +266,23 @@ async def test_receive_ahead_fetches_the_next_batch_while_the_first_is_taken(
     await messages.aclose()  # the unyielded three go back at once
     assert stub_harness.counts(queue) == (4, 1)
     await first.ack()
+
+
+@pytest.mark.sqs_server
+async def test_a_held_message_past_its_timeout_is_skipped_not_yielded(moto_harness, kick) -> None:
+    """Without a heartbeat, a message held too long may be someone else's: never yield it."""
+    broker = await moto_harness.broker(heartbeat_enabled=False, max_messages=10)
+    await kick(broker, "run-1", "a")
+    await kick(broker, "run-1", "b")
+    messages = broker.listen()
+    first = await anext(messages)
+    await asyncio.sleep(moto_harness.visibility_timeout + 0.3)  # "b" waited past its timeout
+    with capture_logs() as logs:
+        again = await anext(messages)
+    [skipped] = [entry for entry in logs if entry["event"] == "sqs_stale_delivery_skipped"]
+    assert skipped["key"] != labels_of(broker, first)[LABEL_IDEMPOTENCY_KEY]
+    assert control_of(broker, again).receive_count == 2  # received afresh
+    await messages.aclose()
 
 
 async def test_delay_on_a_fifo_queue_is_refused_before_sending(harness, kick) -> None:

@@ -342,7 +342,7 @@ class LocalStackSqsBroker(SQSBroker):
         if delivery.heartbeat is not None:
             return False
         timeout = self.settings.taskiq_visibility_timeout
-        margin = max(1.0, timeout * 0.1)
+        margin = min(5.0, timeout / 10)  # leave the consumer time to claim and extend it
         held_for = time.monotonic() - delivery.received_at
         if held_for < timeout - margin:
             return False
