@@ -1,8 +1,9 @@
-"""Fixtures of the SQS broker's tests: one harness over the stub (fake clock) and moto's server.
+"""Fixtures of the SQS broker's tests: one harness over the stub (fake clock) and a real server.
 
 A test taking ``harness`` runs twice: on ``InMemorySqs`` with a ``FakeClock`` (time passes only
-when the test says so) and on moto's real server (time really passes; short timeouts). Helpers
-live on the harness object, so test modules never import this file.
+when the test says so) and on the real server of the testing plugin's ``sqs_server`` fixture
+(moto by default, LocalStack with ``--sqs-server=localstack``; time really passes, timeouts are
+short). Helpers live on the harness object, so test modules never import this file.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class Harness:
         stub: InMemorySqs | None = None,
         clock: FakeClock | None = None,
         endpoint_url: str | None = None,
+        timer_slack: float = 0.3,
     ) -> None:
         self.name = name
+        self.timer_slack = timer_slack
         self.stub = stub
         self.clock = clock
         self.endpoint_url = endpoint_url
@@ -144,7 +147,7 @@ class Harness:
             for _ in range(5):
                 await asyncio.sleep(0)
         else:
-            await asyncio.sleep(seconds + 0.3)
+            await asyncio.sleep(seconds + self.timer_slack)
 
     async def close(self) -> None:
         for broker in self.brokers:
@@ -186,15 +189,20 @@ def kick() -> Callable[..., Any]:
     return kick_step
 
 
-@pytest.fixture(params=["stub", pytest.param("moto", marks=pytest.mark.sqs_server)])
+def _server_harness(server: SqsServer) -> Harness:
+    # LocalStack checks visibility timeouts and delays on a timer about once a second.
+    slack = 1.1 if server.name == "localstack" else 0.3
+    return Harness(server.name, endpoint_url=server.endpoint_url, timer_slack=slack)
+
+
+@pytest.fixture(params=["stub", pytest.param("server", marks=pytest.mark.sqs_server)])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "stub":
         clock = FakeClock()
         stub = InMemorySqs(clock=clock)
         harness = Harness("stub", stub=stub, clock=clock)
     else:
-        server: SqsServer = request.getfixturevalue("moto_sqs_server")
-        harness = Harness("moto", endpoint_url=server.endpoint_url)
+        harness = _server_harness(request.getfixturevalue("sqs_server"))
     yield harness
     await harness.close()
     if harness.stub is not None:
@@ -211,9 +219,9 @@ async def stub_harness() -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
-async def moto_harness(moto_sqs_server: SqsServer) -> AsyncIterator[Harness]:
-    """moto's server only (real time)."""
-    harness = Harness("moto", endpoint_url=moto_sqs_server.endpoint_url)
+async def server_harness(sqs_server: SqsServer) -> AsyncIterator[Harness]:
+    """The real server only (real time)."""
+    harness = _server_harness(sqs_server)
     yield harness
     await harness.close()
 

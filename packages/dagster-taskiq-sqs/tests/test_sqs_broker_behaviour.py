@@ -1,4 +1,4 @@
-"""The broker's SQS behaviour, each test on the stub (fake clock) and on moto's server."""
+"""The broker's SQS behaviour, each test on the stub (fake clock) and on a real server."""
 
 from __future__ import annotations
 
@@ -244,7 +244,7 @@ async def test_closing_the_listener_releases_what_it_received_but_did_not_yield(
         await kick(broker, "run-1", step)
     messages = broker.listen()
     first = await anext(messages)
-    if not harness.is_stub:  # moto may return fewer than all three in one receive
+    if not harness.is_stub:  # a server may return fewer than all three in one receive
         assert sum(harness.counts(broker.settings.queue)) == 3
     await messages.aclose()
     visible, in_flight = harness.counts(broker.settings.queue)
@@ -269,14 +269,14 @@ async def test_receive_ahead_fetches_the_next_batch_while_the_first_is_taken(
 
 
 @pytest.mark.sqs_server
-async def test_a_held_message_past_its_timeout_is_skipped_not_yielded(moto_harness, kick) -> None:
+async def test_a_held_message_past_its_timeout_is_skipped_not_yielded(server_harness, kick) -> None:
     """Without a heartbeat, a message held too long may be someone else's: never yield it."""
-    broker = await moto_harness.broker(heartbeat_enabled=False, max_messages=10)
+    broker = await server_harness.broker(heartbeat_enabled=False, max_messages=10)
     await kick(broker, "run-1", "a")
     await kick(broker, "run-1", "b")
     messages = broker.listen()
     first = await anext(messages)
-    await asyncio.sleep(moto_harness.visibility_timeout + 0.3)  # "b" waited past its timeout
+    await asyncio.sleep(server_harness.visibility_timeout + 0.3)  # "b" waited past its timeout
     with capture_logs() as logs:
         again = await anext(messages)
     [skipped] = [entry for entry in logs if entry["event"] == "sqs_stale_delivery_skipped"]
