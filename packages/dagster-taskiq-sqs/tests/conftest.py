@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 import threading
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 from taskiq.kicker import AsyncKicker
 
 from dagster_taskiq.messaging import (
@@ -181,6 +183,16 @@ async def kick_step(
         task_name=STEP_TASK_NAME, broker=broker, labels=step_labels
     )
     await kicker.with_task_id(deduplication_id(key, retry_number, enqueue_attempt)).kiq(payload)
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Let every level through to ``capture_logs``: another package's conftest in the same
+    session may have configured structlog to drop DEBUG and INFO events."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings, SqsSettingsErro
 from dagster_taskiq_testing import InMemorySqs, InMemorySqsBroker
 from dagster_taskiq_testing.broker import shared_sqs
 
+pytestmark = pytest.mark.usefixtures("debug_logs")
+
 TESTS = pathlib.Path(__file__).parent
 
 

@@ -16,7 +16,7 @@ from taskiq.receiver import Receiver
 from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings, SqsUnavailableError
 from dagster_taskiq_testing.servers import boto3_client
 
-pytestmark = pytest.mark.sqs_server
+pytestmark = [pytest.mark.sqs_server, pytest.mark.usefixtures("debug_logs")]
 
 
 def _settings(endpoint_url: str, **overrides: Any) -> SqsSettings:

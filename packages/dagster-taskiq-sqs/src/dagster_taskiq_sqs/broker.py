@@ -396,8 +396,8 @@ class LocalStackSqsBroker(SQSBroker):
             if error_code(exc) in _STALE_HANDLE_CODES:
                 raise AckError(
                     f"message {delivery.message_id} of queue {delivery.queue!r} could not be "
-                    f"deleted: its receipt handle is no longer valid ({error_code(exc)}); it "
-                    f"was probably received again after its visibility timeout"
+                    f"deleted: its receipt handle is no longer valid; it was probably received "
+                    f"again after its visibility timeout ({exc})"
                 ) from exc
             raise
         delivery.settled = "acked"
@@ -440,8 +440,8 @@ class LocalStackSqsBroker(SQSBroker):
             if error_code(exc) in _STALE_HANDLE_CODES:
                 raise AckError(
                     f"visibility of message {delivery.message_id} of queue {delivery.queue!r} "
-                    f"could not be changed: {error_code(exc)} (no longer in flight under "
-                    f"this receipt handle)"
+                    f"could not be changed (no longer in flight under this receipt handle?): "
+                    f"{exc}"
                 ) from exc
             raise
         if seconds == 0:
