@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from dagster_taskiq.idempotency import SqlIdempotencyStore, StoreRetry
 from store_support import (
@@ -17,9 +15,6 @@ from store_support import (
     require_postgres,
     unique_prefix,
 )
-
-# Library logs at WARNING and above only, so test output shows what matters.
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
