@@ -134,7 +134,8 @@ class Worker:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                await slots.acquire()
+                if not await self._acquire(slots, stopped):
+                    break  # stopped while every slot was busy
                 message = await self._next(messages, stopped)
                 if message is None:
                     slots.release()
@@ -147,6 +148,20 @@ class Worker:
             stopped.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await messages.aclose()
+
+    @staticmethod
+    async def _acquire(slots: asyncio.Semaphore, stopped: asyncio.Future[Any]) -> bool:
+        """Wait for a free slot; False if ``stopped`` comes first."""
+        acquire = asyncio.ensure_future(slots.acquire())
+        done, _ = await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if acquire in done:
+            return True
+        acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+        if acquire.done() and not acquire.cancelled():
+            slots.release()  # acquired just as we gave up
+        return False
 
     @staticmethod
     async def _next(

@@ -9,10 +9,11 @@ the thread at its next Python instruction (a step blocked inside C code sees it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from dagster import DagsterExecutionInterruptedError
 
@@ -33,9 +34,14 @@ class StepThread(Generic[_T]):
         try:
             value = self._fn()
         except BaseException as exc:  # delivered to the awaiting coroutine
-            self._loop.call_soon_threadsafe(_set_exception, self._future, exc)
+            self._deliver(_set_exception, exc)
         else:
-            self._loop.call_soon_threadsafe(_set_result, self._future, value)
+            self._deliver(_set_result, value)
+
+    def _deliver(self, setter: Callable[[asyncio.Future[_T], Any], None], value: Any) -> None:
+        # The worker may have stopped (and closed its loop) while this step still ran.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(setter, self._future, value)
 
     async def result(self) -> _T:
         return await asyncio.shield(self._future)
