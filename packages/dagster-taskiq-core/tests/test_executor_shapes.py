@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance
+from taskiq import AsyncBroker
 
 import job_shapes
 from dagster_taskiq import SqlIdempotencyStore, TaskState
+from dagster_taskiq_sqs import SqsSettings
+from dagster_taskiq_testing import InMemorySqs, InMemorySqsBroker
 from executor_harness import (
     InProcessWorkers,
     injected,
@@ -71,8 +76,25 @@ def in_process_reference(job_fn: Any, run_config: Any, tags: Any, nodes: tuple[s
         return result.success, outcomes, outputs, materializations(result.all_events)
 
 
+def broker_factory(kind: str) -> Callable[[], AsyncBroker]:
+    """A factory of brokers that share one queue: the executor's and each worker's."""
+    if kind == "thread":
+        broker = ThreadQueueBroker()
+        return lambda: broker
+    sqs = InMemorySqs()
+    settings = SqsSettings(
+        queue_name=f"steps-{uuid.uuid4().hex[:8]}.fifo",
+        create_queues_if_missing=True,
+        wait_time_seconds=1,
+    )
+    return lambda: InMemorySqsBroker(settings, sqs=sqs)
+
+
+@pytest.mark.parametrize("backend", ["thread", "stub"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_shape_matches_in_process_executor(shape: str, tmp_path: Path, ledger: Path) -> None:
+def test_shape_matches_in_process_executor(
+    shape: str, backend: str, tmp_path: Path, ledger: Path
+) -> None:
     job_fn, run_config, tags, nodes = SHAPES[shape]
     expected_success, expected_outcomes, expected_outputs, expected_assets = in_process_reference(
         job_fn, run_config, tags, nodes
@@ -80,8 +102,8 @@ def test_shape_matches_in_process_executor(shape: str, tmp_path: Path, ledger: P
     (tmp_path / "home").mkdir()
     instance = DagsterInstance.local_temp(str(tmp_path / "home"))
     store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    broker = ThreadQueueBroker()
-    with injected(broker, store), InProcessWorkers(lambda: broker, store, count=2):
+    brokers = broker_factory(backend)
+    with injected(brokers(), store), InProcessWorkers(brokers, store, count=2):
         report = run_job(
             job_fn, instance, store, run_config=run_config, tags=tags, output_nodes=nodes
         )
