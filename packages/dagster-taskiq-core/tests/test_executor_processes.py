@@ -1,0 +1,186 @@
+"""The executor with real ``dagster-taskiq worker`` processes over a real SQS server (moto).
+
+Covers the job-shape matrix, a duplicate copy of a completed step's message, a worker SIGKILLed
+mid-step, and a step whose message is dead-lettered because every worker that takes it dies.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from dagster import DagsterInstance, reconstructable
+
+import job_shapes
+from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idempotency_key
+from dagster_taskiq.backends import create_broker
+from dagster_taskiq.code_locations import pointer_for_job
+from dagster_taskiq.executor._broker_thread import BrokerThread
+from dagster_taskiq.instances import instance_ref_payload
+from executor_harness import RunReport, run_job
+from test_executor_shapes import SHAPES, in_process_reference
+from worker_processes import SqsTarget, WorkerProcesses, ledger_lines
+
+pytestmark = pytest.mark.sqs_server
+
+
+@pytest.fixture(scope="module")
+def cluster(sqs_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One DAGSTER_HOME, store, queue and two worker processes for the whole module."""
+    root = tmp_path_factory.mktemp("cluster")
+    (root / "home").mkdir()
+    (root / "ledger").mkdir()
+    (root / "logs").mkdir()
+    store_url = f"sqlite:///{root / 'store.db'}"
+    target = SqsTarget(endpoint_url=sqs_server.endpoint_url, visibility_timeout=3)
+    env = {
+        job_shapes.LEDGER_ENV: str(root / "ledger"),
+        "DAGSTER_TASKIQ_TEST_SLOW_SECONDS": "4",
+        "DAGSTER_TASKIQ_TEST_FAIL_ONCE": str(root / "failed-once"),
+    }
+    with (
+        DagsterInstance.local_temp(str(root / "home")) as instance,
+        WorkerProcesses(target, store_url, env, count=2, log_dir=root / "logs") as workers,
+    ):
+        store = SqlIdempotencyStore(store_url)
+        yield {
+            "instance": instance,
+            "store": store,
+            "store_url": store_url,
+            "target": target,
+            "workers": workers,
+            "ledger": root / "ledger",
+        }
+        store.close()
+
+
+def _run(cluster: dict[str, Any], job: Any, **kwargs: Any) -> RunReport:
+    run_config = {**(kwargs.pop("run_config", None) or {})}
+    run_config.update(cluster["target"].run_config(cluster["store_url"]))
+    return run_job(job, cluster["instance"], cluster["store"], run_config=run_config, **kwargs)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_shape_on_worker_processes(
+    shape: str, cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(job_shapes.LEDGER_ENV, str(cluster["ledger"]))
+    job_fn, run_config, tags, nodes = SHAPES[shape]
+    expected = in_process_reference(job_fn, run_config, tags, nodes)
+    report = _run(cluster, job_fn, run_config=run_config, tags=tags, output_nodes=nodes)
+    logs = cluster["workers"].logs()
+    assert (report.success, report.outcomes) == expected[:2], logs[-3000:]
+    assert report.outputs == expected[2]
+    assert report.materializations == expected[3]
+    assert all(r.state.is_final for r in report.records)
+    assert all(n == 1 for n in report.success_events.values())
+    runs = Counter(line[0] for line in ledger_lines(cluster["ledger"], report.run_id))
+    tries = {"flaky": 3} if shape == "retry_policy" else {}
+    assert all(count == tries.get(step, 1) for step, count in runs.items()), runs
+
+
+def test_duplicate_copy_of_a_completed_step_is_acked_without_running(
+    cluster: dict[str, Any],
+) -> None:
+    report = _run(cluster, job_shapes.diamond)
+    assert report.success
+    before = ledger_lines(cluster["ledger"], report.run_id)
+    target: SqsTarget = cluster["target"]
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=target.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    url = sqs.get_queue_url(QueueName=target.queue_name)["QueueUrl"]
+    _send_copy(cluster, report.run_id, "add", job_shapes.diamond)
+    deadline = time.monotonic() + 30
+    while _queue_depth(sqs, url) > 0:
+        assert time.monotonic() < deadline, "the duplicate was never acked"
+        time.sleep(0.2)
+    assert ledger_lines(cluster["ledger"], report.run_id) == before  # no body ran again
+    assert f'"key": "{report.run_id}:add"' in cluster["workers"].logs()
+    assert "claim_lost_acked_without_running" in cluster["workers"].logs()
+    record = cluster["store"].get(f"{report.run_id}:add")
+    assert (record.state, record.attempt) == (TaskState.COMPLETED, 1)
+
+
+def test_worker_sigkilled_mid_step_is_replaced_and_the_step_rerun(
+    cluster: dict[str, Any],
+) -> None:
+    killed: list[int] = []
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = cluster["instance"].get_runs()
+            if runs:
+                lines = [
+                    line
+                    for line in ledger_lines(cluster["ledger"], runs[0].run_id)
+                    if line[0] == "slow"
+                ]
+                if lines:
+                    pid = int(lines[0][2])
+                    cluster["workers"].kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.05)
+
+    for run in cluster["instance"].get_runs():
+        cluster["instance"].delete_run(run.run_id)
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    report = _run(cluster, job_shapes.slow_job)
+    killer.join()
+    assert killed, "the slow step never started"
+    assert report.success, cluster["workers"].logs()[-3000:]
+    lines = [line for line in ledger_lines(cluster["ledger"], report.run_id) if line[0] == "slow"]
+    starts = [line for line in lines if line[4] == "start"]
+    ends = [line for line in lines if line[4] == "end"]
+    assert len(starts) == 2  # killed once, run again once
+    assert len(ends) == 1
+    assert int(ends[0][2]) != killed[0]
+    record = cluster["store"].get(f"{report.run_id}:slow")
+    assert record.state is TaskState.COMPLETED
+    assert record.attempt == 2  # the second claim, after the first worker's lease expired
+    assert report.success_events == {"slow": 1, "add_one": 1}
+
+
+def _send_copy(cluster: dict[str, Any], run_id: str, step: str, job: Any) -> None:
+    """Send another copy of a step's message through the sqs backend, as a resend would be.
+
+    The copy has its own enqueue attempt (so FIFO deduplication lets it through) and no known
+    state: a worker must drop it at the claim, before anything else of it matters.
+    """
+    task = OpExecutionTask(
+        run_id=run_id,
+        step_key=step,
+        idempotency_key=idempotency_key(run_id, step),
+        code=pointer_for_job(reconstructable(job)),
+        instance_ref=instance_ref_payload(cluster["instance"]),
+        created_at=time.time(),
+        enqueue_attempt=7,
+    )
+    broker = BrokerThread(create_broker("sqs", cluster["target"].broker_settings()))
+    try:
+        broker.send([task])
+    finally:
+        broker.close()
+
+
+def _queue_depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
