@@ -275,3 +275,19 @@ def fails_once() -> None:
 @job(executor_def=injected_executor, resource_defs={"io_manager": mem_io_manager})
 def in_memory_io() -> None:
     add_one(start())
+
+
+# --- a step that kills every worker that runs it (a poison message) ------------------------
+
+
+@op
+def kills_its_worker(context: OpExecutionContext) -> int:
+    record(context)
+    if os.environ.get("DAGSTER_TASKIQ_TEST_DIE") == "1":
+        os._exit(17)  # the whole worker process dies, as on an OOM kill
+    return 1
+
+
+@job(executor_def=injected_executor)
+def poison() -> None:
+    add_one(kills_its_worker())

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -184,3 +185,42 @@ def _queue_depth(sqs: Any, url: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"]) + int(
         attrs["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def test_a_dead_lettered_step_fails_the_run_with_the_reason(
+    sqs_server: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "logs").mkdir()
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    target = SqsTarget(
+        endpoint_url=sqs_server.endpoint_url, visibility_timeout=2, max_receive_count=2
+    )
+    env = {job_shapes.LEDGER_ENV: str(tmp_path / "ledger"), "DAGSTER_TASKIQ_TEST_DIE": "1"}
+    started = time.monotonic()
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+        WorkerProcesses(target, store_url, env, count=2, log_dir=tmp_path / "logs") as workers,
+    ):
+        store = SqlIdempotencyStore(store_url)
+        report = run_job(
+            job_shapes.poison,
+            instance,
+            store,
+            run_config=target.run_config(store_url),
+        )
+        store.close()
+    assert time.monotonic() - started < 90
+    assert not report.success
+    assert report.outcomes["kills_its_worker"] == "failure"
+    assert report.outcomes.get("add_one") != "success"  # never ran: its input failed
+    failure = next(e for e in report.events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "dead-lettered after" in message, message
+    record = next(r for r in report.records if r.step_key == "kills_its_worker")
+    assert record.state is TaskState.FAILED
+    assert record.result is not None
+    assert record.result.error_class == "DeadLettered"
+    assert workers.started >= 4  # the two first workers died and were replaced
+    assert len(ledger_lines(tmp_path / "ledger", report.run_id)) >= 2
