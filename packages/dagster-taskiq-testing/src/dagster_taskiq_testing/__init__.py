@@ -16,6 +16,7 @@ from dagster_taskiq_testing.sqs import InMemorySqs
 
 if TYPE_CHECKING:
     from dagster_taskiq_testing.broker import InMemorySqsBroker
+    from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ, WorkerThreads
 
 __all__ = [
     "AsyncSqsClient",
@@ -26,18 +27,25 @@ __all__ = [
     "FakeClock",
     "InMemorySqs",
     "InMemorySqsBroker",
+    "InProcessTaskIQ",
     "MessageState",
     "MessageView",
     "RealClock",
     "ServerUnavailableError",
     "SqsClient",
+    "WorkerThreads",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # The broker imports taskiq and aiobotocore: loaded on first use, not with the pytest plugin.
+    # The broker imports taskiq and aiobotocore, the harness Dagster: loaded on first use, not
+    # with the pytest plugin.
     if name == "InMemorySqsBroker":
         from dagster_taskiq_testing.broker import InMemorySqsBroker  # noqa: PLC0415
 
         return InMemorySqsBroker
+    if name in ("InProcessTaskIQ", "WorkerThreads"):
+        from dagster_taskiq_testing import dagster_harness  # noqa: PLC0415
+
+        return getattr(dagster_harness, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

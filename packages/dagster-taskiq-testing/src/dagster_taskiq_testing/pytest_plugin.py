@@ -9,7 +9,9 @@ Fixtures:
 * ``sqs_backend``: a ``SqsBackend``, parametrised over ``--sqs-backends`` (default
   ``stub,moto``), so a test taking it runs once per backend;
 * ``sqs_contract_backend``: the same over ``--sqs-contract-backends`` (default all three), used
-  by the contract suite in ``dagster_taskiq_testing.contract``.
+  by the contract suite in ``dagster_taskiq_testing.contract``;
+* ``dagster_taskiq``: a factory of ``InProcessTaskIQ`` harnesses that run your Dagster jobs
+  through ``taskiq_executor`` on in-process workers over the stub (no network).
 
 Markers: ``sqs_deviation(backend, reason)`` turns into ``xfail(strict=True)`` on that backend
 only; ``sqs_fake_time(reason)`` skips the test on real servers (it needs minutes of real time).
@@ -18,8 +20,9 @@ only; ``sqs_fake_time(reason)`` skips the test on real servers (it needs minutes
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +31,9 @@ from dagster_taskiq_testing._errors import ServerUnavailableError
 from dagster_taskiq_testing.backends import BACKEND_NAMES, LOCALSTACK, MOTO, STUB, SqsBackend
 from dagster_taskiq_testing.servers import LocalStackServer, MotoServer, SqsServer
 from dagster_taskiq_testing.sqs import InMemorySqs
+
+if TYPE_CHECKING:
+    from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ
 
 _BACKEND_FIXTURES = ("sqs_backend", "sqs_contract_backend")
 _MISSING: dict[str, str] = {}
@@ -207,6 +213,26 @@ def sqs_stub(sqs_clock: FakeClock) -> Iterator[InMemorySqs]:
     stub = InMemorySqs(clock=sqs_clock)
     yield stub
     stub.close()
+
+
+@pytest.fixture
+def dagster_taskiq(tmp_path: Path) -> Callable[..., InProcessTaskIQ]:
+    """Factory of :class:`InProcessTaskIQ` harnesses in this test's temporary directory.
+
+    ``with dagster_taskiq(modules=["my_project.jobs"]) as taskiq: taskiq.execute(my_job)`` runs
+    a job whose executor is ``taskiq_executor`` on in-process workers over the SQS stub.
+    """
+    from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ  # noqa: PLC0415
+
+    made = 0
+
+    def factory(**kwargs: Any) -> InProcessTaskIQ:
+        nonlocal made
+        made += 1
+        kwargs.setdefault("directory", tmp_path / f"dagster-taskiq-{made}")
+        return InProcessTaskIQ(**kwargs)
+
+    return factory
 
 
 # -- backends ---------------------------------------------------------------------------------
