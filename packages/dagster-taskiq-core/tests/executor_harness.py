@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -16,8 +14,8 @@ from taskiq import AsyncBroker
 import job_shapes
 from dagster_taskiq import ExecutorSettings, IdempotencyRecord, SqlIdempotencyStore
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
-from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
-from dagster_taskiq.worker._step_runner import RunsSteps
+from dagster_taskiq.worker import RunsSteps, StepRunner, Worker, WorkerOptions
+from dagster_taskiq_testing import WorkerThreads
 
 SHAPES_LOCATIONS = CodeLocations(
     [CodeLocation(module="job_shapes"), CodeLocation(python_file=job_shapes.__file__)]
@@ -85,8 +83,9 @@ class RunReport:
     events: list[Any]
 
 
-class InProcessWorkers:
-    """``count`` workers, each on its own thread and event loop, sharing ``broker``."""
+class InProcessWorkers(WorkerThreads):
+    """``count`` workers on threads (dagster-taskiq-testing's ``WorkerThreads``), sharing
+    ``store`` and each with a broker from ``broker_factory``."""
 
     def __init__(
         self,
@@ -97,33 +96,13 @@ class InProcessWorkers:
         options: WorkerOptions | None = None,
         runner_factory: Callable[[], RunsSteps] | None = None,
     ) -> None:
-        self.workers: list[Worker] = []
-        self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, threading.Thread]] = []
+        workers = []
         for n in range(count):
             opts = options or WorkerOptions(concurrency=2, lease_seconds=30)
             opts = dataclasses.replace(opts, worker_id=f"test-worker-{n}")
             runner = runner_factory() if runner_factory else StepRunner(SHAPES_LOCATIONS)
-            worker = Worker(broker_factory(), store, runner, opts)
-            self.workers.append(worker)
-
-    def __enter__(self) -> InProcessWorkers:
-        for worker in self.workers:
-            loop = asyncio.new_event_loop()
-            stop = asyncio.Event()
-            thread = threading.Thread(
-                target=loop.run_until_complete, args=(worker.run(stop),), daemon=True
-            )
-            thread.start()
-            self._loops.append((loop, stop, thread))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for loop, stop, _ in self._loops:
-            loop.call_soon_threadsafe(stop.set)
-        for loop, _, thread in self._loops:
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
+            workers.append(Worker(broker_factory(), store, runner, opts))
+        super().__init__(workers)
 
 
 @contextlib.contextmanager
