@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import harness_jobs
 import pytest
 from dagster import DagsterEventType
 
+import harness_jobs
 from dagster_taskiq import TaskState
 from dagster_taskiq_testing import InProcessTaskIQ
 
