@@ -1,7 +1,8 @@
 """The executor with real ``dagster-taskiq worker`` processes over a real SQS server (moto).
 
 Covers the job-shape matrix, a duplicate copy of a completed step's message, a worker SIGKILLed
-mid-step, and a step whose message is dead-lettered because every worker that takes it dies.
+mid-step, a worker SIGTERMed mid-step (graceful), and a step whose message is dead-lettered
+because every worker that takes it dies.
 """
 
 from __future__ import annotations
@@ -152,6 +153,47 @@ def test_worker_sigkilled_mid_step_is_replaced_and_the_step_rerun(
     record = cluster["store"].get(f"{report.run_id}:slow")
     assert record.state is TaskState.COMPLETED
     assert record.attempt == 2  # the second claim, after the first worker's lease expired
+    assert report.success_events == {"slow": 1, "add_one": 1}
+
+
+def test_worker_sigtermed_mid_step_finishes_it_within_the_grace_period(
+    cluster: dict[str, Any],
+) -> None:
+    stopped: list[tuple[int, Any]] = []
+
+    def terminate_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = cluster["instance"].get_runs()
+            if runs:
+                lines = [
+                    line
+                    for line in ledger_lines(cluster["ledger"], runs[0].run_id)
+                    if line[0] == "slow"
+                ]
+                if lines:
+                    pid = int(lines[0][2])
+                    process = next(p for p in cluster["workers"].processes if p.pid == pid)
+                    cluster["workers"].kill(pid, signal.SIGTERM)
+                    stopped.append((pid, process))
+                    return
+            time.sleep(0.05)
+
+    for run in cluster["instance"].get_runs():
+        cluster["instance"].delete_run(run.run_id)
+    stopper = threading.Thread(target=terminate_when_started)
+    stopper.start()
+    report = _run(cluster, job_shapes.slow_job)
+    stopper.join()
+    assert stopped, "the slow step never started"
+    pid, process = stopped[0]
+    assert report.success, cluster["workers"].logs()[-3000:]
+    lines = [line for line in ledger_lines(cluster["ledger"], report.run_id) if line[0] == "slow"]
+    # the stopping worker finished the step it held (4 s, within its 5 s grace) and nobody re-ran it
+    assert [(line[2], line[4]) for line in lines] == [(str(pid), "start"), (str(pid), "end")]
+    assert process.wait(30) == 0  # then it exited cleanly
+    record = cluster["store"].get(f"{report.run_id}:slow")
+    assert (record.state, record.attempt) == (TaskState.COMPLETED, 1)
     assert report.success_events == {"slow": 1, "add_one": 1}
 
 
