@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import struct
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,7 +31,8 @@ from dagster_taskiq.messaging import (
 )
 from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings
 from dagster_taskiq_testing import FakeClock, InMemorySqs, InMemorySqsBroker
-from dagster_taskiq_testing.servers import SqsServer, boto3_client
+from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, SqsServer, boto3_client
+from dagster_taskiq_testing.servers._base import free_port
 
 
 class Harness:
@@ -241,113 +239,6 @@ async def server_harness(sqs_server: SqsServer) -> AsyncIterator[Harness]:
 # --- faults -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RestartableMotoServer:
-    """moto's server on a fixed port that can be stopped (port closed) and started again.
-
-    moto keeps its state in the process, so queues and messages survive a restart, as they
-    survive an SQS outage.
-    """
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._server: Any = None
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415
-
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        server.start()
-        self._server = server
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
-            server._server.server_close()  # stop() leaves the socket listening
-
-
-class EndpointProxy:
-    """A TCP proxy in front of a server, whose ``kill()`` resets every connection.
-
-    Stopping moto's werkzeug server leaves its keep-alive connections serving, so a client would
-    never notice; killing the endpoint here closes the port and resets every open connection,
-    which is what a crashed server or a network cut does to the client.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
-        self.target_port = target_port
-        self._listener: socket.socket | None = None
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, target_port: int | None = None) -> None:
-        if target_port is not None:
-            self.target_port = target_port
-        listener = socket.create_server(("127.0.0.1", self.port))
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def kill(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with self._lock:
-            connections, self._connections = self._connections, set()
-        for conn in connections:  # reset, not a graceful close; shutdown wakes the pumps
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._connections.update({client, upstream})
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for conn in (source, sink):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                with self._lock:
-                    self._connections.discard(conn)
-
-
 @pytest.fixture
 def endpoint_proxy_factory() -> Iterator[Callable[[int], EndpointProxy]]:
     proxies: list[EndpointProxy] = []
@@ -363,11 +254,12 @@ def endpoint_proxy_factory() -> Iterator[Callable[[int], EndpointProxy]]:
 
 
 @pytest.fixture
-def moto_server_factory() -> Iterator[Callable[..., RestartableMotoServer]]:
-    servers: list[RestartableMotoServer] = []
+def moto_server_factory() -> Iterator[Callable[..., MotoServer]]:
+    """moto servers on fixed ports (known before start), each restartable on its port."""
+    servers: list[MotoServer] = []
 
-    def make(port: int | None = None) -> RestartableMotoServer:
-        server = RestartableMotoServer(port)
+    def make(port: int | None = None) -> MotoServer:
+        server = MotoServer(port or free_port())
         servers.append(server)
         return server
 

@@ -8,9 +8,11 @@ from dagster_taskiq_testing.servers.localstack import (
     localstack_env_dir,
 )
 from dagster_taskiq_testing.servers.moto import MotoServer
+from dagster_taskiq_testing.servers.proxy import EndpointProxy
 
 __all__ = [
     "LOCALSTACK_PINS",
+    "EndpointProxy",
     "LocalStackServer",
     "MotoServer",
     "SqsServer",
