@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterable
+
+from dagster import JobDefinition
 
 from dagster_taskiq._dagster_compat import (
     DagsterCodePointer,
@@ -17,11 +20,19 @@ from dagster_taskiq._dagster_compat import (
     ModuleCodePointer,
     PackageCodePointer,
     ReconstructableJob,
+    ReconstructableRepository,
 )
 from dagster_taskiq.errors import DagsterTaskIQError
 from dagster_taskiq.payloads import CodePointer
 
-__all__ = ["CodeLocation", "CodeLocationError", "CodeLocations", "pointer_for_job"]
+__all__ = [
+    "CodeLocation",
+    "CodeLocationError",
+    "CodeLocations",
+    "job_in_module",
+    "load_job_definition",
+    "pointer_for_job",
+]
 
 
 class CodeLocationError(DagsterTaskIQError):
@@ -58,6 +69,34 @@ def pointer_for_job(job: ReconstructableJob) -> CodePointer:
         "object that holds it) at module level and load it by module or file "
         "(`reconstructable(job)`, `dagster job execute -m ...` or `-f ...`)"
     )
+
+
+def job_in_module(
+    module: str, job_name: str, attribute: str = "defs", working_directory: str | None = None
+) -> ReconstructableJob:
+    """Job ``job_name`` of the ``Definitions`` (or repository) ``attribute`` of ``module``.
+
+    What ``dagster job execute -m module -j job_name`` runs: the job as the Definitions resolve
+    it (their default executor included), loadable by workers started with ``-m module``.
+    """
+    pointer = CodePointer(
+        job_name=job_name, module=module, attribute=attribute, working_directory=working_directory
+    )
+    return ReconstructableRepository(dagster_pointer(pointer)).get_reconstructable_job(job_name)
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+def load_job_definition(job: ReconstructableJob) -> JobDefinition:
+    """Import ``job``'s code and build its definition, one thread at a time.
+
+    Dagster's code loading is not thread-safe: threads importing a code location at once can
+    fail with ``ImportError: No module named '_strptime'`` (seen with a partitioned asset's
+    ``DailyPartitionsDefinition``). Dagster caches the result, so later calls are cheap.
+    """
+    with _LOAD_LOCK:
+        return job.get_definition()
 
 
 def dagster_pointer(pointer: CodePointer) -> DagsterCodePointer:

@@ -26,7 +26,12 @@ from dagster_taskiq._dagster_compat import (
     execute_plan_iterator,
     serializable_error_info_from_exc_info,
 )
-from dagster_taskiq.code_locations import CodeLocationError, CodeLocations, dagster_pointer
+from dagster_taskiq.code_locations import (
+    CodeLocationError,
+    CodeLocations,
+    dagster_pointer,
+    load_job_definition,
+)
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask, TaskState
 
@@ -192,6 +197,7 @@ class StepRunner:
                         asset_check_selection=run.asset_check_selection,
                     )
                 )
+                load_job_definition(job)  # import the code now, one thread at a time
                 self._jobs[key] = job
                 _log.info(
                     "job_loaded", job=task.code.job_name, code=dagster_pointer(task.code).describe()
