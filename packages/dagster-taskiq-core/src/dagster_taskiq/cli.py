@@ -1,4 +1,9 @@
-"""The ``dagster-taskiq`` command: ``worker`` (and, later, ``demo`` and ``status``)."""
+"""The ``dagster-taskiq`` command: ``worker``, ``status``, and commands other packages add.
+
+Other packages add subcommands through the ``dagster_taskiq.commands`` entry-point group (a
+``click.Command`` per entry): ``demo`` comes from dagster-taskiq-examples. They are loaded only
+when named or listed, so a broken plugin cannot stop ``worker``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from importlib.metadata import entry_points
 from typing import Any
 
 import click
@@ -19,8 +25,42 @@ from dagster_taskiq.logs import LogFormat, configure_logging
 from dagster_taskiq.reports import records_table
 from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, Worker, WorkerOptions
 
+COMMANDS_GROUP = "dagster_taskiq.commands"
+"""Entry-point group of subcommands contributed by other packages."""
 
-@click.group()
+_KNOWN_PLUGINS = {
+    "demo": "dagster-taskiq-examples (run it from a clone of the repository: "
+    "`uv run dagster-taskiq demo`)",
+}
+
+
+class _PluginGroup(click.Group):
+    """A click group that also offers the commands of the ``dagster_taskiq.commands`` group."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names.update(ep.name for ep in entry_points(group=COMMANDS_GROUP))
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        for ep in entry_points(group=COMMANDS_GROUP, name=cmd_name):
+            loaded = ep.load()
+            if not isinstance(loaded, click.Command):
+                raise click.ClickException(
+                    f"entry point {ep.value!r} ({COMMANDS_GROUP}) is not a click command"
+                )
+            return loaded
+        if cmd_name in _KNOWN_PLUGINS:
+            raise click.UsageError(
+                f"'dagster-taskiq {cmd_name}' comes with {_KNOWN_PLUGINS[cmd_name]}", ctx
+            )
+        return None
+
+
+@click.group(cls=_PluginGroup)
 def main() -> None:
     """dagster-taskiq: run every step of a Dagster job on long-lived TaskIQ workers."""
 
