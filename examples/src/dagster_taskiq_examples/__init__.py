@@ -1,0 +1,9 @@
+"""An example Dagster project on dagster-taskiq, and the ``dagster-taskiq demo`` command.
+
+``dagster_taskiq_examples.definitions`` is the code location (``defs``): a job, partitioned
+assets with a check and the benchmark jobs, with ``taskiq_executor`` as the default executor.
+"""
+
+from dagster_taskiq_examples.pipeline import REGIONS, DemoKnobs
+
+__all__ = ["REGIONS", "DemoKnobs"]
