@@ -7,7 +7,9 @@ For each message (see ``docs/architecture.md``):
 2. ``claim`` it in the idempotency store; a lost claim (another worker holds it, or it is final
    already: a duplicate delivery) is acked without running any user code;
 3. run the step on its own daemon thread while a heartbeat extends both the store lease and the
-   message's visibility, and a watcher interrupts the step if its run is being cancelled;
+   message's visibility, and a watcher interrupts the step if its run is being cancelled; the
+   step's Dagster events pass a ``StepFence`` (``_fence.py``): its outcome event is written only
+   while the store confirms the claim, and none once the worker lost or gave the step up;
 4. ``finish`` with the fence token, and only then ack (delete) the message.
 
 On stop (SIGTERM): no new messages are taken; steps in flight get ``grace_period`` seconds to
@@ -37,6 +39,7 @@ from dagster_taskiq.idempotency import AsyncIdempotencyStore, IdempotencyStore
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.messaging import STEP_TASK_NAME, MessageControl, SupportsMessageControl
 from dagster_taskiq.payloads import ExecutionResult, OpExecutionTask
+from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
 from dagster_taskiq.worker._threads import StepThread
 
@@ -87,6 +90,7 @@ class _Active:
     message: AckableMessage
     control: MessageControl | None
     thread: StepThread[StepOutcome]
+    fence: StepFence
     released: bool = False
 
 
@@ -214,8 +218,18 @@ class Worker:
         if control is not None:
             await control.extend(self.options.lease_seconds)
         started = time.time()
-        thread = StepThread(lambda: self.runner.run(task), name=f"step:{task.step_key}")
-        active = _Active(task, token, message, control, thread)
+        fence = StepFence(
+            self.store.store,
+            key=task.idempotency_key,
+            run_id=task.run_id,
+            step_key=task.step_key,
+            token=token,
+            lease_seconds=self.options.lease_seconds,
+        )
+        thread = StepThread(
+            lambda: fence.run(lambda: self.runner.run(task)), name=f"step:{task.step_key}"
+        )
+        active = _Active(task, token, message, control, thread, fence)
         self._active[task.idempotency_key] = active
         heartbeat = asyncio.create_task(self._heartbeat(active))
         log.info("step_started", token=token)
@@ -228,6 +242,9 @@ class Worker:
             self._active.pop(task.idempotency_key, None)
         if active.released:
             return  # given back to another worker while shutting down
+        if fence.revoked:
+            await self._abandon(active, log)
+            return
         await self._finish(
             task=task, token=token, outcome=outcome, started=started, message=message, log=log
         )
@@ -264,6 +281,24 @@ class Worker:
         else:
             log.warning("stale_finish_rejected", token=token, state=outcome.state.value)
         await _ack(message)
+
+    async def _abandon(self, active: _Active, log: Any) -> None:
+        """The step's claim was lost (or could not be confirmed) while it ran: its events were
+        dropped, so record no outcome. Give the claim back if it is still ours (the message
+        becomes visible at once); otherwise leave the message, which comes back after its
+        visibility timeout and is dropped at the claim by whoever receives it."""
+        key = active.task.idempotency_key
+        log.warning(
+            "step_abandoned",
+            token=active.token,
+            reason=active.fence.reason,
+            events_dropped=active.fence.dropped,
+        )
+        try:
+            if await self.store.release(key, active.token) and active.control is not None:
+                await active.control.release()
+        except Exception as exc:
+            log.warning("release_failed", error=repr(exc))
 
     def _decode(self, message: AckableMessage) -> OpExecutionTask | None:
         try:
@@ -305,7 +340,11 @@ class Worker:
                 _log.warning("heartbeat_failed", key=key, error=repr(exc))
                 continue
             if not held:
+                # Another worker holds the step now: stop it here; its events are dropped.
                 _log.warning("lease_lost", key=key, token=active.token)
+                active.fence.revoke("lease lost: another worker holds the step")
+                active.thread.interrupt()
+                return
 
     async def _watch_cancellations(self) -> None:
         while True:
@@ -342,6 +381,7 @@ class Worker:
     async def _release_all(self) -> None:
         for active in list(self._active.values()):
             active.released = True
+            active.fence.revoke("released: the worker is stopping")
             active.thread.interrupt()
             key = active.task.idempotency_key
             try:

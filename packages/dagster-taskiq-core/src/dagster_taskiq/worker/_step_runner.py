@@ -34,6 +34,7 @@ from dagster_taskiq.code_locations import (
 )
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask, TaskState
+from dagster_taskiq.worker._fence import install_event_fence
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
@@ -104,6 +105,7 @@ class StepRunner:
         instance = instance_from_ref(
             task.instance_ref, capture_compute_logs=self.capture_compute_logs
         )
+        install_event_fence(instance)
         run = instance.get_run_by_id(task.run_id)
         if run is None:
             return StepOutcome.failed(

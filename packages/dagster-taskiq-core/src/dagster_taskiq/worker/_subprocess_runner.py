@@ -17,6 +17,7 @@ import tempfile
 
 from dagster_taskiq.code_locations import CodeLocationError, CodeLocations
 from dagster_taskiq.payloads import OpExecutionTask
+from dagster_taskiq.worker._fence import current_fence
 from dagster_taskiq.worker._step_runner import StepOutcome
 
 _INTERRUPT_GRACE = 30.0
@@ -64,6 +65,13 @@ class SubprocessStepRunner:
 
 def _interrupt(child: subprocess.Popen[str]) -> None:
     if child.poll() is not None:
+        return
+    fence = current_fence()
+    if fence is not None and fence.revoked:
+        # The step was given up or lost: the child must write no more events (an interrupted
+        # step would write a STEP_FAILURE), so it is killed, not interrupted.
+        child.kill()
+        child.wait()
         return
     child.send_signal(signal.SIGINT)
     try:

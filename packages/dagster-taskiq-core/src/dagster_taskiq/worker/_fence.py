@@ -1,0 +1,158 @@
+"""The fence over a step's Dagster events: only the claim's current holder writes its outcome.
+
+The idempotency store fences the recorded outcome (``finish`` with the token), but a step's
+events go straight to the run's Dagster event log, which the store cannot fence. Without this, a
+worker that lost its claim while the step ran (paused past its lease: another worker took the
+step over) would still write its STEP_SUCCESS when it wakes, and a step interrupted because its
+worker is shutting down (released for another worker) would write an "interrupted" STEP_FAILURE
+before running again elsewhere: either way the event log would show two outcomes for one step,
+and the executor would act on both.
+
+So every event a step writes from its worker thread passes ``StepFence``:
+
+* once the fence is revoked (the worker released the step, or a heartbeat found the lease lost,
+  or the holder could not be confirmed) every further event of that step is dropped;
+* a step's outcome event (success, failure, up for retry) is written only after the store
+  confirms, in the same moment, that this claim still holds the step (``heartbeat`` with the
+  token, which also extends the lease); if not, it is dropped and the fence revoked.
+
+The worker then records no outcome for a revoked step (a stale ``finish`` would be rejected
+anyway) and gives the message back. The remaining window is between the confirmation and the
+event's write (microseconds, and the lease was just extended): only a pause longer than the whole
+lease at exactly that point could let a second holder's outcome follow.
+
+The gate wraps ``handle_new_event`` of the worker's own instances (the one path of every Dagster
+event write, ``DagsterInstance.handle_new_event``); it acts only in a thread running a fenced
+step (a context variable), so anything else the instance does is untouched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import structlog
+from dagster import DagsterEventType, DagsterInstance
+
+from dagster_taskiq.idempotency import IdempotencyStore
+
+_log = structlog.get_logger("dagster_taskiq.worker")
+
+_T = TypeVar("_T")
+
+OUTCOME_EVENTS = frozenset(
+    {
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.STEP_UP_FOR_RETRY,
+    }
+)
+
+_current: contextvars.ContextVar[StepFence | None] = contextvars.ContextVar(
+    "dagster_taskiq_step_fence", default=None
+)
+_installed_marker = "_dagster_taskiq_event_fence"
+_install_lock = threading.Lock()
+
+
+class StepFence:
+    """Whether this worker still holds one claimed step (``key`` at fence ``token``)."""
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        *,
+        key: str,
+        run_id: str,
+        step_key: str,
+        token: int,
+        lease_seconds: float,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.run_id = run_id
+        self.step_key = step_key
+        self.token = token
+        self.lease_seconds = lease_seconds
+        self._revoked = threading.Event()
+        self.reason: str | None = None
+        self.dropped = 0
+
+    @property
+    def revoked(self) -> bool:
+        return self._revoked.is_set()
+
+    def revoke(self, reason: str) -> None:
+        """From now on, none of the step's events are written (idempotent; first reason kept)."""
+        if not self._revoked.is_set():
+            self.reason = reason
+            self._revoked.set()
+
+    def confirm(self) -> bool:
+        """True if the claim still holds the step (lease extended); else revoke, False."""
+        if self.revoked:
+            return False
+        try:
+            held = self.store.heartbeat(self.key, self.token, self.lease_seconds)
+        except Exception as exc:  # cannot tell: writing could give the step two outcomes
+            self.revoke(f"the claim could not be confirmed: {exc}")
+            return False
+        if not held:
+            self.revoke("lease lost: another worker holds the step")
+        return held
+
+    def admits(self, event_type: DagsterEventType) -> bool:
+        if self.revoked:
+            return False
+        if event_type in OUTCOME_EVENTS:
+            return self.confirm()
+        return True
+
+    def run(self, fn: Callable[[], _T]) -> _T:
+        """Call ``fn`` with this fence current (in this thread)."""
+        reset = _current.set(self)
+        try:
+            return fn()
+        finally:
+            _current.reset(reset)
+
+
+def current_fence() -> StepFence | None:
+    """The fence of the step running in this thread, if any."""
+    return _current.get()
+
+
+def install_event_fence(instance: DagsterInstance) -> None:
+    """Gate ``instance``'s event writes by the current step's fence (once per instance)."""
+    with _install_lock:
+        if getattr(instance, _installed_marker, False):
+            return
+        write = instance.handle_new_event
+
+        @functools.wraps(write)
+        def handle_new_event(event: Any, *args: Any, **kwargs: Any) -> None:
+            fence = _current.get()
+            dagster_event = event.dagster_event
+            if (
+                fence is not None
+                and dagster_event is not None
+                and event.run_id == fence.run_id
+                and dagster_event.step_key == fence.step_key
+                and not fence.admits(dagster_event.event_type)
+            ):
+                fence.dropped += 1
+                _log.warning(
+                    "step_event_dropped",
+                    key=fence.key,
+                    token=fence.token,
+                    event_type=dagster_event.event_type_value,
+                    reason=fence.reason,
+                )
+                return
+            write(event, *args, **kwargs)
+
+        instance.handle_new_event = handle_new_event  # type: ignore[method-assign]
+        setattr(instance, _installed_marker, True)

@@ -1,0 +1,131 @@
+"""The fence over a step's Dagster events (``dagster_taskiq.worker._fence``).
+
+Regression tests for two double outcomes the chaos suite found (issue 8): a worker paused past
+its lease woke up and wrote a second STEP_SUCCESS after another worker had run the step, and a
+step released by a stopping worker wrote an "interrupted" STEP_FAILURE before running again
+elsewhere (the executor then failed the run on Dagster's invariant).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, reconstructable
+
+import job_shapes
+from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idempotency_key
+from dagster_taskiq.code_locations import pointer_for_job
+from dagster_taskiq.instances import instance_ref_payload
+from dagster_taskiq.worker import StepRunner
+from dagster_taskiq.worker._fence import StepFence
+from executor_harness import SHAPES_LOCATIONS
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as inst:
+        yield inst
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
+    s = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    yield s
+    s.close()
+
+
+def _start_task(instance: DagsterInstance) -> OpExecutionTask:
+    """The ``start`` step (no inputs) of a fresh run of ``job_shapes.chain``."""
+    run = instance.create_run_for_job(job_shapes.chain, run_config={})
+    return OpExecutionTask(
+        run_id=run.run_id,
+        step_key="start",
+        idempotency_key=idempotency_key(run.run_id, "start"),
+        code=pointer_for_job(reconstructable(job_shapes.chain)),
+        instance_ref=instance_ref_payload(instance),
+        created_at=time.time(),
+    )
+
+
+def _fence(store: SqlIdempotencyStore, task: OpExecutionTask, token: int) -> StepFence:
+    return StepFence(
+        store,
+        key=task.idempotency_key,
+        run_id=task.run_id,
+        step_key=task.step_key,
+        token=token,
+        lease_seconds=30,
+    )
+
+
+def _events(instance: DagsterInstance, run_id: str) -> list[DagsterEventType]:
+    return [
+        e.dagster_event.event_type
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.step_key == "start"
+    ]
+
+
+def test_the_holder_writes_the_outcome_event_once(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    token = store.claim(task.idempotency_key, "holder", 30)
+    assert token is not None
+    fence = _fence(store, task, token)
+    outcome = fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    assert outcome.state is TaskState.COMPLETED
+    assert not fence.revoked
+    assert fence.dropped == 0
+    assert _events(instance, task.run_id).count(DagsterEventType.STEP_SUCCESS) == 1
+
+
+def test_a_worker_that_lost_its_claim_writes_no_outcome_event(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    stale = store.claim(task.idempotency_key, "paused-worker", 0.05)
+    assert stale is not None
+    time.sleep(0.2)  # the lease expires while the first holder is paused
+    current = store.claim(task.idempotency_key, "other-worker", 30)
+    assert current == stale + 1
+    fence = _fence(store, task, stale)
+    outcome = fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    assert outcome.state is TaskState.COMPLETED  # the body ran to its end ...
+    events = _events(instance, task.run_id)
+    assert DagsterEventType.STEP_SUCCESS not in events  # ... but its outcome never reached the log
+    assert fence.revoked
+    assert fence.reason is not None
+    assert "lease lost" in fence.reason
+    record = store.get(task.idempotency_key)
+    assert record is not None
+    assert (record.state, record.attempt, record.owner) == (TaskState.RUNNING, 2, "other-worker")
+
+
+def test_a_released_step_writes_no_event_at_all(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    token = store.claim(task.idempotency_key, "stopping-worker", 30)
+    assert token is not None
+    fence = _fence(store, task, token)
+    fence.revoke("released: the worker is stopping")
+    fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    assert _events(instance, task.run_id) == []
+    assert fence.dropped > 0
+
+
+def test_events_outside_a_fenced_thread_are_untouched(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    outcome = StepRunner(SHAPES_LOCATIONS).run(task)  # no fence current: as before
+    assert outcome.state is TaskState.COMPLETED
+    assert _events(instance, task.run_id).count(DagsterEventType.STEP_SUCCESS) == 1
