@@ -70,6 +70,9 @@ class WorkerProcesses:
         concurrency: int = 2,
         restart: bool = True,
         log_dir: Path,
+        modules: tuple[str, ...] = ("job_shapes",),
+        grace_period: float = 5.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.target = target
         self.store_url = store_url
@@ -82,8 +85,14 @@ class WorkerProcesses:
         self.concurrency = concurrency
         self.restart = restart
         self.log_dir = log_dir
+        self.modules = modules
+        self.grace_period = grace_period
+        self.extra_args = extra_args
         self.processes: list[subprocess.Popen[bytes]] = []
         self.started = 0
+        self.exit_codes: list[int] = []
+        """Exit codes of the workers the supervisor replaced (-9: SIGKILL, 0: clean stop)."""
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
 
@@ -95,8 +104,7 @@ class WorkerProcesses:
             *command,
             "--store-url",
             self.store_url,
-            "-m",
-            "job_shapes",
+            *(arg for module in self.modules for arg in ("-m", module)),
             "--concurrency",
             str(self.concurrency),
             "--visibility-timeout",
@@ -104,9 +112,10 @@ class WorkerProcesses:
             "--heartbeat-interval",
             str(self.target.visibility_timeout / 3),
             "--grace-period",
-            "5",
+            str(self.grace_period),
             "--log-format",
             "json",
+            *self.extra_args,
         ]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -123,9 +132,17 @@ class WorkerProcesses:
         while not self._stop.wait(0.2):
             if not self.restart:
                 continue
-            for i, process in enumerate(self.processes):
-                if process.poll() is not None:
-                    self.processes[i] = self._spawn()
+            with self._lock:
+                for i, process in enumerate(self.processes):
+                    if process.poll() is not None:
+                        self.exit_codes.append(process.returncode)
+                        self.processes[i] = self._spawn()
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the worker processes alive now."""
+        with self._lock:
+            return [p.pid for p in self.processes if p.poll() is None]
 
     def kill(self, pid: int, sig: int = signal.SIGKILL) -> None:
         os.kill(pid, sig)

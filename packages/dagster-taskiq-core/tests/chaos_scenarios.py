@@ -1,0 +1,536 @@
+"""Fault scenarios: each runs real jobs on a ``Cluster`` while it injects one kind of fault.
+
+A scenario is ``scenario(cluster, rng) -> ScenarioRun``; every random choice comes from ``rng``
+(seeded by the caller), so a failure replays with its seed (timing is real, so a replay takes
+the same decisions, not necessarily at the same instants). Every run is checked by
+``chaos_ledger.check_run``; scenario-specific promises (a paused worker's late finish rejected,
+completed steps of a killed run not run again) go in ``problems``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dagster import DagsterRunStatus, ReexecutionOptions
+
+from chaos_cluster import Cluster, RunResult, pids_of_client_ports
+from chaos_ledger import outcome_events
+from dagster_taskiq import TaskState
+from dagster_taskiq_testing.servers import boto3_client
+
+SHAPES = ("chaos_fan_out", "chaos_chain", "chaos_dynamic")
+
+
+@dataclasses.dataclass
+class ScenarioRun:
+    scenario: str
+    seed: int
+    results: list[RunResult] = dataclasses.field(default_factory=list)
+    faults: int = 0
+    problems: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(r.check.ok for r in self.results)
+
+    def describe(self) -> str:
+        lines = [f"scenario {self.scenario} seed {self.seed}: faults {self.faults}"]
+        lines += [f"  {r.check.describe()} success={r.success}" for r in self.results]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+class Fault:
+    """Runs ``fn(stop)`` on a thread while the run executes; re-raises its error at the end."""
+
+    def __init__(self, fn: Callable[[threading.Event], None]) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+
+    def _run(self, fn: Callable[[threading.Event], None]) -> None:
+        try:
+            fn(self.stop)
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> Fault:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(60)
+        if self.error is not None:
+            raise self.error
+
+
+def _busy(c: Cluster) -> list[tuple[str, int]]:
+    """(step, pid) of bodies running now on live worker processes."""
+    assert c.workers is not None
+    alive = set(c.workers.pids)
+    return [(step, pid) for step, pid in c.ledger.started_pids() if pid in alive]
+
+
+def _wait_busy(c: Cluster, stop: threading.Event, timeout: float = 30) -> list[tuple[str, int]]:
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and time.monotonic() < deadline:
+        busy = _busy(c)
+        if busy:
+            return busy
+        time.sleep(0.02)
+    return []
+
+
+def _expect_success(run: ScenarioRun, result: RunResult, c: Cluster) -> None:
+    run.results.append(result)
+    if not result.success:
+        run.problems.append(f"run {result.run_id} failed; worker logs tail:\n{c.logs()[-4000:]}")
+
+
+# --- worker deaths ---------------------------------------------------------------------------
+
+
+def sigkill(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """SIGKILL a worker at a random moment of a step (incl. heartbeats), 1-3 times per run."""
+    run = ScenarioRun("sigkill", 0)
+    kills = rng.randint(1, 3)
+
+    def fault(stop: threading.Event) -> None:
+        while run.faults < kills and not stop.is_set():
+            busy = _wait_busy(c, stop, timeout=5)
+            if not busy:
+                continue
+            time.sleep(rng.uniform(0.0, 1.2))  # heartbeats every visibility/3 = 1 s
+            _step, pid = rng.choice(busy)
+            assert c.workers is not None
+            if pid in c.workers.pids:
+                c.workers.kill(pid, signal.SIGKILL)
+                run.faults += 1
+            time.sleep(rng.uniform(0.3, 2.0))
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 2.0))
+    _expect_success(run, result, c)
+    return run
+
+
+def sigkill_before_ack(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """SIGKILL a worker after its ``finish`` is recorded and before its ack reaches SQS.
+
+    The SQS proxy holds every DeleteMessage (the ack) from the chosen moment; the workers whose
+    deletes are held are killed, then the proxy lets the rest through. Their messages come back
+    after the visibility timeout, for steps already COMPLETED: they must be acked unrun.
+    """
+    run = ScenarioRun("sigkill_before_ack", 0)
+    killed_steps: list[str] = []
+
+    def fault(stop: threading.Event) -> None:
+        time.sleep(rng.uniform(0.0, 1.5))
+        if not _wait_busy(c, stop):
+            return
+        c.sqs_proxy.hold(b"AmazonSQS.DeleteMessage")
+        try:
+            ports = c.sqs_proxy.held(timeout=15)
+            assert c.workers is not None
+            pids = pids_of_client_ports(ports, c.workers.pids)
+            for pid in pids:
+                c.workers.kill(pid, signal.SIGKILL)
+                run.faults += 1
+        finally:
+            c.sqs_proxy.release()
+        for record in c.store.records_for_run(_latest_run_id(c)):
+            if record.result is not None and any(
+                record.result.worker_id.endswith(f":{pid}") for pid in pids
+            ):
+                killed_steps.append(record.step_key)
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(0.2, 1.0))
+    _expect_success(run, result, c)
+    run.notes.append(f"steps finished by killed workers before their ack: {killed_steps}")
+    return run
+
+
+def sigterm(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """SIGTERM a worker mid-step: it drains within its grace period (1 s) or releases."""
+    run = ScenarioRun("sigterm", 0)
+    stops = rng.randint(1, 2)
+
+    def fault(stop: threading.Event) -> None:
+        while run.faults < stops and not stop.is_set():
+            busy = _wait_busy(c, stop, timeout=5)
+            if not busy:
+                continue
+            time.sleep(rng.uniform(0.0, 0.8))
+            _step, pid = rng.choice(busy)
+            assert c.workers is not None
+            if pid in c.workers.pids:
+                c.workers.kill(pid, signal.SIGTERM)
+                run.faults += 1
+            time.sleep(rng.uniform(1.0, 3.0))
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 2.5))
+    _expect_success(run, result, c)
+    return run
+
+
+def pause(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """SIGSTOP a worker mid-step for longer than its lease, then SIGCONT it.
+
+    Another worker takes the step over (the message's visibility and the lease both expire);
+    when the paused worker wakes, its late finish must be rejected: one outcome only.
+    """
+    run = ScenarioRun("pause", 0)
+    paused: list[tuple[str, int]] = []
+    lease = c.target.visibility_timeout
+
+    def fault(stop: threading.Event) -> None:
+        busy = _wait_busy(c, stop)
+        if not busy:
+            return
+        time.sleep(rng.uniform(0.0, 0.5))
+        step, pid = rng.choice(busy)
+        assert c.workers is not None
+        c.workers.kill(pid, signal.SIGSTOP)
+        run.faults += 1
+        paused.append((step, pid))
+        try:
+            # Until someone else holds the step (lease + visibility expired, redelivered).
+            deadline = time.monotonic() + 6 * lease
+            while time.monotonic() < deadline:
+                others = [p for s, p in c.ledger.started_pids() if s == step and p != pid]
+                if others:
+                    break
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.0))
+        finally:
+            c.workers.kill(pid, signal.SIGCONT)
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(1.5, 3.0))
+    _expect_success(run, result, c)
+    for step, pid in paused:
+        holders = {e.pid for e in c.ledger.executions(result.run_id) if e.step_key == step}
+        if pid not in holders or len(holders) < 2:
+            run.notes.append(f"{step}: held by {sorted(holders)} (paused {pid}): no takeover")
+            continue
+        record = c.store.get(f"{result.run_id}:{step}")
+        if record is None or record.state is not TaskState.COMPLETED or record.result is None:
+            run.problems.append(f"{step}: not COMPLETED after the takeover: {record}")
+        elif record.result.worker_id.endswith(f":{pid}"):
+            run.problems.append(f"{step}: the paused worker {pid}'s late finish was recorded")
+        key = f"{result.run_id}:{step}"
+        if not _wait_for_log(c, key, ("stale_finish_rejected", "lease_lost")):
+            run.problems.append(
+                f"{step}: the paused worker {pid} logged no lost lease / stale finish"
+            )
+    return run
+
+
+def _wait_for_log(c: Cluster, key: str, events: tuple[str, ...], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = c.logs()
+        if any(
+            f'"key": "{key}"' in line and e in line for line in logs.splitlines() for e in events
+        ):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# --- duplicates ------------------------------------------------------------------------------
+
+
+def duplicates(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """Exact copies of step messages while their steps are PENDING, RUNNING or COMPLETED.
+
+    The fault takes a pending message off the queue itself (as a consumer would), sends a copy
+    (another deduplication id and group, same body and attributes) that the workers run, and
+    lets the original come back (visibility 0) at a random later state of the step.
+    """
+    run = ScenarioRun("duplicates", 0)
+    sqs = boto3_client(c.moto.endpoint_url)
+    states: list[str] = []
+
+    def fault(stop: threading.Event) -> None:
+        url = _queue_url(sqs, c.target.queue_name, stop)
+        for n in range(rng.randint(1, 3)):
+            when = rng.choice(["pending", "running", "completed"])
+            message = None
+            deadline = time.monotonic() + 10
+            while message is None and not stop.is_set() and time.monotonic() < deadline:
+                got = sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=1,
+                    VisibilityTimeout=120,
+                    WaitTimeSeconds=1,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["MessageGroupId"],
+                ).get("Messages", [])
+                message = got[0] if got else None
+            if message is None:
+                return
+            group = message["Attributes"]["MessageGroupId"]
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=message["Body"],
+                MessageAttributes=message.get("MessageAttributes", {}),
+                MessageGroupId=f"{group}-copy{n}",
+                MessageDeduplicationId=f"chaos-copy-{n}-{rng.getrandbits(64):x}",
+            )
+            key = _key_of(message)
+            states.append(f"{key.split(':', 1)[1]}:{when}")
+            _wait_for_state(c, key, when, stop)
+            sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+            run.faults += 1
+
+    job_name = rng.choice(SHAPES)
+    with Fault(fault):
+        result = c.execute(job_name, step_seconds=(0.3, 1.2))
+    _expect_success(run, result, c)
+    _wait_queue_empty(c, run)
+    # The originals may come back after the run ended: check again once they are handled.
+    started = time.monotonic() - result.seconds
+    run.results[-1] = c.result(result.run_id, result.success, started, job_name=job_name)
+    run.notes.append(f"copies: {states}")
+    return run
+
+
+def _queue_url(sqs: Any, name: str, stop: threading.Event, timeout: float = 30) -> str:
+    """The queue's URL once it exists (the executor or a worker creates it at startup)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+        except sqs.exceptions.QueueDoesNotExist:
+            if stop.is_set() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _key_of(message: dict[str, Any]) -> str:
+    import json  # noqa: PLC0415
+
+    body = json.loads(message["Body"])
+    return str(json.loads(body["args"][0])["idempotency_key"])
+
+
+def _wait_for_state(c: Cluster, key: str, when: str, stop: threading.Event) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not stop.is_set():
+        record = c.store.get(key)
+        state = record.state if record is not None else None
+        if when == "pending" or (when == "running" and state is TaskState.RUNNING):
+            return
+        if state is not None and state.is_final:
+            return
+        time.sleep(0.02)
+
+
+def _wait_queue_empty(c: Cluster, run: ScenarioRun, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while c.queue_depth() > 0:
+        if time.monotonic() > deadline:
+            run.problems.append(f"queue not drained after {timeout} s")
+            return
+        time.sleep(0.2)
+
+
+# --- SQS and PostgreSQL outages ----------------------------------------------------------------
+
+
+def sqs_restart(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """SQS stopped mid-run (port closed, connections reset) and restarted 1-5 s later."""
+    run = ScenarioRun("sqs_restart", 0)
+
+    def fault(stop: threading.Event) -> None:
+        if not _wait_busy(c, stop):
+            return
+        time.sleep(rng.uniform(0.0, 1.0))
+        c.stop_sqs()
+        run.faults += 1
+        time.sleep(rng.uniform(1.0, 5.0))
+        c.start_sqs()
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 1.5))
+    _expect_success(run, result, c)
+    return run
+
+
+def sqs_down_at_start(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """SQS unreachable when the run starts, for 2-8 s."""
+    run = ScenarioRun("sqs_down_at_start", 0)
+    c.stop_sqs()
+    run.faults += 1
+
+    def fault(stop: threading.Event) -> None:
+        time.sleep(rng.uniform(2.0, 8.0))
+        c.start_sqs()
+
+    try:
+        with Fault(fault):
+            result = c.execute(rng.choice(SHAPES), step_seconds=(0.1, 0.6))
+    finally:
+        c.start_sqs()
+    _expect_success(run, result, c)
+    return run
+
+
+def pg_terminate(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """``pg_terminate_backend`` on every store connection, 2-5 times during the run."""
+    run = ScenarioRun("pg_terminate", 0)
+    times = rng.randint(2, 5)
+
+    def fault(stop: threading.Event) -> None:
+        if not _wait_busy(c, stop):
+            return
+        for _ in range(times):
+            if stop.is_set():
+                return
+            if c.terminate_store_connections():
+                run.faults += 1
+            time.sleep(rng.uniform(0.1, 1.0))
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(0.2, 1.0))
+    _expect_success(run, result, c)
+    return run
+
+
+def pg_down(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """The store's database unreachable (port closed, connections reset) for 0.5-2.5 s."""
+    run = ScenarioRun("pg_down", 0)
+
+    def fault(stop: threading.Event) -> None:
+        if not _wait_busy(c, stop):
+            return
+        time.sleep(rng.uniform(0.0, 1.0))
+        c.pg_proxy.kill()
+        run.faults += 1
+        try:
+            time.sleep(rng.uniform(0.5, 2.5))
+        finally:
+            c.pg_proxy.start()
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(0.2, 1.0))
+    _expect_success(run, result, c)
+    return run
+
+
+# --- the run process killed ----------------------------------------------------------------------
+
+
+def run_killed(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """The run process SIGKILLed mid-run; the run is marked failed (as run monitoring does)
+    and re-executed from failure: steps that completed in it are not run again."""
+    run = ScenarioRun("run_killed", 0)
+    job_name = rng.choice(SHAPES)
+    started = time.monotonic()
+    dagster_run = c.create_run(job_name, step_seconds=(0.2, 0.8))
+    child = c.launch_run_process(dagster_run, job_name)
+    completed_before_kill = rng.randint(1, 4)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and child.poll() is None:
+        done = [r for r in c.store.records_for_run(dagster_run.run_id) if r.state.is_final]
+        if len(done) >= completed_before_kill:
+            break
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.5))
+    if child.poll() is None:
+        child.send_signal(signal.SIGKILL)
+        run.faults += 1
+    else:
+        log = c.root / "logs" / f"run-{dagster_run.run_id}.log"
+        run.problems.append(
+            f"the run process exited by itself ({child.returncode}) before the kill:\n"
+            f"{log.read_text(errors='replace')[-3000:]}"
+        )
+    child.wait(30)
+    parent = c.instance.get_run_by_id(dagster_run.run_id)
+    assert parent is not None
+    if parent.status == DagsterRunStatus.SUCCESS:
+        run.notes.append("the run finished before the kill")
+        run.results.append(c.result(parent.run_id, True, started, job_name=job_name))
+        return run
+    if not parent.is_finished:
+        c.instance.report_run_failed(parent)
+    # Steps in flight finish (or are refused: the run is over) before re-executing.
+    _wait_all_final(c, parent.run_id)
+    run.results.append(c.result(parent.run_id, False, started))
+    succeeded = {
+        step
+        for step, counts in outcome_events(c.instance, parent.run_id).items()
+        if counts["success"]
+    }
+    options = ReexecutionOptions.from_failure(parent.run_id, c.instance)
+    child_result = c.execute(job_name, step_seconds=(0.2, 0.8), reexecution=options)
+    _expect_success(run, child_result, c)
+    again = {e.step_key for e in c.ledger.executions(child_result.run_id)} & succeeded
+    if again:
+        run.problems.append(f"steps completed in the killed run were run again: {sorted(again)}")
+    executed = {e.step_key for e in c.ledger.executions(child_result.run_id)}
+    missing = c.instance.get_run_by_id(child_result.run_id)
+    assert missing is not None
+    total = len(succeeded | executed)
+    if child_result.success and total < _steps_of(job_name):
+        run.problems.append(
+            f"only {total} of {_steps_of(job_name)} steps succeeded across the two runs"
+        )
+    run.notes.append(f"{len(succeeded)} step(s) completed before the kill")
+    return run
+
+
+def _steps_of(job_name: str) -> int:
+    import chaos_jobs  # noqa: PLC0415
+
+    return chaos_jobs.JOB_STEPS[job_name]
+
+
+def _wait_all_final(c: Cluster, run_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = c.store.records_for_run(run_id)
+        if all(r.state.is_final for r in records):
+            return
+        time.sleep(0.1)
+
+
+def _latest_run_id(c: Cluster) -> str:
+    runs = c.instance.get_runs(limit=1)
+    return runs[0].run_id if runs else ""
+
+
+SCENARIOS: dict[str, Callable[[Cluster, random.Random], ScenarioRun]] = {
+    "sigkill": sigkill,
+    "sigkill_before_ack": sigkill_before_ack,
+    "sigterm": sigterm,
+    "pause": pause,
+    "duplicates": duplicates,
+    "sqs_restart": sqs_restart,
+    "sqs_down_at_start": sqs_down_at_start,
+    "pg_terminate": pg_terminate,
+    "pg_down": pg_down,
+    "run_killed": run_killed,
+}
+
+
+def run_scenario(name: str, c: Cluster, seed: int) -> ScenarioRun:
+    """One seeded run of scenario ``name`` on ``c``."""
+    result = SCENARIOS[name](c, random.Random(seed))
+    result.seed = seed
+    return result
