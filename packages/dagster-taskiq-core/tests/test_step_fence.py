@@ -1,9 +1,10 @@
 """The fence over a step's Dagster events (``dagster_taskiq.worker._fence``).
 
-Regression tests for two double outcomes the chaos suite found (issue 8): a worker paused past
-its lease woke up and wrote a second STEP_SUCCESS after another worker had run the step, and a
-step released by a stopping worker wrote an "interrupted" STEP_FAILURE before running again
-elsewhere (the executor then failed the run on Dagster's invariant).
+Regression tests for three double outcomes the chaos suite found (issue 8): a worker paused past
+its lease woke up and wrote a second STEP_SUCCESS after another worker had run the step; a step
+released by a stopping worker wrote an "interrupted" STEP_FAILURE before running again
+elsewhere (the executor then failed the run on Dagster's invariant); and a worker SIGKILLed
+between its step's STEP_SUCCESS and ``finish`` left the step to be run, and succeed, again.
 """
 
 from __future__ import annotations
@@ -51,14 +52,16 @@ def _start_task(instance: DagsterInstance) -> OpExecutionTask:
     )
 
 
-def _fence(store: SqlIdempotencyStore, task: OpExecutionTask, token: int) -> StepFence:
+def _fence(
+    store: SqlIdempotencyStore, task: OpExecutionTask, token: int, lease: float = 30
+) -> StepFence:
     return StepFence(
         store,
         key=task.idempotency_key,
         run_id=task.run_id,
         step_key=task.step_key,
         token=token,
-        lease_seconds=30,
+        lease_seconds=lease,
     )
 
 
@@ -120,6 +123,29 @@ def test_a_released_step_writes_no_event_at_all(
     fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
     assert _events(instance, task.run_id) == []
     assert fence.dropped > 0
+
+
+def test_a_reclaimed_step_whose_outcome_is_logged_is_not_run_again(
+    instance: DagsterInstance,
+    store: SqlIdempotencyStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "ledger").mkdir()
+    monkeypatch.setenv(job_shapes.LEDGER_ENV, str(tmp_path / "ledger"))
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    first = store.claim(task.idempotency_key, "dies-before-finish", 0.05)
+    assert first == 1
+    # The first holder runs the step and writes its success, then dies before ``finish``.
+    _fence(store, task, first, lease=0.05).run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    time.sleep(0.2)
+    second = store.claim(task.idempotency_key, "next-worker", 30)
+    assert second == 2
+    outcome = _fence(store, task, second).run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    assert outcome.state is TaskState.COMPLETED
+    assert job_shapes.read_ledger(str(tmp_path / "ledger"), task.run_id) == ["start"]  # once
+    assert _events(instance, task.run_id).count(DagsterEventType.STEP_SUCCESS) == 1
 
 
 def test_events_outside_a_fenced_thread_are_untouched(

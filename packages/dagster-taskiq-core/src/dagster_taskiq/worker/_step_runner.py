@@ -14,7 +14,13 @@ import threading
 from typing import Any, Protocol
 
 import structlog
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, deserialize_value
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    deserialize_value,
+)
 
 from dagster_taskiq._dagster_compat import (
     KnownExecutionState,
@@ -34,7 +40,7 @@ from dagster_taskiq.code_locations import (
 )
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask, TaskState
-from dagster_taskiq.worker._fence import install_event_fence
+from dagster_taskiq.worker._fence import current_fence, install_event_fence
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
@@ -70,6 +76,49 @@ class StepOutcome:
         if error is None:
             return cls.failed(fallback, fallback)
         return cls.failed(error.cls_name or fallback, error.message.strip(), error.to_string())
+
+
+def logged_outcome(instance: DagsterInstance, task: OpExecutionTask) -> StepOutcome | None:
+    """The outcome a previous holder of this claim already wrote to the event log, if any.
+
+    A worker that dies after its step's outcome event and before ``finish`` leaves the record
+    RUNNING; the message comes back and the step is claimed again (a higher fence token). Running
+    it again would put a second outcome in the event log, so a re-claimed step (token > 1, known
+    from the current fence) first looks for this retry's outcome in the log and, if it is there,
+    reports it without running anything. First claims skip the look-up (one query per re-claim).
+    """
+    fence = current_fence()
+    if fence is None or fence.token <= 1:
+        return None
+    counts = {kind: 0 for kind in _OUTCOME_KINDS}
+    for entry in instance.all_logs(task.run_id, of_type=set(_OUTCOME_KINDS)):
+        event = entry.dagster_event
+        if event is not None and event.step_key == task.step_key:
+            counts[event.event_type] += 1
+    if counts[DagsterEventType.STEP_SUCCESS]:
+        outcome = StepOutcome(TaskState.COMPLETED)
+    elif counts[DagsterEventType.STEP_FAILURE]:
+        outcome = StepOutcome.failed("StepFailure", "the step's failure is in the event log")
+    elif counts[DagsterEventType.STEP_UP_FOR_RETRY] > task.retry_number:
+        outcome = StepOutcome.failed(
+            "StepUpForRetry", f"try {task.retry_number} is up for retry in the event log"
+        )
+    else:
+        return None
+    _log.warning(
+        "step_outcome_already_logged",
+        key=task.idempotency_key,
+        token=fence.token,
+        state=outcome.state.value,
+    )
+    return outcome
+
+
+_OUTCOME_KINDS = (
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_UP_FOR_RETRY,
+)
 
 
 class RunsSteps(Protocol):
@@ -111,6 +160,9 @@ class StepRunner:
             return StepOutcome.failed(
                 "RunNotFound", f"run {task.run_id} does not exist in the instance (deleted?)"
             )
+        logged = logged_outcome(instance, task)
+        if logged is not None:
+            return logged
         if run.is_finished or run.status in _UNRUNNABLE:
             instance.report_engine_event(
                 f"Step {task.step_key} not started: the run is {run.status.value}.",

@@ -16,9 +16,10 @@ import sys
 import tempfile
 
 from dagster_taskiq.code_locations import CodeLocationError, CodeLocations
+from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask
 from dagster_taskiq.worker._fence import current_fence
-from dagster_taskiq.worker._step_runner import StepOutcome
+from dagster_taskiq.worker._step_runner import StepOutcome, logged_outcome
 
 _INTERRUPT_GRACE = 30.0
 
@@ -35,6 +36,11 @@ class SubprocessStepRunner:
             self.code_locations.check(task.code)
         except CodeLocationError as exc:
             return StepOutcome.failed("CodeLocationRefused", str(exc))
+        fence = current_fence()
+        if fence is not None and fence.token > 1:
+            logged = logged_outcome(instance_from_ref(task.instance_ref), task)
+            if logged is not None:
+                return logged
         with tempfile.TemporaryDirectory(prefix="dagster-taskiq-step-") as tmp:
             outcome_path = os.path.join(tmp, "outcome.json")
             args = [self.python, "-m", "dagster_taskiq.worker._subprocess_main", outcome_path]
