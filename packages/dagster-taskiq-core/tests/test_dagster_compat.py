@@ -93,3 +93,28 @@ def test_core_never_imports_the_backend_packages() -> None:
         text = path.read_text()
         assert "dagster_taskiq_sqs" not in text, path
         assert "dagster_taskiq_testing" not in text, path
+
+
+def test_step_log_managers_get_python_log_handlers_without_dict_config(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster rebuilds dagster.yaml's python_logs handlers with ``dictConfig`` per step; the
+    worker's instances must not (it deadlocks step threads that are logging)."""
+    import logging.config  # noqa: PLC0415
+
+    from dagster import DagsterInstance  # noqa: PLC0415
+
+    from dagster_taskiq._dagster_compat import with_python_log_handlers_once  # noqa: PLC0415
+
+    calls: list[object] = []
+    with DagsterInstance.local_temp(
+        str(tmp_path), overrides={"telemetry": {"enabled": False}}
+    ) as instance:
+        monkeypatch.setattr(logging.config, "dictConfig", calls.append)
+        instance.get_handlers()
+        assert calls, "Dagster no longer calls dictConfig per log manager: drop the workaround"
+        calls.clear()
+        with_python_log_handlers_once(instance)
+        handlers = instance.get_handlers()
+        assert calls == []
+        assert [type(h).__name__ for h in handlers] == ["_EventListenerLogHandler"]

@@ -21,6 +21,9 @@ What each is for:
 * ``SerializableErrorInfo``/``serializable_error_info_from_exc_info``: error payloads of events.
 * ``EventLogCursor``: tail a run's event log from a cursor.
 * ``raise_interrupts_as``: a step process turns SIGINT into an interrupted step.
+* ``with_python_log_handlers_once``: an instance that builds its dagster.yaml ``python_logs``
+  handlers once, not on every step (``DagsterInstance.get_yaml_python_handlers`` runs
+  ``logging.config.dictConfig`` each time, which deadlocks threads that are logging).
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ __all__ = [
     "raise_interrupts_as",
     "seconds_until_due",
     "serializable_error_info_from_exc_info",
+    "with_python_log_handlers_once",
     "without_compute_log_capture",
 ]
 
@@ -121,3 +125,22 @@ def without_compute_log_capture(ref: InstanceRef) -> InstanceRef:
             "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"
         )
     )
+
+
+def with_python_log_handlers_once(instance: Any) -> Any:
+    """``instance``, building its dagster.yaml ``python_logs`` handlers now and only now.
+
+    Dagster creates a log manager for every step, and each time (whenever the instance has any
+    dagster.yaml settings) calls ``logging.config.dictConfig``, which takes the logging module's
+    lock and then closes and flushes every handler in the process. A thread worker runs steps
+    side by side: a step that is emitting a record holds its handler's lock and then wants the
+    logging module's lock, so the two deadlock (seen with a dagster.yaml on PostgreSQL: every
+    step thread of the worker stuck in ``logging._acquireLock``). The handlers depend only on
+    the instance's settings, so they are built once here and the same ones are handed to every
+    step; with no ``python_logs.dagster_handler_config`` there are none and ``dictConfig`` is
+    never called.
+    """
+    config = instance.get_python_log_dagster_handler_config()
+    handlers = list(instance.get_yaml_python_handlers()) if config else []
+    instance.get_yaml_python_handlers = lambda: handlers
+    return instance

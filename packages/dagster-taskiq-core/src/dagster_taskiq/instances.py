@@ -9,7 +9,11 @@ from typing import Any
 
 from dagster import DagsterInstance, deserialize_value, serialize_value
 
-from dagster_taskiq._dagster_compat import InstanceRef, without_compute_log_capture
+from dagster_taskiq._dagster_compat import (
+    InstanceRef,
+    with_python_log_handlers_once,
+    without_compute_log_capture,
+)
 from dagster_taskiq.errors import DagsterTaskIQError
 
 __all__ = ["default_store_url", "instance_from_ref", "instance_ref_payload"]
@@ -48,7 +52,7 @@ def instance_from_ref(
                 ) from exc
             if not capture_compute_logs:
                 ref = without_compute_log_capture(ref)
-            instance = DagsterInstance.from_ref(ref)
+            instance = with_python_log_handlers_once(DagsterInstance.from_ref(ref))
             _instances[(text, capture_compute_logs)] = instance
         return instance
 
