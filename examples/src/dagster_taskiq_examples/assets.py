@@ -33,6 +33,5 @@ def revenue_is_not_negative(daily_revenue: float) -> AssetCheckResult:
 daily_orders_job = define_asset_job(
     "daily_orders_job",
     selection=[daily_orders, daily_revenue],
-    partitions_def=daily,
     description="One day of orders and revenue, and the revenue check.",
 )
