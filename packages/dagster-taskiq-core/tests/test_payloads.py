@@ -213,6 +213,32 @@ def test_nan_is_not_json() -> None:
     assert "NaN is not valid JSON" in str(_decode_error(raw))
 
 
+def test_json_nested_too_deeply() -> None:
+    # Found by the fuzzer (issue 8): json.loads raised RecursionError.
+    raw = _task().to_json().replace('"instance_ref": {', '"instance_ref": ' + "[" * 100_000 + "{")
+    assert "nested too deeply" in str(_decode_error(raw))
+
+
+def test_integer_literal_over_pythons_digit_limit() -> None:
+    # Found by the fuzzer (issue 8): json.loads raised a bare ValueError.
+    raw = _task().to_json().replace("1700000000.5", "1" + "0" * 5000)
+    assert "malformed JSON" in str(_decode_error(raw))
+
+
+def test_integer_too_large_for_a_float() -> None:
+    raw = _task().to_json().replace("1700000000.5", "1" + "0" * 400)
+    err = _decode_error(raw)
+    assert err.field == "created_at"
+    assert "too large for a float" in str(err)
+
+
+@pytest.mark.parametrize("name", ["retry_number", "enqueue_attempt"])
+def test_counts_fit_the_stores_integer_columns(name: str) -> None:
+    err = _decode_error(json.dumps(_task_dict(**{name: 2**31})))
+    assert err.field == name
+    assert "must be <= 2147483647" in str(err)
+
+
 def test_not_an_object() -> None:
     assert "expected a JSON object, got a JSON array" in str(_decode_error("[1, 2]"))
 

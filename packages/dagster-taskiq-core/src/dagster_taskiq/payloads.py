@@ -112,6 +112,10 @@ class _Payload:
             raise PayloadError(
                 f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             ) from None
+        except RecursionError:
+            raise PayloadError("malformed JSON: nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+            raise PayloadError(f"malformed JSON: {exc}") from None
         return cls.from_dict(data)
 
 
@@ -271,9 +275,15 @@ def _require_text(value: str, field: str) -> None:
         raise PayloadError("must be a non-empty string", field=field)
 
 
+MAX_COUNT = 2**31 - 1
+"""Largest retry number, enqueue attempt or fence token (the store's integer columns)."""
+
+
 def _require_non_negative(value: int, field: str) -> None:
     if value < 0:
         raise PayloadError(f"must be >= 0, got {value}", field=field)
+    if value > MAX_COUNT:
+        raise PayloadError(f"must be <= {MAX_COUNT}, got a larger number", field=field)
 
 
 def _require_finite(value: float, field: str) -> None:
@@ -372,7 +382,12 @@ def _decode_value(value: object, hint: Any, *, path: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, accepted):
         raise PayloadError(f"expected {expected}, got {_json_type_name(value)}", field=path)
     if kind is float and isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise PayloadError(
+                "must be a finite number, got an integer too large for a float", field=path
+            ) from None
     return value
 
 
