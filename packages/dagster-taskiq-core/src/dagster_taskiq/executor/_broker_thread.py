@@ -32,6 +32,12 @@ from dagster_taskiq.payloads import OpExecutionTask
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq.executor")
 
+SEND_CONCURRENCY = 16
+"""Sends in flight at once (an SQS client pools 10 connections by default)."""
+
+SEND_TIMEOUT = 60.0
+"""Seconds one send may take once started (the broker's own retries run within it)."""
+
 
 def step_labels(task: OpExecutionTask) -> dict[str, Any]:
     """The labels a step message carries (see :mod:`dagster_taskiq.messaging`)."""
@@ -50,8 +56,15 @@ def step_labels(task: OpExecutionTask) -> dict[str, Any]:
 class BrokerThread:
     """Owns ``broker`` on a private event loop; every method is called from sync code."""
 
-    def __init__(self, broker: AsyncBroker, *, startup_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        *,
+        startup_timeout: float = 120.0,
+        send_timeout: float = SEND_TIMEOUT,
+    ) -> None:
         self.broker = broker
+        self.send_timeout = send_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dagster-taskiq-broker", daemon=True
@@ -68,12 +81,20 @@ class BrokerThread:
         return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result(timeout)
 
     def send(self, tasks: Sequence[OpExecutionTask]) -> None:
-        """Send the steps concurrently; returns once every send is acknowledged by the broker."""
+        """Send the steps, ``SEND_CONCURRENCY`` at a time; returns once every send is
+        acknowledged by the broker. Each send has ``send_timeout`` seconds once started, so a
+        wide fan-out (a thousand steps ready at once) is not held to one batch deadline."""
         if tasks:
-            self._call(self._send_all(tasks))
+            self._call(self._send_all(tasks), timeout=None)
 
     async def _send_all(self, tasks: Sequence[OpExecutionTask]) -> None:
-        await asyncio.gather(*(self._send_one(task) for task in tasks))
+        limit = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send(task: OpExecutionTask) -> None:
+            async with limit:
+                await asyncio.wait_for(self._send_one(task), self.send_timeout)
+
+        await asyncio.gather(*(send(task) for task in tasks))
 
     async def _send_one(self, task: OpExecutionTask) -> None:
         kicker: AsyncKicker[[str], None] = AsyncKicker(
