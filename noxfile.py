@@ -5,6 +5,8 @@ uv run nox -s lint         # ruff check + ruff format --check
 uv run nox -s typecheck    # mypy --strict on the three packages
 uv run nox -s wheels       # build the three wheels, install each in a fresh venv, import it
 uv run nox -s bench -- store   # benchmarks (see docs/benchmarks.md)
+uv run nox -s chaos        # >= 200 seeded fault-scenario runs, decoder fuzzing (reliability.md)
+uv run nox -s soak         # 1,000-step fan-out, 50 concurrent runs, 10,000-message backlog
 """
 
 from __future__ import annotations
@@ -65,6 +67,37 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: ``nox -s bench -- <target>`` (benchmarks/bench_<target>.py; ``all``)."""
     _sync(session)
     session.run("python", "-m", "benchmarks", *(session.posargs or ["--help"]))
+
+
+CORE_TESTS = "packages/dagster-taskiq-core/tests"
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Decoder fuzzing, then >= 200 seeded fault-scenario runs and their table (not default).
+
+    ``nox -s chaos -- --runs 50 --seed 7``; driver options: --scenarios a,b, --replay SCEN:SEED.
+    """
+    _sync(session)
+    session.run(
+        "pytest",
+        f"{CORE_TESTS}/test_payload_fuzz.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        env={"DAGSTER_TASKIQ_FUZZ_EXAMPLES": "10000"},
+    )
+    session.run("python", f"{CORE_TESTS}/chaos_driver.py", *(session.posargs or ["--runs", "200"]))
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Load and soak on 4 workers: 1,000-step fan-out, 50 runs at once, 10,000 backlog.
+
+    Every run is checked by the ledger; ``nox -s soak -- --only backlog --backlog-runs 100``.
+    """
+    _sync(session)
+    session.run("python", f"{CORE_TESTS}/soak_driver.py", *session.posargs)
 
 
 @nox.session

@@ -1,0 +1,195 @@
+"""``nox -s soak``: load and soak runs on 4 worker processes, checked by the ledger.
+
+    python packages/dagster-taskiq-core/tests/soak_driver.py [--only fan_out,concurrent,backlog]
+        [--backlog-runs 500]
+
+* ``fan_out``: one run of 1,000 trivial steps (``wide_1000``: a root and 999 leaves);
+* ``concurrent``: 50 runs of a 20-step job started at once (run loops on 50 threads here);
+* ``backlog``: 10,000 step messages (500 runs x 20 independent steps) enqueued before any
+  worker starts, then 4 workers: every step runs exactly once.
+
+Every run is checked by ``chaos_ledger.check_run``; the workers' RSS (from /proc) is printed
+after start-up, after the fan-out and after the concurrent runs. Exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import sqlalchemy as sa
+import structlog
+from dagster import reconstructable
+
+import chaos_jobs
+from chaos_cluster import Cluster, RunResult, cluster, rss_kib
+from chaos_ledger import check_run, outcome_events
+from dagster_taskiq import OpExecutionTask, TaskState, idempotency_key
+from dagster_taskiq.backends import create_broker
+from dagster_taskiq.code_locations import pointer_for_job
+from dagster_taskiq.executor._broker_thread import BrokerThread
+from dagster_taskiq.instances import instance_ref_payload
+
+TRIVIAL = (0.0, 0.0)
+failures: list[str] = []
+
+
+def say(text: str) -> None:
+    print(f"[soak] {text}", flush=True)
+
+
+def rss(c: Cluster) -> str:
+    assert c.workers is not None
+    sizes = [rss_kib(pid) for pid in c.workers.pids]
+    return ", ".join(f"{s / 1024:.0f} MiB" for s in sizes if s is not None)
+
+
+def wait_workers_ready(c: Cluster, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while c.logs().count('"worker_started"') < c.worker_count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not start")
+        time.sleep(0.2)
+
+
+def judge(name: str, result: RunResult) -> None:
+    if not result.success or not result.check.ok:
+        failures.append(f"{name}: {result.check.describe()} success={result.success}")
+
+
+def fan_out_and_concurrent(only: set[str]) -> None:
+    with cluster(workers=4, concurrency=2, visibility_timeout=10) as c:
+        wait_workers_ready(c)
+        say(f"workers up; RSS {rss(c)}")
+        if "fan_out" in only:
+            result = c.execute("wide_1000", step_seconds=TRIVIAL)
+            judge("fan_out", result)
+            say(
+                f"fan_out: 1 run of {result.check.steps} steps, success={result.success}, "
+                f"ledger ok={result.check.ok}, {result.check.executions} executions, "
+                f"{result.seconds:.0f} s ({result.check.steps / result.seconds:.1f} steps/s); "
+                f"RSS {rss(c)}"
+            )
+        if "concurrent" in only:
+            started = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(50) as pool:
+                results = list(
+                    pool.map(lambda _: c.execute("twenty_steps", step_seconds=TRIVIAL), range(50))
+                )
+            wall = time.monotonic() - started
+            for r in results:
+                judge("concurrent", r)
+            steps = sum(r.check.steps for r in results)
+            ok = sum(1 for r in results if r.success and r.check.ok)
+            say(
+                f"concurrent: 50 runs x 20 steps, {ok}/50 succeeded with a clean ledger, "
+                f"{steps} steps, {sum(r.check.executions for r in results)} executions, "
+                f"{wall:.0f} s ({steps / wall:.1f} steps/s); RSS {rss(c)}"
+            )
+
+
+def backlog(runs: int) -> None:
+    with cluster(workers=4, concurrency=2, visibility_timeout=10, start_workers=False) as c:
+        job = chaos_jobs.twenty_independent
+        pointer = pointer_for_job(reconstructable(job))
+        ref = instance_ref_payload(c.instance)
+        broker = BrokerThread(create_broker("sqs", c.target.broker_settings()))
+        started = time.monotonic()
+        run_ids = []
+        try:
+            for _ in range(runs):
+                run = c.create_run("twenty_independent", step_seconds=TRIVIAL)
+                run_ids.append(run.run_id)
+                tasks = [
+                    OpExecutionTask(
+                        run_id=run.run_id,
+                        step_key=f"part_{n}",
+                        idempotency_key=idempotency_key(run.run_id, f"part_{n}"),
+                        code=pointer,
+                        instance_ref=ref,
+                        created_at=time.time(),
+                    )
+                    for n in range(20)
+                ]
+                for task in tasks:
+                    c.store.ensure_pending(task)
+                broker.send(tasks)
+        finally:
+            broker.close()
+        messages = 20 * runs
+        say(
+            f"backlog: {messages} messages enqueued in {time.monotonic() - started:.0f} s, "
+            f"queue depth {c.queue_depth()}; starting 4 workers"
+        )
+        started = time.monotonic()
+        c.start_worker_processes()
+        table = c.store.records_table
+        count = sa.select(sa.func.count()).select_from(table).where(table.c.state == "COMPLETED")
+        deadline = time.monotonic() + 3600
+        done = 0
+        while done < messages and time.monotonic() < deadline:
+            time.sleep(2)
+            with c.store.engine.connect() as conn:
+                done = int(conn.execute(count).scalar_one())
+        wall = time.monotonic() - started
+        counts = c.ledger.per_run_step_counts()
+        executed_twice = {k: n for k, n in counts.items() if n != 1}
+        unrun = messages - len(counts)
+        bad_events = 0
+        for run_id in run_ids:
+            events = outcome_events(c.instance, run_id)
+            bad_events += sum(1 for n in range(20) if events[f"part_{n}"]["success"] != 1)
+        records_ok = sum(
+            1
+            for run_id in run_ids
+            for r in c.store.records_for_run(run_id)
+            if r.state is TaskState.COMPLETED
+        )
+        depth_deadline = time.monotonic() + 60
+        while (depth := c.queue_depth()) and time.monotonic() < depth_deadline:
+            time.sleep(0.5)  # the last acks in flight
+        say(
+            f"backlog: {done}/{messages} COMPLETED in {wall:.0f} s ({done / wall:.1f} steps/s); "
+            f"bodies run twice: {len(executed_twice)}, never: {unrun}; outcome-event "
+            f"violations: {bad_events}; COMPLETED records {records_ok}; queue depth {depth}; "
+            f"RSS {rss(c)}"
+        )
+        if executed_twice or unrun or bad_events or records_ok != messages or depth:
+            failures.append(
+                f"backlog: twice {list(executed_twice)[:5]}, unrun {unrun}, "
+                f"event violations {bad_events}, completed {records_ok}, depth {depth}"
+            )
+        # A few full checks, as for every other run.
+        for run_id in run_ids[:5]:
+            check = check_run(c.instance, c.store, c.ledger, run_id, expected_steps=20)
+            if not check.ok:
+                failures.append(f"backlog: {check.describe()}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="fan_out,concurrent,backlog")
+    parser.add_argument("--backlog-runs", type=int, default=500)
+    args = parser.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    only = {x.strip() for x in args.only.split(",")}
+    say(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    if only & {"fan_out", "concurrent"}:
+        fan_out_and_concurrent(only)
+    if "backlog" in only:
+        backlog(args.backlog_runs)
+    for failure in failures:
+        say(f"FAILED {failure}")
+    say("all clean" if not failures else f"{len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
