@@ -22,6 +22,7 @@ from store_support import require_postgres
 pytestmark = [pytest.mark.sqs_server, pytest.mark.postgres, pytest.mark.slow]
 
 SEEDS = {name: 8_000 + n for n, name in enumerate(SCENARIOS)}
+SEEDS.update(sigkill=8_003, sigterm=8_002)  # one kill / one stop: the slice stays short
 
 
 @pytest.fixture(scope="module")
