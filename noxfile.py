@@ -25,6 +25,7 @@ PACKAGES = {
     "dagster-taskiq-core": "dagster_taskiq",
     "dagster-taskiq-sqs": "dagster_taskiq_sqs",
     "dagster-taskiq-testing": "dagster_taskiq_testing",
+    "dagster-taskiq-examples": "dagster_taskiq_examples",
 }
 
 
