@@ -20,6 +20,7 @@ against the baselines measured in the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -42,10 +43,12 @@ def _chain_gaps(instance: Any, run_id: str) -> list[float]:
         run_id, of_type=DagsterEventType.STEP_SUCCESS, limit=1000
     ).records
     times = sorted(r.event_log_entry.timestamp for r in records)
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
-def _run_one(instance: Any, executor: str, job: str, run_config: dict[str, Any]) -> tuple[float, str]:
+def _run_one(
+    instance: Any, executor: str, job: str, run_config: dict[str, Any]
+) -> tuple[float, str]:
     from dagster import execute_job  # noqa: PLC0415
 
     from dagster_taskiq.code_locations import job_in_module  # noqa: PLC0415
@@ -153,10 +156,16 @@ def _report(
     if ("in_process", FAN_OUT) in median:
         fan = median[("taskiq", FAN_OUT)] / median[("in_process", FAN_OUT)]
         chain = median[("taskiq", CHAIN)] / median[("in_process", CHAIN)]
-        print(f"\naim fan-out <= 1.0x in_process: {fan:.2f}x ({'met' if fan <= 1.0 else 'not met'})")
-        print(f"aim chain <= 1.5x in_process: {chain:.2f}x ({'met' if chain <= 1.5 else 'not met'})")
+        print(f"\naim fan-out <= 1.0x in_process: {fan:.2f}x ({_verdict(fan <= 1.0)})")
+        print(f"aim chain <= 1.5x in_process: {chain:.2f}x ({_verdict(chain <= 1.5)})")
     if ("multiprocess", CHAIN) in median:
         for job in (CHAIN, FAN_OUT):
             speedup = median[("multiprocess", job)] / median[("taskiq", job)]
-            verdict = "met" if speedup >= 20 else "not met"
-            print(f"aim {job} >= 20x faster than multiprocess: {speedup:.1f}x ({verdict})")
+            print(
+                f"aim {job} >= 20x faster than multiprocess: {speedup:.1f}x "
+                f"({_verdict(speedup >= 20)})"
+            )
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "not met"
