@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from dagster_taskiq import SqlIdempotencyStore
 
 pytestmark = pytest.mark.sqs_server
 
@@ -73,3 +76,29 @@ def test_the_demo_command_is_listed_by_dagster_taskiq() -> None:
     done = _cli("--help", timeout=60)
     assert done.returncode == 0
     assert re.search(r"^\s+demo\s+Run an example job", done.stdout, re.MULTILINE), done.stdout
+
+
+@pytest.mark.postgres
+def test_demo_runs_the_partitioned_assets_with_a_postgres_store(
+    postgres_database: sa.URL,
+) -> None:
+    store_url = postgres_database.render_as_string(hide_password=False)
+    done = _cli(
+        "demo", "--job", "daily_orders_job", "--partition", "2026-11-02", "--store-url", store_url
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "3 planned, 3 completed, 0 failed, 0 not run" in output
+    assert "idempotency store: postgresql+psycopg://postgres@127.0.0.1" in output
+    store = SqlIdempotencyStore(store_url)
+    try:
+        run_id = re.search(r"demo: run ([0-9a-f-]{36})", output)
+        assert run_id
+        records = store.records_for_run(run_id.group(1))
+    finally:
+        store.close()
+    assert sorted(r.step_key for r in records) == [
+        "daily_orders",
+        "daily_revenue",
+        "daily_revenue_revenue_is_not_negative",
+    ]

@@ -1,6 +1,7 @@
 """Daily-partitioned assets with a check: one partition is one run of three steps."""
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetExecutionContext,
     DailyPartitionsDefinition,
@@ -20,14 +21,28 @@ def daily_orders(context: AssetExecutionContext) -> list[float]:
 
 
 @asset(partitions_def=daily)
-def daily_revenue(daily_orders: list[float]) -> float:
-    """The day's revenue."""
-    return sum(daily_orders)
+def daily_revenue(context: AssetExecutionContext, daily_orders: list[float]) -> float:
+    """The day's revenue (also recorded as the materialization's metadata)."""
+    revenue = sum(daily_orders)
+    context.add_output_metadata({"revenue": revenue})
+    return revenue
 
 
 @asset_check(asset=daily_revenue)
-def revenue_is_not_negative(daily_revenue: float) -> AssetCheckResult:
-    return AssetCheckResult(passed=daily_revenue >= 0, metadata={"revenue": daily_revenue})
+def revenue_is_not_negative(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    """Checks the revenue just materialized, from its metadata.
+
+    (In Dagster 1.13 a check on a partitioned asset does not load the run's partition as an
+    input, so it reads the materialization instead.)
+    """
+    event = context.instance.get_latest_materialization_event(daily_revenue.key)
+    if event is None or event.asset_materialization is None:
+        return AssetCheckResult(passed=False, metadata={"reason": "no materialization"})
+    revenue = float(event.asset_materialization.metadata["revenue"].value)
+    return AssetCheckResult(
+        passed=revenue >= 0,
+        metadata={"revenue": revenue, "partition": event.asset_materialization.partition or ""},
+    )
 
 
 daily_orders_job = define_asset_job(
