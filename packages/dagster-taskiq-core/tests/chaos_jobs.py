@@ -164,9 +164,9 @@ def wide_1000() -> None:
 
 
 @job(executor_def=taskiq_executor)
-def twenty_independent() -> None:
-    """20 steps with no dependencies (the queue backlog: every message runnable at once)."""
-    for n in range(20):
+def hundred_independent() -> None:
+    """100 steps with no dependencies (the queue backlog: every message runnable at once)."""
+    for n in range(100):
         root.alias(f"part_{n}")()
 
 
@@ -182,7 +182,7 @@ JOB_STEPS = {
     "chaos_dynamic": 7,
     "twenty_steps": 20,
     "wide_1000": 1000,
-    "twenty_independent": 20,
+    "hundred_independent": 100,
     "one_step": 1,
 }
 """Steps of each job's full run (dynamic: with its 5 mapped copies)."""
@@ -193,6 +193,6 @@ JOBS = {
     "chaos_dynamic": chaos_dynamic,
     "twenty_steps": twenty_steps,
     "wide_1000": wide_1000,
-    "twenty_independent": twenty_independent,
+    "hundred_independent": hundred_independent,
     "one_step": one_step,
 }

@@ -222,7 +222,7 @@ def pause(c: Cluster, rng: random.Random) -> ScenarioRun:
     for step, pid in paused:
         holders = {e.pid for e in c.ledger.executions(result.run_id) if e.step_key == step}
         if pid not in holders or len(holders) < 2:
-            run.notes.append(f"{step}: held by {sorted(holders)} (paused {pid}): no takeover")
+            run.problems.append(f"{step}: held by {sorted(holders)} (paused {pid}): no takeover")
             continue
         record = c.store.get(f"{result.run_id}:{step}")
         if record is None or record.state is not TaskState.COMPLETED or record.result is None:

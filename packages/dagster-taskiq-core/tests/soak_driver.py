@@ -1,11 +1,11 @@
 """``nox -s soak``: load and soak runs on 4 worker processes, checked by the ledger.
 
     python packages/dagster-taskiq-core/tests/soak_driver.py [--only fan_out,concurrent,backlog]
-        [--backlog-runs 500]
+        [--backlog-runs 100]
 
 * ``fan_out``: one run of 1,000 trivial steps (``wide_1000``: a root and 999 leaves);
 * ``concurrent``: 50 runs of a 20-step job started at once (run loops on 50 threads here);
-* ``backlog``: 10,000 step messages (500 runs x 20 independent steps) enqueued before any
+* ``backlog``: 10,000 step messages (100 runs x 100 independent steps) enqueued before any
   worker starts, then 4 workers: every step runs exactly once.
 
 Every run is checked by ``chaos_ledger.check_run``; the workers' RSS (from /proc) is printed
@@ -37,6 +37,8 @@ from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.instances import instance_ref_payload
 
 TRIVIAL = (0.0, 0.0)
+STEPS = 100
+"""Steps per backlog run (``hundred_independent``)."""
 failures: list[str] = []
 
 
@@ -96,7 +98,7 @@ def fan_out_and_concurrent(only: set[str]) -> None:
 
 def backlog(runs: int) -> None:
     with cluster(workers=4, concurrency=2, visibility_timeout=10, start_workers=False) as c:
-        job = chaos_jobs.twenty_independent
+        job = chaos_jobs.hundred_independent
         pointer = pointer_for_job(reconstructable(job))
         ref = instance_ref_payload(c.instance)
         broker = BrokerThread(create_broker("sqs", c.target.broker_settings()))
@@ -104,7 +106,7 @@ def backlog(runs: int) -> None:
         run_ids = []
         try:
             for _ in range(runs):
-                run = c.create_run("twenty_independent", step_seconds=TRIVIAL)
+                run = c.create_run("hundred_independent", step_seconds=TRIVIAL)
                 run_ids.append(run.run_id)
                 tasks = [
                     OpExecutionTask(
@@ -115,14 +117,14 @@ def backlog(runs: int) -> None:
                         instance_ref=ref,
                         created_at=time.time(),
                     )
-                    for n in range(20)
+                    for n in range(STEPS)
                 ]
                 for task in tasks:
                     c.store.ensure_pending(task)
                 broker.send(tasks)
         finally:
             broker.close()
-        messages = 20 * runs
+        messages = STEPS * runs
         say(
             f"backlog: {messages} messages enqueued in {time.monotonic() - started:.0f} s, "
             f"queue depth {c.queue_depth()}; starting 4 workers"
@@ -144,7 +146,7 @@ def backlog(runs: int) -> None:
         bad_events = 0
         for run_id in run_ids:
             events = outcome_events(c.instance, run_id)
-            bad_events += sum(1 for n in range(20) if events[f"part_{n}"]["success"] != 1)
+            bad_events += sum(1 for n in range(STEPS) if events[f"part_{n}"]["success"] != 1)
         records_ok = sum(
             1
             for run_id in run_ids
@@ -167,7 +169,7 @@ def backlog(runs: int) -> None:
             )
         # A few full checks, as for every other run.
         for run_id in run_ids[:5]:
-            check = check_run(c.instance, c.store, c.ledger, run_id, expected_steps=20)
+            check = check_run(c.instance, c.store, c.ledger, run_id, expected_steps=STEPS)
             if not check.ok:
                 failures.append(f"backlog: {check.describe()}")
 
@@ -175,7 +177,7 @@ def backlog(runs: int) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="fan_out,concurrent,backlog")
-    parser.add_argument("--backlog-runs", type=int, default=500)
+    parser.add_argument("--backlog-runs", type=int, default=100)
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     logging.getLogger("dagster").setLevel(logging.WARNING)
