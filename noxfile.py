@@ -24,6 +24,8 @@ ROOT = pathlib.Path(__file__).parent
 PACKAGES = {
     "dagster-taskiq-core": "dagster_taskiq",
     "dagster-taskiq-sqs": "dagster_taskiq_sqs",
+    "dagster-taskiq-redis": "dagster_taskiq_redis",
+    "dagster-taskiq-nats": "dagster_taskiq_nats",
     "dagster-taskiq-testing": "dagster_taskiq_testing",
     "dagster-taskiq-examples": "dagster_taskiq_examples",
 }

@@ -1,0 +1,33 @@
+"""NATS JetStream broker for dagster-taskiq, on taskiq-nats's ``PullBasedJetStreamBroker``.
+
+``NatsJetStreamBroker(NatsSettings(...))`` is a TaskIQ broker; ``create_broker(settings)`` is
+the factory registered as the ``nats`` backend of the ``dagster_taskiq.brokers`` entry points.
+"""
+
+from dagster_taskiq_nats.broker import Delivery, NatsJetStreamBroker, NatsMessageControl
+from dagster_taskiq_nats.errors import (
+    AckError,
+    DagsterTaskIQNatsError,
+    NatsConfigurationError,
+    NatsSettingsError,
+    NatsUnavailableError,
+    SettingProblem,
+)
+from dagster_taskiq_nats.factory import create_broker
+from dagster_taskiq_nats.settings import NatsSettings, RetryBudget, Storage
+
+__all__ = [
+    "AckError",
+    "DagsterTaskIQNatsError",
+    "Delivery",
+    "NatsConfigurationError",
+    "NatsJetStreamBroker",
+    "NatsMessageControl",
+    "NatsSettings",
+    "NatsSettingsError",
+    "NatsUnavailableError",
+    "RetryBudget",
+    "SettingProblem",
+    "Storage",
+    "create_broker",
+]

@@ -1,0 +1,583 @@
+"""``NatsJetStreamBroker``: taskiq-nats's pull-based JetStream broker made safe for steps.
+
+It stays a normal TaskIQ ``AsyncBroker`` and keeps taskiq-nats's constructor, client and
+``shutdown``; it replaces the parts whose 0.7.0 behaviour loses, duplicates or hides steps (see
+``docs/design-notes.md``, section "NATS JetStream broker"):
+
+* startup connects with stamina backoff, creates the stream (work-queue retention, duplicate
+  window) and the durable pull consumer (explicit acks, ack wait = ``visibility_timeout``,
+  ``max_deliver`` = ``max_deliveries``) and refuses existing ones whose configuration disagrees,
+  listing each difference (taskiq-nats reuses a mismatching stream silently);
+* sends carry ``Nats-Msg-Id`` from the step's idempotency key, retry number and enqueue
+  attempt, so JetStream drops an identical resend within its duplicate window;
+* ``listen()`` pulls one message per request; a message is acked (confirmed by the server) only
+  by its ``ack``; until then in-progress acks (``+WPI``) reset its ack wait;
+* a message delivered ``max_deliveries`` times makes JetStream publish a max-deliveries
+  advisory; a dead-letter stream captures those, and :meth:`receive_dead_letters` turns each
+  into the original message (read by its stream sequence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from taskiq import AsyncBroker
+from taskiq.acks import AckableMessage
+from taskiq.message import BrokerMessage
+from taskiq_nats import PullBasedJetStreamBroker
+
+from dagster_taskiq.messaging import (
+    LABEL_ENQUEUE_ATTEMPT,
+    LABEL_IDEMPOTENCY_KEY,
+    LABEL_QUEUE,
+    LABEL_RETRY_NUMBER,
+    DeadLetter,
+    MessageControl,
+    deduplication_id,
+)
+from dagster_taskiq_nats.errors import AckError, DagsterTaskIQNatsError, NatsConfigurationError
+from dagster_taskiq_nats.retrying import DisconnectedError, call_with_retry
+from dagster_taskiq_nats.settings import NatsSettings, Storage
+
+__all__ = ["Delivery", "NatsJetStreamBroker", "NatsMessageControl"]
+
+_T = TypeVar("_T")
+_log = structlog.get_logger("dagster_taskiq_nats")
+_STEP_FIELDS = (LABEL_IDEMPOTENCY_KEY, LABEL_RETRY_NUMBER, LABEL_ENQUEUE_ATTEMPT)
+_MSG_ID = "Nats-Msg-Id"
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class Delivery:
+    """A message this broker's ``listen()`` yielded, until it is acked or released."""
+
+    broker: NatsJetStreamBroker
+    msg: Msg
+    stream_seq: int
+    deliveries: int
+    step: dict[str, str]
+    heartbeat: asyncio.Task[None] | None = None
+    """The broker's own in-progress acks, until a caller takes over through the control."""
+    settled: str | None = None
+    """``"acked"`` or ``"released"`` once it is."""
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "stream": self.broker.settings.stream,
+            "stream_seq": self.stream_seq,
+            "deliveries": self.deliveries,
+            **_log_step(self.step),
+        }
+
+    async def ack(self) -> None:
+        """Acknowledge (and wait for JetStream to confirm): the message is removed."""
+        await self.broker._ack(self)
+
+
+class NatsMessageControl:
+    """Extend or release one delivery (``dagster_taskiq.messaging.MessageControl``).
+
+    JetStream's ack wait is a property of the consumer: an in-progress ack restarts it, for
+    ``visibility_timeout`` seconds whatever ``extend`` asks for. ``release()`` is a NAK: the
+    message is redelivered at once (the redelivery counts towards ``max_deliveries``). The
+    first call takes the delivery over from the broker's own in-progress acks.
+    """
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    @property
+    def receive_count(self) -> int | None:
+        return self.delivery.deliveries
+
+    async def extend(self, seconds: float) -> None:
+        broker = self.delivery.broker
+        broker.stop_heartbeat(self.delivery)
+        await broker.in_progress(self.delivery)
+
+    async def release(self) -> None:
+        broker = self.delivery.broker
+        broker.stop_heartbeat(self.delivery)
+        await broker.nak(self.delivery)
+
+
+class NatsJetStreamBroker(PullBasedJetStreamBroker):
+    """A TaskIQ broker on one JetStream stream and its durable pull consumer (``NatsSettings``).
+
+    The broker pulls from ``settings.consumer`` and publishes on ``settings.subject``, or on the
+    subject a message's ``queue`` label names (a stream must capture it).
+    """
+
+    def __init__(self, settings: NatsSettings) -> None:
+        self.settings = settings
+        storage = StorageType.MEMORY if settings.storage is Storage.MEMORY else StorageType.FILE
+        super().__init__(
+            settings.server_list,
+            subject=settings.subject,
+            stream_name=settings.stream,
+            durable=settings.consumer,
+            stream_config=StreamConfig(
+                name=settings.stream,
+                subjects=[settings.subject],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=storage,
+                duplicate_window=settings.duplicate_window,
+            ),
+            consumer_config=ConsumerConfig(
+                durable_name=settings.consumer,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=settings.visibility_timeout,
+                max_deliver=settings.max_deliveries if settings.dead_letters else -1,
+                filter_subject=settings.subject,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+            pull_consume_batch=1,
+            pull_consume_timeout=settings.fetch_timeout,
+        )
+        self._storage = storage
+        self._deliveries: dict[int, Delivery] = {}
+        self._heartbeats: set[asyncio.Task[None]] = set()
+        self._dead_subscription: JetStreamContext.PullSubscription | None = None
+        self._started = False
+        self.server = settings.redacted_servers
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(stream={self.settings.stream!r}, servers={self.server!r})"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Connect (with backoff), create or check the stream, consumer and dead letters."""
+        await self._call("connect", self._connect)
+        self.js = self.client.jetstream(timeout=self.settings.request_timeout)
+        await self._call("add_stream", lambda: self._ensure_stream(self.stream_config))
+        await self._call(
+            "add_consumer",
+            lambda: self._ensure_consumer(self.settings.stream, self._consumer_config()),
+        )
+        dead = self.settings.dead_letters
+        if dead is not None:
+            dead_stream = StreamConfig(
+                name=dead,
+                subjects=[self.settings.advisory_subject],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=self._storage,
+            )
+            dead_consumer = ConsumerConfig(
+                durable_name=self.settings.dead_letter_consumer,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.settings.visibility_timeout,
+                max_deliver=-1,
+                deliver_policy=DeliverPolicy.ALL,
+            )
+            await self._call("add_stream", lambda: self._ensure_stream(dead_stream), stream=dead)
+            await self._call(
+                "add_consumer", lambda: self._ensure_consumer(dead, dead_consumer), stream=dead
+            )
+        self.consumer = await self._call(
+            "pull_subscribe",
+            lambda: self.js.pull_subscribe_bind(
+                consumer=self.settings.consumer, stream=self.settings.stream
+            ),
+        )
+        self._started = True
+        _log.info(
+            "nats_broker_started",
+            stream=self.settings.stream,
+            subject=self.settings.subject,
+            consumer=self.settings.consumer,
+            dead_letter_stream=dead,
+            servers=self.server,
+            worker=self.is_worker_process,
+        )
+        await AsyncBroker.startup(self)
+
+    async def _connect(self) -> None:
+        """One connection attempt; stamina spaces the attempts (nats-py would loop forever with
+        unlimited reconnects, or give up for good after its few). Once connected, nats-py
+        reconnects a lost connection by itself, without limit."""
+        if self.client.is_connected:
+            return
+        client = Client()
+        await client.connect(
+            self.settings.server_list,
+            allow_reconnect=False,
+            connect_timeout=int(max(1, round(self.settings.connect_timeout))),
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        client.options["allow_reconnect"] = True
+        client.options["max_reconnect_attempts"] = -1
+        client.options["reconnect_time_wait"] = self.settings.retry_initial_delay
+        self.client = client  # type: ignore[misc]  # taskiq-nats types it Final
+
+    async def _on_error(self, exc: Exception) -> None:
+        _log.debug("nats_client_error", servers=self.server, error=f"{type(exc).__name__}: {exc}")
+
+    async def _on_disconnected(self) -> None:
+        if self._started:  # not when shutdown closes it
+            _log.warning("nats_disconnected", servers=self.server)
+
+    async def _on_reconnected(self) -> None:
+        _log.info("nats_reconnected", servers=self.server)
+
+    def _consumer_config(self) -> ConsumerConfig:
+        config = self.consumer_config
+        assert config is not None  # set in __init__
+        return config
+
+    async def _ensure_stream(self, config: StreamConfig) -> None:
+        name = str(config.name)
+        try:
+            info = await self.js.stream_info(name)
+        except NotFoundError:
+            await self.js.add_stream(config=config)
+            return
+        have = info.config
+        differences = []
+        for subject in config.subjects or []:
+            if subject not in (have.subjects or []):
+                differences.append(f"subjects {have.subjects} lack {subject!r}")
+        if have.retention != config.retention:
+            differences.append(f"retention is {have.retention}, want {config.retention}")
+        if have.storage != config.storage:
+            differences.append(
+                f"storage is {have.storage}, want {config.storage} (setting storage)"
+            )
+        if config.duplicate_window and not _close(have.duplicate_window, config.duplicate_window):
+            differences.append(
+                f"duplicate_window is {have.duplicate_window} s, want {config.duplicate_window} s "
+                f"(setting duplicate_window)"
+            )
+        if differences:
+            raise NatsConfigurationError(
+                f"stream {name!r} exists with another configuration: {'; '.join(differences)}. "
+                f"Delete it, or change the settings to match"
+            )
+
+    async def _ensure_consumer(self, stream: str, config: ConsumerConfig) -> None:
+        durable = str(config.durable_name)
+        try:
+            info = await self.js.consumer_info(stream, durable)
+        except NotFoundError:
+            await self.js.add_consumer(stream, config=config)
+            return
+        have = info.config
+        differences = []
+        if have.ack_policy != config.ack_policy:
+            differences.append(f"ack_policy is {have.ack_policy}, want {config.ack_policy}")
+        if not _close(have.ack_wait, config.ack_wait):
+            differences.append(
+                f"ack_wait is {have.ack_wait} s, want {config.ack_wait} s "
+                f"(setting visibility_timeout)"
+            )
+        if (have.max_deliver or -1) != (config.max_deliver or -1):
+            differences.append(
+                f"max_deliver is {have.max_deliver}, want {config.max_deliver} "
+                f"(settings max_deliveries / dead_letters_enabled)"
+            )
+        if (have.filter_subject or None) != (config.filter_subject or None):
+            differences.append(
+                f"filter_subject is {have.filter_subject!r}, want {config.filter_subject!r}"
+            )
+        if differences:
+            raise NatsConfigurationError(
+                f"consumer {durable!r} of stream {stream!r} exists with another configuration: "
+                f"{'; '.join(differences)}. Delete it, or change the settings to match"
+            )
+
+    async def shutdown(self) -> None:
+        """Stop heartbeats and close the connection."""
+        for delivery in list(self._deliveries.values()):
+            self.stop_heartbeat(delivery)
+        self._deliveries.clear()
+        self._started = False
+        with contextlib.suppress(Exception):
+            await self.client.close()
+        await AsyncBroker.shutdown(self)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise DagsterTaskIQNatsError(
+                f"{self!r} is not started: await broker.startup() before using it"
+            )
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[_T]], **fields: Any) -> _T:
+        stream = fields.pop("stream", self.settings.stream)
+        return await call_with_retry(
+            operation,
+            call,
+            budget=self.settings.retry_budget,
+            servers=self.server,
+            stream=stream,
+            **fields,
+        )
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Publish and wait for JetStream's acknowledgement; an identical resend within the
+        duplicate window (same ``Nats-Msg-Id``) is dropped by the server."""
+        self._require_started()
+        subject = str(message.labels.get(LABEL_QUEUE) or self.settings.subject)
+        step = _step_labels(message.labels)
+        identity = (
+            deduplication_id(
+                step[LABEL_IDEMPOTENCY_KEY],
+                int(step.get(LABEL_RETRY_NUMBER, 0)),
+                int(step.get(LABEL_ENQUEUE_ATTEMPT, 0)),
+            )
+            if LABEL_IDEMPOTENCY_KEY in step
+            else message.task_id
+        )
+        headers = {_MSG_ID: hashlib.sha256(identity.encode()).hexdigest(), **step}
+        ack = await self._call(
+            "publish",
+            lambda: self.js.publish(subject, payload=message.message, headers=headers),
+        )
+        fields = {"subject": subject, "task_id": message.task_id, **_log_step(step)}
+        if ack.duplicate:
+            _log.info("nats_duplicate_dropped", stream_seq=ack.seq, **fields)
+        else:
+            _log.debug("nats_message_sent", stream_seq=ack.seq, **fields)
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Yield one message per pull request (no batch waits unseen in the client)."""
+        self._require_started()
+        while True:
+            msg = await self._call("fetch", self._fetch_one)
+            if msg is None:
+                continue
+            delivery = self._deliver(msg)
+            yield AckableMessage(data=msg.data, ack=delivery.ack)
+
+    async def _fetch_one(self) -> Msg | None:
+        try:
+            messages = await self.consumer.fetch(1, timeout=self.settings.fetch_timeout)
+        except NatsTimeoutError:
+            if not self.client.is_connected:
+                raise DisconnectedError(f"not connected to {self.server}") from None
+            return None
+        return messages[0] if messages else None
+
+    def _deliver(self, msg: Msg) -> Delivery:
+        metadata = msg.metadata
+        headers = msg.headers or {}
+        delivery = Delivery(
+            broker=self,
+            msg=msg,
+            stream_seq=metadata.sequence.stream,
+            deliveries=metadata.num_delivered,
+            step={name: headers[name] for name in _STEP_FIELDS if name in headers},
+        )
+        self._deliveries[delivery.stream_seq] = delivery
+        if self.settings.heartbeat_enabled:
+            task = asyncio.create_task(self._heartbeat(delivery))
+            self._heartbeats.add(task)
+            task.add_done_callback(self._heartbeats.discard)
+            delivery.heartbeat = task
+        event = "nats_message_received" if delivery.deliveries == 1 else "nats_message_redelivered"
+        _log.debug(event, **delivery.log_fields())
+        if self.settings.dead_letters and delivery.deliveries >= self.settings.max_deliveries:
+            _log.warning(
+                "nats_last_delivery_before_dead_letters",
+                max_deliveries=self.settings.max_deliveries,
+                **delivery.log_fields(),
+            )
+        return delivery
+
+    # --- acknowledgement, ack wait -----------------------------------------------------------
+
+    async def _ack(self, delivery: Delivery) -> None:
+        if delivery.settled == "acked":
+            return
+        if delivery.settled == "released":
+            raise AckError(
+                f"message {delivery.stream_seq} of stream {self.settings.stream!r} was released "
+                f"(NAK); it may be another consumer's delivery now"
+            )
+        self.stop_heartbeat(delivery)
+        await self._call(
+            "ack",
+            lambda: delivery.msg.ack_sync(timeout=self.settings.request_timeout),
+            **_log_step(delivery.step),
+        )
+        delivery.settled = "acked"
+        self._forget(delivery)
+        _log.debug("nats_message_acked", **delivery.log_fields())
+
+    def message_control(self, message: AckableMessage) -> MessageControl | None:
+        """Extend / release a message this broker's ``listen()`` yielded (else None)."""
+        delivery = getattr(message.ack, "__self__", None)
+        if not isinstance(delivery, Delivery) or delivery.broker is not self:
+            return None
+        if delivery.settled is not None:
+            return None
+        return NatsMessageControl(delivery)
+
+    def stop_heartbeat(self, delivery: Delivery) -> None:
+        """Stop the broker's own in-progress acks of ``delivery`` (idempotent)."""
+        task, delivery.heartbeat = delivery.heartbeat, None
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _forget(self, delivery: Delivery) -> None:
+        self._deliveries.pop(delivery.stream_seq, None)
+
+    async def in_progress(self, delivery: Delivery) -> None:
+        """Restart the message's ack wait (``+WPI``)."""
+        if delivery.settled is not None:
+            raise AckError(
+                f"message {delivery.stream_seq} of stream {self.settings.stream!r} is already "
+                f"{delivery.settled}"
+            )
+        if not self.client.is_connected:
+            raise DisconnectedError(f"not connected to {self.server}: in-progress ack not sent")
+        await delivery.msg.in_progress()
+        _log.debug("nats_in_progress_sent", **delivery.log_fields())
+
+    async def nak(self, delivery: Delivery) -> None:
+        """Give the message back for redelivery now."""
+        if delivery.settled is not None:
+            raise AckError(
+                f"message {delivery.stream_seq} of stream {self.settings.stream!r} is already "
+                f"{delivery.settled}"
+            )
+        await self._call("nak", delivery.msg.nak, **_log_step(delivery.step))
+        delivery.settled = "released"
+        self._forget(delivery)
+        _log.info("nats_message_released", **delivery.log_fields())
+
+    async def _heartbeat(self, delivery: Delivery) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_every)
+            try:
+                await self.in_progress(delivery)
+            except AckError as exc:
+                _log.warning("nats_heartbeat_stopped", reason=str(exc), **delivery.log_fields())
+                return
+            except Exception as exc:
+                _log.warning(
+                    "nats_heartbeat_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    **delivery.log_fields(),
+                )
+
+    # --- dead letters ------------------------------------------------------------------------
+
+    async def receive_dead_letters(self, max_messages: int = 10) -> list[DeadLetter]:
+        """Up to ``max_messages`` dead letters: the messages JetStream stopped delivering after
+        ``max_deliveries``, read back by the sequence its advisory names (none without a
+        dead-letter stream). Each advisory stays with this reader until its ``ack``, which also
+        deletes the message from the stream; one left unacked comes back after the visibility
+        timeout. An advisory whose message is gone already is acked and skipped."""
+        self._require_started()
+        dead = self.settings.dead_letters
+        if dead is None:
+            return []
+        consumer = self.settings.dead_letter_consumer
+        info = await self._call("consumer_info", lambda: self.js.consumer_info(dead, consumer))
+        if not info.num_pending and not info.num_ack_pending:
+            return []
+        if self._dead_subscription is None:
+            self._dead_subscription = await self._call(
+                "pull_subscribe",
+                lambda: self.js.pull_subscribe_bind(consumer=consumer, stream=dead),
+                stream=dead,
+            )
+        subscription = self._dead_subscription
+        try:
+            advisories = await subscription.fetch(max(1, max_messages), timeout=0.5)
+        except NatsTimeoutError:
+            return []
+        letters = []
+        for advisory in advisories:
+            letter = await self._dead_letter(advisory)
+            if letter is not None:
+                letters.append(letter)
+        return letters
+
+    async def _dead_letter(self, advisory: Msg) -> DeadLetter | None:
+        try:
+            event = json.loads(advisory.data)
+            seq = int(event["stream_seq"])
+        except (ValueError, KeyError, TypeError):
+            _log.error("nats_dead_letter_unreadable", data=advisory.data[:200])
+            await advisory.ack()
+            return None
+        stream = self.settings.stream
+        try:
+            original = await self._call("get_msg", lambda: self.js.get_msg(stream, seq))
+        except NotFoundError:
+            _log.info("nats_dead_letter_message_gone", stream=stream, stream_seq=seq)
+            await advisory.ack_sync(timeout=self.settings.request_timeout)
+            return None
+        headers = original.headers or {}
+        step = {name: headers[name] for name in _STEP_FIELDS if name in headers}
+        deliveries = event.get("deliveries")
+        fields = {
+            "stream": stream,
+            "dead_letter_stream": self.settings.dead_letters,
+            "stream_seq": seq,
+            "deliveries": deliveries,
+            **_log_step(step),
+        }
+        _log.warning("nats_dead_letter_received", **fields)
+
+        async def ack() -> None:
+            with contextlib.suppress(NotFoundError):
+                await self._call("delete_msg", lambda: self.js.delete_msg(stream, seq))
+            await self._call(
+                "ack",
+                lambda: advisory.ack_sync(timeout=self.settings.request_timeout),
+                stream=self.settings.dead_letters,
+            )
+            _log.info("nats_dead_letter_acked", **fields)
+
+        return DeadLetter(
+            body=original.data or b"",
+            receive_count=int(deliveries) if deliveries is not None else None,
+            message_id=str(seq),
+            ack=ack,
+        )
+
+
+def _close(have: float | None, want: float | None) -> bool:
+    return abs((have or 0.0) - (want or 0.0)) < 1e-3
+
+
+def _step_labels(labels: dict[str, Any]) -> dict[str, str]:
+    return {name: str(labels[name]) for name in _STEP_FIELDS if labels.get(name) is not None}
+
+
+def _log_step(step: dict[str, str]) -> dict[str, Any]:
+    if LABEL_IDEMPOTENCY_KEY not in step:
+        return {}
+    return {
+        "key": step[LABEL_IDEMPOTENCY_KEY],
+        "retry_number": step.get(LABEL_RETRY_NUMBER),
+        "enqueue_attempt": step.get(LABEL_ENQUEUE_ATTEMPT),
+    }
