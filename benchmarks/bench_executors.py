@@ -10,8 +10,10 @@ fan-out into one collector, trivial ops) and one temporary SQLite Dagster instan
 * ``multiprocess``: ``multiprocess_executor`` with ``max_concurrent: 2``;
 * ``in_process``: ``in_process_executor``.
 
-Each executor first runs each job once untimed (warm-up: the workers load the code, the run
-process imports it), then ``--repeat`` timed runs; the median wall time is reported. Per-step
+A warm-up round runs each job once on each executor untimed (the workers load the code, the
+run process imports it), then ``--repeat`` timed rounds follow; within a round the executors
+take turns on each job, so background load falls on all of them alike. The median wall time is
+reported. Per-step
 overhead is measured on the chain, whose ops do no work: the time between one step's
 STEP_SUCCESS event and the next one's, which is all executor and Dagster overhead. Ratios are
 against the baselines measured in the same run.
@@ -109,13 +111,14 @@ def main(argv: list[str]) -> int:
             WorkerPool(queue, store_url, count=2, concurrency=2, log_dir=tmp / "logs") as pool,
         ):
             pool.wait_ready()
-            for executor in executors:
+            # Rounds outermost, executors interleaved within each round: load from other work
+            # on the machine then falls on every executor alike.
+            for n in range(args.repeat + 1):
+                label = "warm-up" if n == 0 else f"run {n}/{args.repeat}"
                 for job in (CHAIN, FAN_OUT):
-                    config = {**configs[executor], **quiet}
-                    rounds = args.repeat + 1
-                    for n in range(rounds):
+                    for executor in executors:
+                        config = {**configs[executor], **quiet}
                         wall, run_id = _run_one(instance, executor, job, config)
-                        label = "warm-up" if n == 0 else f"run {n}/{args.repeat}"
                         print(f"  {executor:<12} {job:<10} {label:<9} {wall:7.2f} s", flush=True)
                         if n == 0:
                             continue
