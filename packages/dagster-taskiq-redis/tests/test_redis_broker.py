@@ -1,0 +1,324 @@
+"""The Redis Streams broker on the real Redis: delivery, acks, leases, dead letters, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from taskiq.acks import AckableMessage
+from taskiq.message import BrokerMessage
+
+from dagster_taskiq.backends import available_backends, create_broker
+from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
+from dagster_taskiq_redis import (
+    AckError,
+    RedisMessageControl,
+    RedisStreamsBroker,
+    RedisUnavailableError,
+)
+from dagster_taskiq_testing.servers import EndpointProxy
+
+# A receive that should succeed gets this long before the test gives up (not a timing claim).
+PATIENCE = 15.0
+
+
+class Listener:
+    """One ``listen()`` generator and at most one receive in flight on it.
+
+    Cancelling a receive would close the generator, so a receive that is still waiting stays in
+    flight: ``nothing_for`` leaves it there and the next ``receive`` picks its message up.
+    """
+
+    def __init__(self, broker: RedisStreamsBroker) -> None:
+        self.messages = broker.listen()
+        self._next: asyncio.Future[AckableMessage] | None = None
+
+    def _pending(self) -> asyncio.Future[AckableMessage]:
+        if self._next is None:
+            self._next = asyncio.ensure_future(anext(self.messages))
+        return self._next
+
+    async def receive(self) -> AckableMessage:
+        pending = self._pending()
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), PATIENCE)
+        finally:
+            if pending.done():
+                self._next = None
+
+    async def nothing_for(self, seconds: float) -> bool:
+        """True if nothing arrives within ``seconds``."""
+        pending = self._pending()
+        await asyncio.wait({pending}, timeout=seconds)
+        return not pending.done()
+
+    async def close(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            with contextlib.suppress(BaseException):
+                await self._next
+        await self.messages.aclose()
+
+
+def control(broker: RedisStreamsBroker, message: AckableMessage) -> RedisMessageControl:
+    found = broker.message_control(message)
+    assert isinstance(found, RedisMessageControl)
+    return found
+
+
+def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_GROUP", "from-env")
+    assert "redis" in available_backends()
+    broker = create_broker("redis", {"stream": "s1", "visibility_timeout": "7"})
+    assert isinstance(broker, RedisStreamsBroker)
+    assert isinstance(broker, SupportsMessageControl)
+    assert isinstance(broker, SupportsDeadLetters)
+    assert (broker.settings.stream, broker.settings.group) == ("s1", "from-env")
+    assert broker.settings.visibility_timeout == 7.0
+
+
+async def test_send_receive_ack_deletes_the_entry(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    broker = await harness.broker()
+    sent: BrokerMessage = message("run-1:add", body=b'{"x": 1}')
+    await broker.kick(sent)
+    messages = Listener(broker)
+    received = await messages.receive()
+    assert received.data == b'{"x": 1}'
+    assert control(broker, received).receive_count == 1
+    assert harness.pending() == 1
+    await received.ack()
+    assert (harness.pending(), harness.length()) == (0, 0)
+    await received.ack()  # acking twice is harmless
+    await messages.close()
+
+
+async def test_an_identical_resend_is_dropped_and_a_new_enqueue_attempt_is_not(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    broker = await harness.broker()
+    await broker.kick(message("run-1:add"))
+    await broker.kick(message("run-1:add"))  # same key, retry and attempt: a duplicate
+    await broker.kick(message("run-1:add", enqueue_attempt=1))
+    await broker.kick(message("run-1:add", retry_number=1))
+    assert harness.length() == 3
+
+
+async def test_deduplication_can_be_turned_off(harness: Any, message: Callable[..., Any]) -> None:
+    broker = await harness.broker(dedup_window=0)
+    await broker.kick(message("run-1:add"))
+    await broker.kick(message("run-1:add"))
+    assert harness.length() == 2
+
+
+async def test_an_unacked_message_is_redelivered_after_the_visibility_timeout(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    """The consumer that received it went silent (no heartbeat, no ack): like a dead worker."""
+    first = await harness.broker(heartbeat_enabled=False)
+    second = await harness.broker(heartbeat_enabled=False)
+    await first.kick(message("run-1:add"))
+    gone = Listener(first)
+    taken = await gone.receive()
+    again = Listener(second)
+    redelivered = await again.receive()
+    assert redelivered.data == taken.data
+    assert control(second, redelivered).receive_count == 2
+    await redelivered.ack()
+    assert (harness.pending(), harness.length()) == (0, 0)
+    with pytest.raises(AckError, match="no longer pending"):
+        await control(first, taken).extend(1.0)  # the first consumer lost it
+    await gone.close()
+    await again.close()
+
+
+async def test_the_heartbeat_keeps_a_message_past_its_visibility_timeout(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    holder = await harness.broker(heartbeat_interval=0.2)
+    other = await harness.broker()
+    await holder.kick(message("run-1:slow"))
+    held = Listener(holder)
+    taken = await held.receive()
+    competing = Listener(other)
+    assert await competing.nothing_for(3.0)  # three visibility timeouts
+    await taken.ack()
+    assert (harness.pending(), harness.length()) == (0, 0)
+    await held.close()
+    await competing.close()
+
+
+async def test_message_control_extends_and_releases(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    holder = await harness.broker(heartbeat_enabled=False)
+    other = await harness.broker(heartbeat_enabled=False)
+    await holder.kick(message("run-1:add"))
+    held = Listener(holder)
+    taken = await held.receive()
+    controlled = control(holder, taken)
+    competing = Listener(other)
+    for _ in range(4):  # the worker's heartbeat, taken over through the control
+        await controlled.extend(1.0)
+        assert await competing.nothing_for(0.5)
+    await controlled.release()
+    released = await competing.receive()  # at once, not after a timeout
+    assert released.data == taken.data
+    with pytest.raises(AckError, match="released"):
+        await taken.ack()
+    assert holder.message_control(taken) is None
+    await released.ack()
+    await held.close()
+    await competing.close()
+
+
+async def test_a_message_delivered_max_deliveries_times_is_dead_lettered(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    worker = await harness.broker(heartbeat_enabled=False, max_deliveries=2)
+    executor = await harness.broker(max_deliveries=2)
+    await executor.kick(message("run-1:poison", body=b"poison"))
+    messages = Listener(worker)
+    counts = []
+    for _ in range(2):
+        received = await messages.receive()
+        counts.append(control(worker, received).receive_count)
+    assert counts == [1, 2]
+    assert await messages.nothing_for(2.5)  # not a third time
+    letters = await executor.receive_dead_letters()
+    assert [(letter.body, letter.receive_count) for letter in letters] == [(b"poison", 2)]
+    assert harness.length() == 0
+    await letters[0].ack()
+    assert harness.length(f"{harness.stream}-dlq") == 0
+    assert await executor.receive_dead_letters() == []
+    await messages.close()
+
+
+async def test_dead_letters_move_even_when_no_worker_listens(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    """The executor's own look at the dead letters moves an entry whose last consumer died."""
+    worker = await harness.broker(heartbeat_enabled=False, max_deliveries=1)
+    executor = await harness.broker(max_deliveries=1)
+    await executor.kick(message("run-1:poison"))
+    messages = Listener(worker)
+    await messages.receive()
+    await messages.close()  # the worker is gone; its entry stays pending
+    letters: list[Any] = []
+    for _ in range(50):
+        letters = await executor.receive_dead_letters()
+        if letters:
+            break
+        await asyncio.sleep(0.1)
+    assert [letter.receive_count for letter in letters] == [1]
+    await letters[0].ack()
+
+
+async def test_an_unacked_dead_letter_comes_back_after_the_visibility_timeout(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    worker = await harness.broker(heartbeat_enabled=False, max_deliveries=1)
+    first = await harness.broker(max_deliveries=1)
+    second = await harness.broker(max_deliveries=1)
+    await first.kick(message("run-1:poison"))
+    messages = Listener(worker)
+    await messages.receive()
+    await messages.close()
+    letters: list[Any] = []
+    for _ in range(50):
+        letters = await first.receive_dead_letters()
+        if letters:
+            break
+        await asyncio.sleep(0.1)
+    assert len(letters) == 1
+    assert await second.receive_dead_letters() == []  # held by the first reader
+    again: list[Any] = []
+    for _ in range(50):
+        again = await second.receive_dead_letters()
+        if again:
+            break
+        await asyncio.sleep(0.1)
+    assert [letter.message_id for letter in again] == [letters[0].message_id]
+    await again[0].ack()
+
+
+async def test_a_restarted_consumer_of_the_same_name_takes_its_entry_back_at_once(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    first = await harness.broker(consumer_name="worker-a", visibility_timeout=300)
+    await first.kick(message("run-1:add"))
+    messages = Listener(first)
+    await messages.receive()
+    await first.shutdown()  # died holding it (shutdown keeps a consumer that holds entries)
+    harness.brokers.remove(first)
+    restarted = await harness.broker(consumer_name="worker-a", visibility_timeout=300)
+    again = Listener(restarted)
+    received = await again.receive()
+    await received.ack()
+    assert (harness.pending(), harness.length()) == (0, 0)
+    await again.close()
+
+
+async def test_closing_listen_releases_nothing_it_yielded_and_shutdown_leaves_the_group(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    broker = await harness.broker()
+    await broker.kick(message("run-1:add"))
+    messages = Listener(broker)
+    received = await messages.receive()
+    await messages.close()
+    assert harness.pending() == 1  # still held: the consumer may ack it after closing listen
+    await received.ack()
+    await broker.shutdown()
+    harness.brokers.remove(broker)
+    consumers: Any = harness.client.xinfo_consumers(harness.stream, "dagster-taskiq")
+    assert consumers == []
+
+
+async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: None) -> None:
+    broker = RedisStreamsBroker(
+        harness.settings(
+            url="redis://:secret@127.0.0.1:1",
+            retry_attempts=3,
+            retry_initial_delay=0.05,
+            retry_max_delay=0.1,
+            connect_timeout=0.5,
+        )
+    )
+    with capture_logs() as logs, pytest.raises(RedisUnavailableError) as raised:
+        await broker.startup()
+    text = str(raised.value)
+    assert "redis://:***@127.0.0.1:1" in text
+    assert "secret" not in text
+    assert "3 attempt(s)" in text
+    assert [log["attempt"] for log in logs if log["event"] == "redis_retry"] == [1, 2]
+    with contextlib.suppress(Exception):
+        await broker.shutdown()
+
+
+async def test_a_receive_rides_out_a_lost_connection(
+    harness: Any, message: Callable[..., Any], proxy: EndpointProxy, debug_logs: None
+) -> None:
+    sender = await harness.broker()
+    through_proxy = await harness.broker(
+        url=f"redis://127.0.0.1:{proxy.port}", retry_attempts=20, retry_timeout=20
+    )
+    messages = Listener(through_proxy)
+    with capture_logs() as logs:
+        waiting = asyncio.ensure_future(messages.receive())
+        await asyncio.sleep(0.3)
+        proxy.kill()
+        await asyncio.sleep(0.5)
+        await sender.kick(message("run-1:add"))
+        proxy.start()
+        received = await asyncio.wait_for(waiting, PATIENCE)
+    assert received.data
+    assert any(log["event"] == "redis_retry" for log in logs)
+    await received.ack()
+    assert (harness.pending(), harness.length()) == (0, 0)
+    await messages.close()

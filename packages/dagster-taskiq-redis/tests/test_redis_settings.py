@@ -1,0 +1,91 @@
+"""``RedisSettings``: defaults, the environment, and errors that name the setting and variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from dagster_taskiq_redis import RedisSettings, RedisSettingsError
+
+
+def test_defaults() -> None:
+    settings = RedisSettings()
+    assert settings.url == "redis://127.0.0.1:6379"
+    assert settings.dead_letters == "dagster-taskiq-dlq"
+    assert settings.visibility_ms == 300_000
+    assert settings.heartbeat_every == 100.0
+
+
+def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_URL", "redis://cache:6380/2")
+    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_MAX_DELIVERIES", "3")
+    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_DEAD_LETTERS_ENABLED", "false")
+    settings = RedisSettings(stream="steps")
+    assert (settings.url, settings.max_deliveries, settings.dead_letters) == (
+        "redis://cache:6380/2",
+        3,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "env_var", "fragment"),
+    [
+        ({"url": "http://127.0.0.1:6379"}, "url", "DAGSTER_TASKIQ_REDIS_URL", "redis://"),
+        ({"url": "redis://host:port"}, "url", "DAGSTER_TASKIQ_REDIS_URL", "port"),
+        ({"stream": "two words"}, "stream", "DAGSTER_TASKIQ_REDIS_STREAM", "whitespace"),
+        (
+            {"visibility_timeout": 0},
+            "visibility_timeout",
+            "DAGSTER_TASKIQ_REDIS_VISIBILITY_TIMEOUT",
+            "greater than 0",
+        ),
+        (
+            {"max_deliveries": 0},
+            "max_deliveries",
+            "DAGSTER_TASKIQ_REDIS_MAX_DELIVERIES",
+            "greater than or equal to 1",
+        ),
+        (
+            {"visibility_timeout": 3, "heartbeat_interval": 3},
+            "heartbeat_interval",
+            "DAGSTER_TASKIQ_REDIS_HEARTBEAT_INTERVAL",
+            "shorter than visibility_timeout",
+        ),
+        (
+            {"retry_initial_delay": 2, "retry_max_delay": 1},
+            "retry_max_delay",
+            "DAGSTER_TASKIQ_REDIS_RETRY_MAX_DELAY",
+            "at least retry_initial_delay",
+        ),
+        (
+            {"stream": "s", "dead_letter_stream": "s"},
+            "dead_letter_stream",
+            "DAGSTER_TASKIQ_REDIS_DEAD_LETTER_STREAM",
+            "differ",
+        ),
+        ({"queue_name": "x"}, "queue_name", "no such setting", "Extra inputs"),
+    ],
+)
+def test_invalid_values_name_the_setting_and_its_variable(
+    values: dict[str, object], field: str, env_var: str, fragment: str
+) -> None:
+    with pytest.raises(RedisSettingsError) as raised:
+        RedisSettings(**values)
+    [problem] = raised.value.problems
+    assert (problem.field, problem.env_var) == (field, env_var)
+    assert fragment in problem.message
+    assert f"{field} ({env_var})" in str(raised.value)
+
+
+def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_BLOCK_SECONDS", "soon")
+    with pytest.raises(RedisSettingsError, match="DAGSTER_TASKIQ_REDIS_BLOCK_SECONDS"):
+        RedisSettings()
+
+
+def test_the_password_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = RedisSettings(url="redis://user:hunter2@cache:6379/0")
+    assert settings.redacted_url == "redis://user:***@cache:6379/0"
+    with pytest.raises(RedisSettingsError) as raised:
+        RedisSettings(url="redis://user:hunter2@cache:port/0")
+    assert "hunter2" not in str(raised.value)
