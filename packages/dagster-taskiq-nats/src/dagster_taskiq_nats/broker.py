@@ -213,21 +213,23 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
         await AsyncBroker.startup(self)
 
     async def _connect(self) -> None:
-        """One connection attempt; stamina spaces the attempts (nats-py would loop forever with
-        unlimited reconnects, or give up for good after its few). Once connected, nats-py
+        """One connection attempt (each server tried at most twice); stamina spaces the
+        attempts. nats-py's own loop would sleep ``reconnect_time_wait`` between tries up to
+        ``max_reconnect_attempts`` times, or forever when unlimited. Once connected, nats-py
         reconnects a lost connection by itself, without limit."""
         if self.client.is_connected:
             return
         client = Client()
         await client.connect(
             self.settings.server_list,
-            allow_reconnect=False,
+            allow_reconnect=True,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
             connect_timeout=int(max(1, round(self.settings.connect_timeout))),
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
-        client.options["allow_reconnect"] = True
         client.options["max_reconnect_attempts"] = -1
         client.options["reconnect_time_wait"] = self.settings.retry_initial_delay
         self.client = client  # type: ignore[misc]  # taskiq-nats types it Final
@@ -313,8 +315,15 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             self.stop_heartbeat(delivery)
         self._deliveries.clear()
         self._started = False
-        with contextlib.suppress(Exception):
+        try:
             await self.client.close()
+        except asyncio.CancelledError:
+            # nats-py cancels its own transport wait when the connection was already lost
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception as exc:
+            _log.warning("nats_close_failed", error=f"{type(exc).__name__}: {exc}")
         await AsyncBroker.shutdown(self)
 
     def _require_started(self) -> None:

@@ -157,13 +157,7 @@ class NatsSettings(BaseSettings):
     @property
     def redacted_servers(self) -> str:
         """The servers without passwords or tokens (for logs and errors)."""
-        shown = []
-        for server in self.server_list:
-            parts = urllib.parse.urlsplit(server)
-            if "@" in parts.netloc:
-                parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
-            shown.append(urllib.parse.urlunsplit(parts))
-        return ",".join(shown)
+        return ",".join(_redact(server) for server in self.server_list)
 
     @property
     def dead_letters(self) -> str | None:
@@ -201,14 +195,15 @@ class NatsSettings(BaseSettings):
         if not self.server_list:
             problem("servers", "give at least one server URL")
         for server in self.server_list:
+            shown = _redact(server)
             parts = urllib.parse.urlsplit(server)
             if parts.scheme not in _SCHEMES or not parts.hostname:
-                problem("servers", f"not a nats:// (tls://, ws://, wss://) URL, got {server!r}")
+                problem("servers", f"not a nats:// (tls://, ws://, wss://) URL, got {shown!r}")
                 continue
             try:
                 _ = parts.port
             except ValueError:
-                problem("servers", f"the port is not a number, got {server!r}")
+                problem("servers", f"the port is not a number, got {shown!r}")
         for field in ("stream", "consumer", "dead_letter_consumer", "dead_letter_stream"):
             value = getattr(self, field)
             if value is not None and not _NAME.match(value):
@@ -240,6 +235,13 @@ class NatsSettings(BaseSettings):
                 f"got {self.heartbeat_interval}",
             )
         return problems
+
+
+def _redact(server: str) -> str:
+    parts = urllib.parse.urlsplit(server)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    return urllib.parse.urlunsplit(parts)
 
 
 def _problems(exc: ValidationError) -> list[SettingProblem]:

@@ -1,0 +1,155 @@
+"""Fixtures of the NATS JetStream broker's tests, on the real NATS (JetStream) at 127.0.0.1:4222.
+
+Every test gets its own stream, subject and dead-letter stream (deleted afterwards). Without
+NATS the tests skip, or fail when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import nats
+import pytest
+import structlog
+from nats.js.errors import NotFoundError
+from taskiq.message import BrokerMessage
+
+from dagster_taskiq.messaging import (
+    LABEL_ENQUEUE_ATTEMPT,
+    LABEL_IDEMPOTENCY_KEY,
+    LABEL_RETRY_NUMBER,
+    LABEL_RUN_ID,
+    LABEL_STEP_KEY,
+    STEP_TASK_NAME,
+)
+from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
+from dagster_taskiq_testing.servers import EndpointProxy
+
+NATS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
+REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
+_PORT = urllib.parse.urlsplit(NATS_URL).port or 4222
+
+
+def _require_nats() -> None:
+    try:
+        with socket.create_connection(("127.0.0.1", _PORT), timeout=2) as conn:
+            info = conn.recv(4096)
+    except OSError as exc:
+        info = f"unreachable: {exc}".encode()
+    if b'"jetstream":true' not in info:
+        message = f"NATS with JetStream is not reachable at {NATS_URL}: {info[:200]!r}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+
+
+class NatsHarness:
+    """Brokers on a unique stream of the real NATS, and a client to inspect it."""
+
+    def __init__(self) -> None:
+        name = uuid.uuid4().hex[:12]
+        self.stream = f"TEST_{name}"
+        self.subject = f"test.{name}.steps"
+        self.brokers: list[NatsJetStreamBroker] = []
+        self._client: Any = None
+
+    def settings(self, **overrides: Any) -> NatsSettings:
+        values: dict[str, Any] = {
+            "servers": NATS_URL,
+            "stream": self.stream,
+            "subject": self.subject,
+            "storage": "memory",
+            "visibility_timeout": 1.0,
+            "fetch_timeout": 0.3,
+            "retry_attempts": 3,
+            "retry_initial_delay": 0.05,
+            "retry_max_delay": 0.2,
+            "retry_timeout": 5.0,
+        }
+        values.update(overrides)
+        return NatsSettings(**values)
+
+    async def broker(self, **overrides: Any) -> NatsJetStreamBroker:
+        """A started broker (shut down at the end of the test)."""
+        broker = NatsJetStreamBroker(self.settings(**overrides))
+        await broker.startup()
+        self.brokers.append(broker)
+        return broker
+
+    async def js(self) -> Any:
+        if self._client is None:
+            self._client = await nats.connect(NATS_URL)
+        return self._client.jetstream()
+
+    async def messages(self, stream: str | None = None) -> int:
+        info = await (await self.js()).stream_info(stream or self.stream)
+        return int(info.state.messages)
+
+    async def close(self) -> None:
+        for broker in self.brokers:
+            try:
+                await broker.shutdown()
+            except Exception as exc:
+                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
+        js = await self.js()
+        for stream in (self.stream, f"{self.stream}_DLQ"):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+        await self._client.close()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[NatsHarness]:
+    _require_nats()
+    harness = NatsHarness()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+def step_message(
+    key: str = "run-1:add", *, retry_number: int = 0, enqueue_attempt: int = 0, body: bytes = b""
+) -> BrokerMessage:
+    run_id, step = key.split(":", 1)
+    return BrokerMessage(
+        task_id=uuid.uuid4().hex,
+        task_name=STEP_TASK_NAME,
+        message=body or f'{{"step": "{key}"}}'.encode(),
+        labels={
+            LABEL_IDEMPOTENCY_KEY: key,
+            LABEL_RUN_ID: run_id,
+            LABEL_STEP_KEY: step,
+            LABEL_RETRY_NUMBER: retry_number,
+            LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
+        },
+    )
+
+
+@pytest.fixture
+def message() -> Callable[..., BrokerMessage]:
+    return step_message
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Let every level through to ``capture_logs`` (another conftest may filter them)."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
+def proxy() -> Iterator[EndpointProxy]:
+    """A TCP proxy in front of NATS: ``kill()`` cuts every connection, ``start()`` reopens."""
+    proxy = EndpointProxy(_PORT).start()
+    yield proxy
+    proxy.kill()

@@ -1,0 +1,84 @@
+"""``NatsSettings``: defaults, the environment, and errors that name the setting and variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from dagster_taskiq_nats import NatsSettings, NatsSettingsError, Storage
+
+
+def test_defaults() -> None:
+    settings = NatsSettings()
+    assert settings.server_list == ["nats://127.0.0.1:4222"]
+    assert (settings.stream, settings.subject) == ("DAGSTER_TASKIQ", "dagster-taskiq.steps")
+    assert settings.dead_letters == "DAGSTER_TASKIQ_DLQ"
+    assert settings.advisory_subject == (
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DAGSTER_TASKIQ.dagster-taskiq-workers"
+    )
+    assert settings.storage is Storage.FILE
+    assert settings.heartbeat_every == 100.0
+
+
+def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_NATS_SERVERS", "nats://a:4222, nats://b:4222")
+    monkeypatch.setenv("DAGSTER_TASKIQ_NATS_MAX_DELIVERIES", "3")
+    monkeypatch.setenv("DAGSTER_TASKIQ_NATS_DEAD_LETTERS_ENABLED", "false")
+    settings = NatsSettings(stream="STEPS")
+    assert settings.server_list == ["nats://a:4222", "nats://b:4222"]
+    assert (settings.max_deliveries, settings.dead_letters) == (3, None)
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "env_var", "fragment"),
+    [
+        ({"servers": "http://127.0.0.1:4222"}, "servers", "DAGSTER_TASKIQ_NATS_SERVERS", "nats://"),
+        ({"servers": " , "}, "servers", "DAGSTER_TASKIQ_NATS_SERVERS", "at least one"),
+        ({"servers": "nats://host:port"}, "servers", "DAGSTER_TASKIQ_NATS_SERVERS", "port"),
+        ({"stream": "a.b"}, "stream", "DAGSTER_TASKIQ_NATS_STREAM", "'.'"),
+        ({"consumer": "w*"}, "consumer", "DAGSTER_TASKIQ_NATS_CONSUMER", "'*'"),
+        ({"subject": "steps.>"}, "subject", "DAGSTER_TASKIQ_NATS_SUBJECT", "wildcards"),
+        ({"storage": "disk"}, "storage", "DAGSTER_TASKIQ_NATS_STORAGE", "'file' or 'memory'"),
+        (
+            {"visibility_timeout": 0},
+            "visibility_timeout",
+            "DAGSTER_TASKIQ_NATS_VISIBILITY_TIMEOUT",
+            "greater than 0",
+        ),
+        (
+            {"visibility_timeout": 3, "heartbeat_interval": 3},
+            "heartbeat_interval",
+            "DAGSTER_TASKIQ_NATS_HEARTBEAT_INTERVAL",
+            "shorter than visibility_timeout",
+        ),
+        (
+            {"stream": "S", "dead_letter_stream": "S"},
+            "dead_letter_stream",
+            "DAGSTER_TASKIQ_NATS_DEAD_LETTER_STREAM",
+            "differ",
+        ),
+        ({"queue_name": "x"}, "queue_name", "no such setting", "Extra inputs"),
+    ],
+)
+def test_invalid_values_name_the_setting_and_its_variable(
+    values: dict[str, object], field: str, env_var: str, fragment: str
+) -> None:
+    with pytest.raises(NatsSettingsError) as raised:
+        NatsSettings(**values)
+    [problem] = raised.value.problems
+    assert (problem.field, problem.env_var) == (field, env_var)
+    assert fragment in problem.message
+    assert f"{field} ({env_var})" in str(raised.value)
+
+
+def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_NATS_FETCH_TIMEOUT", "soon")
+    with pytest.raises(NatsSettingsError, match="DAGSTER_TASKIQ_NATS_FETCH_TIMEOUT"):
+        NatsSettings()
+
+
+def test_credentials_never_show() -> None:
+    settings = NatsSettings(servers="nats://user:hunter2@a:4222,nats://b:4222")
+    assert settings.redacted_servers == "nats://***@a:4222,nats://b:4222"
+    with pytest.raises(NatsSettingsError) as raised:
+        NatsSettings(servers="http://user:hunter2@a:4222")
+    assert "hunter2" not in str(raised.value)
