@@ -1,8 +1,9 @@
-"""The executor with real ``dagster-taskiq worker`` processes over a real SQS server (moto).
+"""The executor with real ``dagster-taskiq worker`` processes over every real broker backend.
 
-Covers the job-shape matrix, a duplicate copy of a completed step's message, a worker SIGKILLed
-mid-step, a worker SIGTERMed mid-step (graceful), and a step whose message is dead-lettered
-because every worker that takes it dies.
+The job-shape matrix, a duplicate copy of a completed step's message and a worker SIGKILLed
+mid-step run on each backend: ``sqs`` (moto), ``redis`` (the local Redis) and ``nats`` (the
+local NATS JetStream). A worker SIGTERMed mid-step (graceful) and a step whose message is
+dead-lettered because every worker that takes it dies run on SQS.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from dagster import DagsterInstance, reconstructable
 
@@ -27,20 +27,45 @@ from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.instances import instance_ref_payload
 from executor_harness import RunReport, run_job
 from test_executor_shapes import SHAPES, in_process_reference
-from worker_processes import SqsTarget, WorkerProcesses, ledger_lines
+from worker_processes import (
+    NatsTarget,
+    RedisTarget,
+    SqsTarget,
+    Target,
+    WorkerProcesses,
+    ledger_lines,
+)
 
 pytestmark = pytest.mark.sqs_server
 
 
-@pytest.fixture(scope="module")
-def cluster(sqs_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One DAGSTER_HOME, store, queue and two worker processes for the whole module."""
-    root = tmp_path_factory.mktemp("cluster")
+BACKENDS = ["sqs", "redis", "nats"]
+
+
+def _target(request: pytest.FixtureRequest, backend: str) -> Target:
+    if backend == "sqs":
+        sqs_server = request.getfixturevalue("sqs_server")
+        return SqsTarget(endpoint_url=sqs_server.endpoint_url, visibility_timeout=3)
+    target: Target = (
+        RedisTarget(visibility_timeout=3)
+        if backend == "redis"
+        else NatsTarget(visibility_timeout=3)
+    )
+    target.require()
+    return target
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One DAGSTER_HOME, store, queue and two worker processes per backend for the module."""
+    target = _target(request, request.param)
+    root = tmp_path_factory.mktemp(f"cluster-{request.param}")
     (root / "home").mkdir()
     (root / "ledger").mkdir()
     (root / "logs").mkdir()
     store_url = f"sqlite:///{root / 'store.db'}"
-    target = SqsTarget(endpoint_url=sqs_server.endpoint_url, visibility_timeout=3)
     env = {
         job_shapes.LEDGER_ENV: str(root / "ledger"),
         "DAGSTER_TASKIQ_TEST_SLOW_SECONDS": "4",
@@ -60,6 +85,7 @@ def cluster(sqs_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "ledger": root / "ledger",
         }
         store.close()
+    target.cleanup()
 
 
 def _run(cluster: dict[str, Any], job: Any, **kwargs: Any) -> RunReport:
@@ -93,18 +119,10 @@ def test_duplicate_copy_of_a_completed_step_is_acked_without_running(
     report = _run(cluster, job_shapes.diamond)
     assert report.success
     before = ledger_lines(cluster["ledger"], report.run_id)
-    target: SqsTarget = cluster["target"]
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=target.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    url = sqs.get_queue_url(QueueName=target.queue_name)["QueueUrl"]
+    target: Target = cluster["target"]
     _send_copy(cluster, report.run_id, "add", job_shapes.diamond)
     deadline = time.monotonic() + 30
-    while _queue_depth(sqs, url) > 0:
+    while target.depth() > 0:
         assert time.monotonic() < deadline, "the duplicate was never acked"
         time.sleep(0.2)
     assert ledger_lines(cluster["ledger"], report.run_id) == before  # no body ran again
@@ -156,6 +174,7 @@ def test_worker_sigkilled_mid_step_is_replaced_and_the_step_rerun(
     assert report.success_events == {"slow": 1, "add_one": 1}
 
 
+@pytest.mark.parametrize("cluster", ["sqs"], indirect=True)
 def test_worker_sigtermed_mid_step_finishes_it_within_the_grace_period(
     cluster: dict[str, Any],
 ) -> None:
@@ -198,9 +217,9 @@ def test_worker_sigtermed_mid_step_finishes_it_within_the_grace_period(
 
 
 def _send_copy(cluster: dict[str, Any], run_id: str, step: str, job: Any) -> None:
-    """Send another copy of a step's message through the sqs backend, as a resend would be.
+    """Send another copy of a step's message through the cluster's backend, as a resend would be.
 
-    The copy has its own enqueue attempt (so FIFO deduplication lets it through) and no known
+    The copy has its own enqueue attempt (so deduplication lets it through) and no known
     state: a worker must drop it at the claim, before anything else of it matters.
     """
     task = OpExecutionTask(
@@ -212,21 +231,12 @@ def _send_copy(cluster: dict[str, Any], run_id: str, step: str, job: Any) -> Non
         created_at=time.time(),
         enqueue_attempt=7,
     )
-    broker = BrokerThread(create_broker("sqs", cluster["target"].broker_settings()))
+    target = cluster["target"]
+    broker = BrokerThread(create_broker(target.backend, target.broker_settings()))
     try:
         broker.send([task])
     finally:
         broker.close()
-
-
-def _queue_depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 def test_a_dead_lettered_step_fails_the_run_with_the_reason(

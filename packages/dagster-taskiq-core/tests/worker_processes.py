@@ -1,7 +1,16 @@
-"""Real ``dagster-taskiq worker`` processes for integration tests, over a real SQS server."""
+"""Real ``dagster-taskiq worker`` processes for integration tests, over a real broker.
+
+A *target* is one queue of one backend as the executor and the workers both see it:
+``SqsTarget`` (a real SQS server), ``RedisTarget`` (a stream on the local Redis) and
+``NatsTarget`` (a JetStream stream on the local NATS). Each gives ``backend``,
+``broker_settings()``, ``run_config(store_url)``, ``visibility_timeout``, ``depth()`` (messages
+not yet acked) and ``cleanup()``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,18 +20,47 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
 
 import job_shapes
 
 TESTS_DIR = str(Path(job_shapes.__file__).parent)
 
 
+REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
+REDIS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+NATS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _executor_config(target: Any, store_url: str, **executor: Any) -> dict[str, Any]:
+    return {
+        "execution": {
+            "config": {
+                "broker": {"backend": target.backend, "settings": target.broker_settings()},
+                "store_url": store_url,
+                "taskiq_visibility_timeout": float(target.visibility_timeout),
+                "poll_interval": 0.2,
+                **executor,
+            }
+        }
+    }
+
+
+def _unavailable(message: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
 @dataclasses.dataclass
 class SqsTarget:
     """One queue (and its DLQ) on a real SQS server, as executor and workers both see it."""
 
+    backend: ClassVar[str] = "sqs"
     endpoint_url: str
     queue_name: str = dataclasses.field(
         default_factory=lambda: f"steps-{uuid.uuid4().hex[:10]}.fifo"
@@ -44,17 +82,147 @@ class SqsTarget:
         }
 
     def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
+        return _executor_config(self, store_url, **executor)
+
+    def require(self) -> None:
+        """The sqs_server fixture starts (or skips) the server itself."""
+
+    def depth(self) -> int:
+        """Messages in the queue, visible or not."""
+        import boto3  # noqa: PLC0415
+
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        url = sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(
+            attrs["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def cleanup(self) -> None:
+        """The server goes away with its fixture."""
+
+
+@dataclasses.dataclass
+class RedisTarget:
+    """One stream (and its dead-letter stream) on the local Redis."""
+
+    backend: ClassVar[str] = "redis"
+    url: str = REDIS_URL
+    stream: str = dataclasses.field(default_factory=lambda: f"steps-{uuid.uuid4().hex[:10]}")
+    visibility_timeout: int = 5
+    max_receive_count: int = 5
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def broker_settings(self) -> dict[str, Any]:
         return {
-            "execution": {
-                "config": {
-                    "broker": {"backend": "sqs", "settings": self.broker_settings()},
-                    "store_url": store_url,
-                    "taskiq_visibility_timeout": float(self.visibility_timeout),
-                    "poll_interval": 0.2,
-                    **executor,
-                }
-            }
+            "url": self.url,
+            "stream": self.stream,
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_receive_count,
+            "block_seconds": 0.5,
+            "retry_timeout": 20.0,
+            **self.extra,
         }
+
+    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
+        return _executor_config(self, store_url, **executor)
+
+    def _client(self) -> Any:
+        import redis  # noqa: PLC0415
+
+        return redis.Redis.from_url(self.url, socket_connect_timeout=2)
+
+    def require(self) -> None:
+        try:
+            self._client().ping()
+        except Exception as exc:
+            _unavailable(f"Redis is not reachable at {self.url}: {exc}")
+
+    def depth(self) -> int:
+        """Entries not yet acked (the broker deletes an entry when it acks it)."""
+        return int(self._client().xlen(self.stream))
+
+    def cleanup(self) -> None:
+        client = self._client()
+        client.delete(self.stream, f"{self.stream}-dlq", *client.keys(f"{self.stream}:*"))
+
+
+@dataclasses.dataclass
+class NatsTarget:
+    """One JetStream stream (and its dead-letter stream) on the local NATS."""
+
+    backend: ClassVar[str] = "nats"
+    servers: str = NATS_URL
+    name: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:10])
+    visibility_timeout: int = 5
+    max_receive_count: int = 5
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def stream(self) -> str:
+        return f"STEPS_{self.name}"
+
+    def broker_settings(self) -> dict[str, Any]:
+        return {
+            "servers": self.servers,
+            "stream": self.stream,
+            "subject": f"steps.{self.name}",
+            "storage": "memory",
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_receive_count,
+            "fetch_timeout": 0.5,
+            "retry_timeout": 20.0,
+            **self.extra,
+        }
+
+    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
+        return _executor_config(self, store_url, **executor)
+
+    def _js(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        import nats  # noqa: PLC0415
+
+        async def run() -> Any:
+            client = await nats.connect(self.servers, connect_timeout=2, allow_reconnect=False)
+            try:
+                return await call(client.jetstream())
+            finally:
+                await client.close()
+
+        return asyncio.run(run())
+
+    def require(self) -> None:
+        try:
+            self._js(lambda js: js.account_info())
+        except Exception as exc:
+            _unavailable(f"NATS with JetStream is not reachable at {self.servers}: {exc!r}")
+
+    def depth(self) -> int:
+        """Messages not yet acked (work-queue retention removes a message when it is acked)."""
+
+        async def messages(js: Any) -> int:
+            return int((await js.stream_info(self.stream)).state.messages)
+
+        return int(self._js(messages))
+
+    def cleanup(self) -> None:
+        async def delete(js: Any) -> None:
+            for stream in (self.stream, f"{self.stream}_DLQ"):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(stream)
+
+        self._js(delete)
+
+
+Target = SqsTarget | RedisTarget | NatsTarget
 
 
 class WorkerProcesses:
@@ -62,7 +230,7 @@ class WorkerProcesses:
 
     def __init__(
         self,
-        target: SqsTarget,
+        target: Target,
         store_url: str,
         env: dict[str, str],
         *,
@@ -97,7 +265,14 @@ class WorkerProcesses:
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
 
     def _command(self) -> list[str]:
-        command = [sys.executable, "-m", "dagster_taskiq.cli", "worker", "--backend", "sqs"]
+        command = [
+            sys.executable,
+            "-m",
+            "dagster_taskiq.cli",
+            "worker",
+            "--backend",
+            self.target.backend,
+        ]
         for key, value in self.target.broker_settings().items():
             command += ["--broker-setting", f"{key}={json.dumps(value).strip(chr(34))}"]
         return [
