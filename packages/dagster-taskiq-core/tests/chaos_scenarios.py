@@ -200,6 +200,7 @@ def pause(c: Cluster, rng: random.Random) -> ScenarioRun:
             return
         time.sleep(rng.uniform(0.0, 0.5))
         step, pid = rng.choice(busy)
+        run_id = _latest_run_id(c)
         assert c.workers is not None
         c.workers.kill(pid, signal.SIGSTOP)
         run.faults += 1
@@ -208,7 +209,7 @@ def pause(c: Cluster, rng: random.Random) -> ScenarioRun:
             # Until someone else holds the step (lease + visibility expired, redelivered).
             deadline = time.monotonic() + 6 * lease
             while time.monotonic() < deadline:
-                others = [p for s, p in c.ledger.started_pids() if s == step and p != pid]
+                others = [p for s, p in c.ledger.started_pids(run_id) if s == step and p != pid]
                 if others:
                     break
                 time.sleep(0.05)
