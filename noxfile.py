@@ -2,8 +2,8 @@
 
 uv run nox -s tests        # unit + integration tests (PostgreSQL, real SQS server)
 uv run nox -s lint         # ruff check + ruff format --check
-uv run nox -s typecheck    # mypy --strict on the three packages
-uv run nox -s wheels       # build the three wheels, install each in a fresh venv, import it
+uv run nox -s typecheck    # mypy --strict on the packages
+uv run nox -s wheels       # build every wheel, install each in a fresh venv, import it
 uv run nox -s bench -- store   # benchmarks (see docs/benchmarks.md)
 uv run nox -s chaos        # >= 200 seeded fault-scenario runs, decoder fuzzing (reliability.md)
 uv run nox -s soak         # 1,000-step fan-out, 50 concurrent runs, 10,000-message backlog
@@ -60,7 +60,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the sources of the three packages."""
+    """mypy --strict on the sources of the packages."""
     _sync(session)
     session.run("mypy")
 

@@ -301,12 +301,6 @@ class RedisStreamsBroker(RedisStreamBroker):
         entry_id, fields, deliveries = entry
         delivery = self._deliver(entry_id, fields, deliveries)
         _log.debug("redis_message_received", **delivery.log_fields(), **_log_step(delivery.step))
-        if self.settings.dead_letters and (deliveries or 0) >= self.settings.max_deliveries:
-            _log.warning(
-                "redis_last_delivery_before_dead_letter_stream",
-                max_deliveries=self.settings.max_deliveries,
-                **delivery.log_fields(),
-            )
         return delivery, fields.get(_DATA, b"")
 
     async def _reclaim(self, *, want: int) -> tuple[list[Any], int]:
@@ -374,6 +368,12 @@ class RedisStreamsBroker(RedisStreamBroker):
             step=step,
         )
         self._deliveries[entry_id] = delivery
+        if self.settings.dead_letters and (deliveries or 0) >= self.settings.max_deliveries:
+            _log.warning(
+                "redis_last_delivery_before_dead_letter_stream",
+                max_deliveries=self.settings.max_deliveries,
+                **delivery.log_fields(),
+            )
         if self.settings.heartbeat_enabled:
             task = asyncio.create_task(self._heartbeat(delivery))
             self._heartbeats.add(task)
