@@ -461,6 +461,8 @@ def run_killed(c: Cluster, rng: random.Random) -> ScenarioRun:
             f"the run process exited by itself ({child.returncode}) before the kill:\n"
             f"{log.read_text(errors='replace')[-3000:]}"
         )
+        if child.returncode != 0:
+            return run  # nothing to re-execute from: the log above says why
     child.wait(30)
     parent = c.instance.get_run_by_id(dagster_run.run_id)
     assert parent is not None
