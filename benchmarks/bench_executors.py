@@ -33,11 +33,6 @@ CHAIN, FAN_OUT = "chain_20", "fan_out_50"
 EXECUTORS = ("taskiq", "multiprocess", "in_process")
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def _chain_gaps(instance: Any, run_id: str) -> list[float]:
     from dagster import DagsterEventType  # noqa: PLC0415
 
@@ -135,6 +130,8 @@ def _report(
     gaps: dict[str, list[float]],
     repeat: int,
 ) -> None:
+    from dagster_taskiq_examples._summary import percentile  # noqa: PLC0415
+
     median = {key: statistics.median(values) for key, values in walls.items()}
     print(f"\nmedian of {repeat} timed runs after one warm-up, seconds; ratios to the baselines")
     header = (
@@ -154,7 +151,7 @@ def _report(
                 else:
                     cells.append("-")
         ms = [g * 1000 for g in gaps.get(executor, [])]
-        cells.append(f"{statistics.median(ms):.0f} / {_percentile(ms, 0.95):.0f} ms" if ms else "-")
+        cells.append(f"{statistics.median(ms):.0f} / {percentile(ms, 0.95):.0f} ms" if ms else "-")
         print("| " + " | ".join(cells) + " |")
     if ("in_process", FAN_OUT) in median:
         fan = median[("taskiq", FAN_OUT)] / median[("in_process", FAN_OUT)]

@@ -27,11 +27,6 @@ sys.path.insert(0, str(ROOT / "packages" / "dagster-taskiq-core" / "tests"))
 POLLING_FLOOR_SECONDS = 1.0
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench -- latency", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
@@ -41,6 +36,7 @@ def main(argv: list[str]) -> int:
 
     import job_shapes  # noqa: PLC0415 - the tests' job shapes, made importable above
     from dagster_taskiq import SqlIdempotencyStore  # noqa: PLC0415
+    from dagster_taskiq_examples._summary import percentile  # noqa: PLC0415
     from dagster_taskiq_testing.servers import MotoServer  # noqa: PLC0415
     from executor_harness import run_job  # noqa: PLC0415
     from worker_processes import SqsTarget, WorkerProcesses  # noqa: PLC0415
@@ -75,7 +71,7 @@ def main(argv: list[str]) -> int:
         finally:
             server.stop()
     ms = [h * 1000 for h in handoffs]
-    p50, p95 = statistics.median(ms), _percentile(ms, 0.95)
+    p50, p95 = statistics.median(ms), percentile(ms, 0.95)
     print(f"step hand-off over moto, {len(ms)} hand-offs in {args.runs} chain runs")
     print(f"  p50 {p50:.1f} ms   p95 {p95:.1f} ms   min {min(ms):.1f} ms   max {max(ms):.1f} ms")
     print(
