@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_executors import CHAIN, FAN_OUT, _chain_gaps, _percentile
+from benchmarks.bench_executors import CHAIN, FAN_OUT, _chain_gaps
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -343,6 +343,8 @@ def _report(
     gaps: dict[str, list[float]],
     repeat: int,
 ) -> None:
+    from dagster_taskiq_examples._summary import percentile  # noqa: PLC0415
+
     median = {key: statistics.median(values) for key, values in walls.items()}
     print(f"\nmedian of {repeat} timed run(s) after one warm-up, seconds; ratios to dagster-celery")
     print(
@@ -357,7 +359,7 @@ def _report(
             f"{median[(executor, job)] / median[(CELERY, job)]:.3f}x" for job in (CHAIN, FAN_OUT)
         ]
         ms = [g * 1000 for g in gaps.get(executor, [])]
-        cells.append(f"{statistics.median(ms):.0f} / {_percentile(ms, 0.95):.0f} ms" if ms else "-")
+        cells.append(f"{statistics.median(ms):.0f} / {percentile(ms, 0.95):.0f} ms" if ms else "-")
         print("| " + " | ".join(cells) + " |")
     print()
     for executor in executors:
