@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from dagster_taskiq import (
@@ -15,6 +16,7 @@ from dagster_taskiq import (
     TaskState,
     idempotency_key,
 )
+from dagster_taskiq.backends import BackendNotFoundError, load_broker_factory
 from dagster_taskiq.cli import main
 
 
@@ -87,13 +89,17 @@ def test_worker_requires_code_locations(tmp_path: Path) -> None:
     assert "-m/--module or -f/--python-file" in result.output
 
 
-def test_worker_names_the_package_of_a_missing_backend(tmp_path: Path) -> None:
+def test_worker_names_the_installed_backends_for_an_unknown_one(tmp_path: Path) -> None:
+    # (every backend we know of is installed in this workspace; the next test covers the
+    # "install it with `uv add <package>`" hint for a known but missing one)
+    store_url = f"sqlite:///{tmp_path / 's.db'}"
     result = CliRunner().invoke(
-        main,
-        ["worker", "--store-url", f"sqlite:///{tmp_path / 's.db'}", "--backend", "nats", "-m", "x"],
+        main, ["worker", "--store-url", store_url, "--backend", "kafka", "-m", "x"]
     )
     assert result.exit_code != 0
-    assert "uv add dagster-taskiq-nats" in str(result.exception)
+    message = str(result.exception)
+    assert "broker backend 'kafka' is not installed" in message
+    assert "installed backends: ['memory', 'nats', 'redis', 'sqs']" in message
 
 
 def test_broker_settings_must_be_key_value(tmp_path: Path) -> None:
@@ -111,3 +117,8 @@ def test_broker_settings_must_be_key_value(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "is not KEY=VALUE" in result.output
+
+
+def test_a_known_backend_that_is_not_installed_names_its_package() -> None:
+    with pytest.raises(BackendNotFoundError, match=r"install it with `uv add dagster-taskiq-nats`"):
+        load_broker_factory("nats", installed=[])

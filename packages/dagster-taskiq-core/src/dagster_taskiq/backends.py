@@ -7,8 +7,8 @@ fields), the rest comes from its environment variables. Core knows no backend by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from taskiq import AsyncBroker
@@ -46,9 +46,13 @@ def available_backends() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=BROKER_ENTRY_POINT_GROUP)})
 
 
-def load_broker_factory(name: str) -> BrokerFactory:
-    """The factory registered for backend ``name``."""
-    for ep in entry_points(group=BROKER_ENTRY_POINT_GROUP):
+def load_broker_factory(name: str, installed: Iterable[EntryPoint] | None = None) -> BrokerFactory:
+    """The factory registered for backend ``name`` (among ``installed``: default, the
+    ``dagster_taskiq.brokers`` entry points of this environment)."""
+    if installed is None:
+        installed = entry_points(group=BROKER_ENTRY_POINT_GROUP)
+    installed = list(installed)
+    for ep in installed:
         if ep.name == name:
             factory = ep.load()
             if not callable(factory):
@@ -60,7 +64,8 @@ def load_broker_factory(name: str) -> BrokerFactory:
     hint = (
         f"install it with `uv add {package}`"
         if package
-        else f"no known package provides it; installed backends: {available_backends() or 'none'}"
+        else "no known package provides it; installed backends: "
+        f"{sorted({ep.name for ep in installed}) or 'none'}"
     )
     raise BackendNotFoundError(f"broker backend {name!r} is not installed: {hint}")
 
