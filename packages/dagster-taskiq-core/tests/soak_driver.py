@@ -1,12 +1,16 @@
 """``nox -s soak``: load and soak runs on 4 worker processes, checked by the ledger.
 
     python packages/dagster-taskiq-core/tests/soak_driver.py [--only fan_out,concurrent,backlog]
-        [--backlog-runs 100]
+        [--backlog-runs 100] [--sqs-server moto|localstack]
 
 * ``fan_out``: one run of 1,000 trivial steps (``wide_1000``: a root and 999 leaves);
 * ``concurrent``: 50 runs of a 20-step job started at once (run loops on 50 threads here);
 * ``backlog``: 10,000 step messages (100 runs x 100 independent steps) enqueued before any
   worker starts, then 4 workers: every step runs exactly once.
+
+``--sqs-server localstack`` runs the backlog on LocalStack 4.0.3 (its own virtualenv, built and
+cached on first use) instead of moto: moto's FIFO queues stop answering past about 5,000 queued
+messages on this machine (docs/reliability.md).
 
 Every run is checked by ``chaos_ledger.check_run``; the workers' RSS (from /proc) is printed
 after start-up, after the fan-out and after the concurrent runs. Exit status 1 on any failure.
@@ -16,10 +20,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import dataclasses
 import logging
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,6 +44,7 @@ from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.instances import instance_ref_payload
+from dagster_taskiq_testing.servers import LocalStackServer
 
 TRIVIAL = (0.0, 0.0)
 STEPS = 100
@@ -96,8 +106,46 @@ def fan_out_and_concurrent(only: set[str]) -> None:
             )
 
 
-def backlog(runs: int) -> None:
-    with cluster(workers=4, concurrency=2, visibility_timeout=10, start_workers=False) as c:
+class _ExternalSqs:
+    """Stands in for the cluster's moto server when the queue lives on another SQS server."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+
+    def start(self) -> None:
+        """The server is started (and stopped) by its owner."""
+
+    def stop(self) -> None:
+        """The server is started (and stopped) by its owner."""
+
+
+@contextlib.contextmanager
+def backlog_cluster(sqs_server: str) -> Iterator[Cluster]:
+    """4 workers (not started yet), on moto (the cluster's own) or on LocalStack, unproxied."""
+    kwargs: dict[str, Any] = {
+        "workers": 4,
+        "concurrency": 2,
+        "visibility_timeout": 10,
+        "start_workers": False,
+    }
+    if sqs_server == "moto":
+        with cluster(**kwargs) as c:
+            yield c
+        return
+    with (
+        LocalStackServer() as server,
+        tempfile.TemporaryDirectory(prefix="dagster-taskiq-soak-") as tmp,
+    ):
+        say(f"LocalStack at {server.endpoint_url}")
+        made = Cluster(Path(tmp), **kwargs)
+        made.moto = _ExternalSqs(server.endpoint_url)  # type: ignore[assignment]
+        made.target = dataclasses.replace(made.target, endpoint_url=server.endpoint_url)
+        with made as c:
+            yield c
+
+
+def backlog(runs: int, sqs_server: str) -> None:
+    with backlog_cluster(sqs_server) as c:
         job = chaos_jobs.hundred_independent
         pointer = pointer_for_job(reconstructable(job))
         ref = instance_ref_payload(c.instance)
@@ -122,6 +170,12 @@ def backlog(runs: int) -> None:
                 for task in tasks:
                     c.store.ensure_pending(task)
                 broker.send(tasks)
+                if len(run_ids) % 10 == 0:
+                    elapsed = time.monotonic() - started
+                    say(
+                        f"backlog: {len(run_ids) * STEPS} of {runs * STEPS} enqueued "
+                        f"({len(run_ids) * STEPS / elapsed:.1f}/s)"
+                    )
         finally:
             broker.close()
         messages = STEPS * runs
@@ -135,10 +189,14 @@ def backlog(runs: int) -> None:
         count = sa.select(sa.func.count()).select_from(table).where(table.c.state == "COMPLETED")
         deadline = time.monotonic() + 3600
         done = 0
+        last_report = started
         while done < messages and time.monotonic() < deadline:
             time.sleep(2)
             with c.store.engine.connect() as conn:
                 done = int(conn.execute(count).scalar_one())
+            if time.monotonic() - last_report >= 30:
+                last_report = time.monotonic()
+                say(f"backlog: {done} of {messages} COMPLETED after {last_report - started:.0f} s")
         wall = time.monotonic() - started
         counts = c.ledger.per_run_step_counts()
         executed_twice = {k: n for k, n in counts.items() if n != 1}
@@ -178,6 +236,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="fan_out,concurrent,backlog")
     parser.add_argument("--backlog-runs", type=int, default=100)
+    parser.add_argument("--sqs-server", choices=("moto", "localstack"), default="moto")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     logging.getLogger("dagster").setLevel(logging.WARNING)
@@ -186,7 +245,7 @@ def main(argv: list[str]) -> int:
     if only & {"fan_out", "concurrent"}:
         fan_out_and_concurrent(only)
     if "backlog" in only:
-        backlog(args.backlog_runs)
+        backlog(args.backlog_runs, args.sqs_server)
     for failure in failures:
         say(f"FAILED {failure}")
     say("all clean" if not failures else f"{len(failures)} failure(s)")
