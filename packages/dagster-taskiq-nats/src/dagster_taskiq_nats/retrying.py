@@ -6,20 +6,21 @@ a configuration error is raised at once. Every retry is logged (``nats_retry``) 
 operation, servers, stream, attempt and error; when the budget runs out the caller gets a
 :class:`~dagster_taskiq_nats.errors.NatsUnavailableError` naming the servers and the stream.
 nats-py reconnects a lost connection by itself; these retries cover the calls made meanwhile.
+The retry loop is the core's :func:`dagster_taskiq.retrying.call_with_retry`; this module gives
+it the predicate and names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import stamina
 import structlog
 from nats import errors as nats_errors
 from nats.js import errors as js_errors
 
+from dagster_taskiq import retrying
 from dagster_taskiq_nats.errors import NatsUnavailableError
 from dagster_taskiq_nats.settings import RetryBudget
 
@@ -63,58 +64,16 @@ async def call_with_retry(
     stream: str,
     **log_fields: Any,
 ) -> _T:
-    """``await call()``, retrying transient failures within ``budget``."""
-    started = time.monotonic()
-    attempts_made = 0
-    try:
-        async for attempt in stamina.retry_context(
-            on=is_transient,
-            attempts=budget.attempts,
-            timeout=budget.timeout,
-            wait_initial=budget.initial_delay,
-            wait_max=budget.max_delay,
-            wait_jitter=budget.jitter,
-        ):
-            with attempt:
-                attempts_made = attempt.num
-                try:
-                    return await call()
-                except Exception as exc:
-                    elapsed = time.monotonic() - started
-                    if (
-                        is_transient(exc)
-                        and attempt.num < budget.attempts
-                        and elapsed < budget.timeout
-                    ):
-                        _log.warning(
-                            "nats_retry",
-                            operation=operation,
-                            servers=servers,
-                            stream=stream,
-                            attempt=attempt.num,
-                            next_wait=round(attempt.next_wait, 3),
-                            error=f"{type(exc).__name__}: {exc}",
-                            **log_fields,
-                        )
-                    raise
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        elapsed = time.monotonic() - started
-        _log.error(
-            "nats_unavailable",
-            operation=operation,
-            servers=servers,
-            stream=stream,
-            attempts=attempts_made,
-            elapsed=round(elapsed, 3),
-            error=f"{type(exc).__name__}: {exc}",
-            **log_fields,
-        )
-        raise NatsUnavailableError(
-            f"NATS at {servers} unreachable for stream {stream!r} ({operation}): gave up after "
-            f"{attempts_made} attempt(s) in {elapsed:.1f} s (budget: {budget.attempts} attempts, "
-            f"{budget.timeout:g} s; settings retry_attempts / retry_timeout). Last error: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+    """``await call()``, retrying transient failures within ``budget`` (the core's helper)."""
+    return await retrying.call_with_retry(
+        operation,
+        call,
+        budget=budget,
+        is_transient=is_transient,
+        logger=_log,
+        event_prefix="nats",
+        target={"servers": servers, "stream": stream},
+        unreachable=f"NATS at {servers} unreachable for stream {stream!r}",
+        error=NatsUnavailableError,
+        log_fields=log_fields,
+    )

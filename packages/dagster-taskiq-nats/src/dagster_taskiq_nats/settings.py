@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_nats.errors import NatsSettingsError, SettingProblem
 
 __all__ = ["ENV_PREFIX", "NatsSettings", "RetryBudget", "Storage"]
@@ -33,31 +34,6 @@ class Storage(enum.StrEnum):
 
     FILE = "file"
     MEMORY = "memory"
-
-
-class RetryBudget:
-    """How long to keep trying an unreachable NATS: stamina's jittered exponential backoff."""
-
-    __slots__ = ("attempts", "initial_delay", "max_delay", "timeout")
-
-    def __init__(
-        self, *, attempts: int, initial_delay: float, max_delay: float, timeout: float
-    ) -> None:
-        self.attempts = attempts
-        self.initial_delay = initial_delay
-        self.max_delay = max_delay
-        self.timeout = timeout
-
-    @property
-    def jitter(self) -> float:
-        """Random extra wait per retry, at most the initial delay (keeps small budgets small)."""
-        return min(1.0, self.initial_delay)
-
-    def __repr__(self) -> str:
-        return (
-            f"RetryBudget(attempts={self.attempts}, initial_delay={self.initial_delay}, "
-            f"max_delay={self.max_delay}, timeout={self.timeout})"
-        )
 
 
 def env_var(field: str) -> str:
@@ -177,12 +153,7 @@ class NatsSettings(BaseSettings):
 
     @property
     def retry_budget(self) -> RetryBudget:
-        return RetryBudget(
-            attempts=self.retry_attempts,
-            initial_delay=self.retry_initial_delay,
-            max_delay=self.retry_max_delay,
-            timeout=self.retry_timeout,
-        )
+        return RetryBudget.from_settings(self)
 
     # --- validation ------------------------------------------------------------------------
 
@@ -220,12 +191,9 @@ class NatsSettings(BaseSettings):
             )
         if self.dead_letters is not None and self.dead_letters == self.stream:
             problem("dead_letter_stream", f"must differ from the stream itself ({self.stream!r})")
-        if self.retry_max_delay < self.retry_initial_delay:
-            problem(
-                "retry_max_delay",
-                f"must be at least retry_initial_delay ({self.retry_initial_delay}), "
-                f"got {self.retry_max_delay}",
-            )
+        delay_problem = RetryBudget.delay_problem(self.retry_initial_delay, self.retry_max_delay)
+        if delay_problem:
+            problem("retry_max_delay", delay_problem)
         if self.heartbeat_interval is not None and self.heartbeat_interval >= (
             self.visibility_timeout
         ):

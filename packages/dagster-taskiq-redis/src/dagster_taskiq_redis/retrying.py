@@ -6,19 +6,20 @@ at once. Every retry is logged (``redis_retry``) with the operation, server, str
 error; when the budget runs out the caller gets a
 :class:`~dagster_taskiq_redis.errors.RedisUnavailableError` naming the server and the stream.
 redis-py's own retries are off (the pool is built with zero retries), so this is the one layer.
+The retry loop is the core's :func:`dagster_taskiq.retrying.call_with_retry`; this module gives
+it the predicate and names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import stamina
 import structlog
 from redis import exceptions as redis_errors
 
+from dagster_taskiq import retrying
 from dagster_taskiq_redis.errors import RedisUnavailableError
 from dagster_taskiq_redis.settings import RetryBudget
 
@@ -56,58 +57,16 @@ async def call_with_retry(
     stream: str,
     **log_fields: Any,
 ) -> _T:
-    """``await call()``, retrying transient failures within ``budget``."""
-    started = time.monotonic()
-    attempts_made = 0
-    try:
-        async for attempt in stamina.retry_context(
-            on=is_transient,
-            attempts=budget.attempts,
-            timeout=budget.timeout,
-            wait_initial=budget.initial_delay,
-            wait_max=budget.max_delay,
-            wait_jitter=budget.jitter,
-        ):
-            with attempt:
-                attempts_made = attempt.num
-                try:
-                    return await call()
-                except Exception as exc:
-                    elapsed = time.monotonic() - started
-                    if (
-                        is_transient(exc)
-                        and attempt.num < budget.attempts
-                        and elapsed < budget.timeout
-                    ):
-                        _log.warning(
-                            "redis_retry",
-                            operation=operation,
-                            server=server,
-                            stream=stream,
-                            attempt=attempt.num,
-                            next_wait=round(attempt.next_wait, 3),
-                            error=f"{type(exc).__name__}: {exc}",
-                            **log_fields,
-                        )
-                    raise
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        elapsed = time.monotonic() - started
-        _log.error(
-            "redis_unavailable",
-            operation=operation,
-            server=server,
-            stream=stream,
-            attempts=attempts_made,
-            elapsed=round(elapsed, 3),
-            error=f"{type(exc).__name__}: {exc}",
-            **log_fields,
-        )
-        raise RedisUnavailableError(
-            f"Redis at {server} unreachable for stream {stream!r} ({operation}): gave up after "
-            f"{attempts_made} attempt(s) in {elapsed:.1f} s (budget: {budget.attempts} attempts, "
-            f"{budget.timeout:g} s; settings retry_attempts / retry_timeout). Last error: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+    """``await call()``, retrying transient failures within ``budget`` (the core's helper)."""
+    return await retrying.call_with_retry(
+        operation,
+        call,
+        budget=budget,
+        is_transient=is_transient,
+        logger=_log,
+        event_prefix="redis",
+        target={"server": server, "stream": stream},
+        unreachable=f"Redis at {server} unreachable for stream {stream!r}",
+        error=RedisUnavailableError,
+        log_fields=log_fields,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_redis.errors import RedisSettingsError, SettingProblem
 
 __all__ = ["ENV_PREFIX", "RedisSettings", "RetryBudget"]
@@ -23,31 +24,6 @@ ENV_PREFIX = "DAGSTER_TASKIQ_REDIS_"
 DLQ_SUFFIX = "-dlq"
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
 _NAME = re.compile(r"^[^\s]{1,200}$")
-
-
-class RetryBudget:
-    """How long to keep trying an unreachable Redis: stamina's jittered exponential backoff."""
-
-    __slots__ = ("attempts", "initial_delay", "max_delay", "timeout")
-
-    def __init__(
-        self, *, attempts: int, initial_delay: float, max_delay: float, timeout: float
-    ) -> None:
-        self.attempts = attempts
-        self.initial_delay = initial_delay
-        self.max_delay = max_delay
-        self.timeout = timeout
-
-    @property
-    def jitter(self) -> float:
-        """Random extra wait per retry, at most the initial delay (keeps small budgets small)."""
-        return min(1.0, self.initial_delay)
-
-    def __repr__(self) -> str:
-        return (
-            f"RetryBudget(attempts={self.attempts}, initial_delay={self.initial_delay}, "
-            f"max_delay={self.max_delay}, timeout={self.timeout})"
-        )
 
 
 def env_var(field: str) -> str:
@@ -167,12 +143,7 @@ class RedisSettings(BaseSettings):
 
     @property
     def retry_budget(self) -> RetryBudget:
-        return RetryBudget(
-            attempts=self.retry_attempts,
-            initial_delay=self.retry_initial_delay,
-            max_delay=self.retry_max_delay,
-            timeout=self.retry_timeout,
-        )
+        return RetryBudget.from_settings(self)
 
     # --- validation ------------------------------------------------------------------------
 
@@ -201,12 +172,9 @@ class RedisSettings(BaseSettings):
             )
         elif self.dead_letters == self.stream:
             problem("dead_letter_stream", f"must differ from the stream itself ({self.stream!r})")
-        if self.retry_max_delay < self.retry_initial_delay:
-            problem(
-                "retry_max_delay",
-                f"must be at least retry_initial_delay ({self.retry_initial_delay}), "
-                f"got {self.retry_max_delay}",
-            )
+        delay_problem = RetryBudget.delay_problem(self.retry_initial_delay, self.retry_max_delay)
+        if delay_problem:
+            problem("retry_max_delay", delay_problem)
         if self.heartbeat_interval is not None and self.heartbeat_interval >= (
             self.visibility_timeout
         ):

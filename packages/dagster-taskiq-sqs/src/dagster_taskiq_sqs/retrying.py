@@ -4,18 +4,18 @@ Only transient failures are retried (the connection, timeouts, throttling, SQS's
 missing queue or a bad parameter is raised at once. Every retry is logged (``sqs_retry``) with
 the operation, endpoint, queue, attempt and error; when the budget runs out the caller gets a
 :class:`~dagster_taskiq_sqs.errors.SqsUnavailableError` that names the endpoint and the queue.
-The budget bounds the time: at most ``timeout`` plus one backoff plus one call.
+The budget bounds the time: at most ``timeout`` plus one backoff plus one call. The retry loop
+is the core's :func:`dagster_taskiq.retrying.call_with_retry`; this module gives it the
+predicate and names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
-import stamina
 import structlog
 from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
     ClientError,
@@ -25,6 +25,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
     ConnectionError as BotoConnectionError,
 )
 
+from dagster_taskiq import retrying
 from dagster_taskiq_sqs.errors import SqsUnavailableError
 from dagster_taskiq_sqs.settings import RetryBudget
 
@@ -78,61 +79,19 @@ async def call_with_retry(
     queue: str,
     **log_fields: Any,
 ) -> _T:
-    """``await call()``, retrying transient failures within ``budget``."""
-    started = time.monotonic()
-    attempts_made = 0
-    try:
-        async for attempt in stamina.retry_context(
-            on=is_transient,
-            attempts=budget.attempts,
-            timeout=budget.timeout,
-            wait_initial=budget.initial_delay,
-            wait_max=budget.max_delay,
-            wait_jitter=budget.jitter,
-        ):
-            with attempt:
-                attempts_made = attempt.num
-                try:
-                    return await call()
-                except Exception as exc:
-                    elapsed = time.monotonic() - started
-                    if (
-                        is_transient(exc)
-                        and attempt.num < budget.attempts
-                        and elapsed < budget.timeout
-                    ):
-                        _log.warning(
-                            "sqs_retry",
-                            operation=operation,
-                            endpoint=endpoint,
-                            queue=queue,
-                            attempt=attempt.num,
-                            next_wait=round(attempt.next_wait, 3),
-                            error=f"{type(exc).__name__}: {exc}",
-                            **log_fields,
-                        )
-                    raise
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        elapsed = time.monotonic() - started
-        _log.error(
-            "sqs_unavailable",
-            operation=operation,
-            endpoint=endpoint,
-            queue=queue,
-            attempts=attempts_made,
-            elapsed=round(elapsed, 3),
-            error=f"{type(exc).__name__}: {exc}",
-            **log_fields,
-        )
-        raise SqsUnavailableError(
-            f"SQS endpoint {endpoint} unreachable for queue {queue!r} ({operation}): gave up "
-            f"after {attempts_made} attempt(s) in {elapsed:.1f} s (budget: "
-            f"{budget.attempts} attempts, {budget.timeout:g} s; settings retry_attempts / "
-            f"retry_timeout). Last error: {type(exc).__name__}: {exc}"
-        ) from exc
-    raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+    """``await call()``, retrying transient failures within ``budget`` (the core's helper)."""
+    return await retrying.call_with_retry(
+        operation,
+        call,
+        budget=budget,
+        is_transient=is_transient,
+        logger=_log,
+        event_prefix="sqs",
+        target={"endpoint": endpoint, "queue": queue},
+        unreachable=f"SQS endpoint {endpoint} unreachable for queue {queue!r}",
+        error=SqsUnavailableError,
+        log_fields=log_fields,
+    )
 
 
 class SqsCaller:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_sqs.errors import SettingProblem, SqsSettingsError
 
 __all__ = [
@@ -61,31 +62,6 @@ class FifoThroughputLimit(enum.StrEnum):
 
     PER_QUEUE = "perQueue"
     PER_MESSAGE_GROUP_ID = "perMessageGroupId"
-
-
-class RetryBudget:
-    """How long to keep trying an unreachable endpoint: stamina's jittered exponential backoff."""
-
-    __slots__ = ("attempts", "initial_delay", "max_delay", "timeout")
-
-    def __init__(
-        self, *, attempts: int, initial_delay: float, max_delay: float, timeout: float
-    ) -> None:
-        self.attempts = attempts
-        self.initial_delay = initial_delay
-        self.max_delay = max_delay
-        self.timeout = timeout
-
-    @property
-    def jitter(self) -> float:
-        """Random extra wait per retry, at most the initial delay (keeps small budgets small)."""
-        return min(1.0, self.initial_delay)
-
-    def __repr__(self) -> str:
-        return (
-            f"RetryBudget(attempts={self.attempts}, initial_delay={self.initial_delay}, "
-            f"max_delay={self.max_delay}, timeout={self.timeout})"
-        )
 
 
 def _env(name: str) -> str:
@@ -239,12 +215,7 @@ class SqsSettings(BaseSettings):
 
     @property
     def retry_budget(self) -> RetryBudget:
-        return RetryBudget(
-            attempts=self.retry_attempts,
-            initial_delay=self.retry_initial_delay,
-            max_delay=self.retry_max_delay,
-            timeout=self.retry_timeout,
-        )
+        return RetryBudget.from_settings(self)
 
     # --- validation ------------------------------------------------------------------------
 
@@ -270,12 +241,9 @@ class SqsSettings(BaseSettings):
             problem(field, "set both aws_access_key_id and aws_secret_access_key, or neither")
         if name_error is None:
             self._fifo_problems(problem)
-        if self.retry_max_delay < self.retry_initial_delay:
-            problem(
-                "retry_max_delay",
-                f"must be at least retry_initial_delay ({self.retry_initial_delay}), "
-                f"got {self.retry_max_delay}",
-            )
+        delay_problem = RetryBudget.delay_problem(self.retry_initial_delay, self.retry_max_delay)
+        if delay_problem:
+            problem("retry_max_delay", delay_problem)
         if (
             self.heartbeat_interval is not None
             and self.heartbeat_interval >= self.taskiq_visibility_timeout
