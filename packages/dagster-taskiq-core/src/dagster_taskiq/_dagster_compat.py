@@ -21,6 +21,10 @@ What each is for:
 * ``SerializableErrorInfo``/``serializable_error_info_from_exc_info``: error payloads of events.
 * ``EventLogCursor``: tail a run's event log from a cursor.
 * ``raise_interrupts_as``: a step process turns SIGINT into an interrupted step.
+* ``report_step_not_started``: the STEP_FAILURE a worker writes for a step it refuses because
+  the run is over (``DagsterEvent``, ``StepHandle``, ``StepKind``); without it, Dagster's
+  re-execution from failure treats a mapped step that never started as done
+  (``dagster._core.execution.plan.state._derive_state_of_past_run``).
 * ``with_python_log_handlers_once``: an instance that builds its dagster.yaml ``python_logs``
   handlers once, not on every step (``DagsterInstance.get_yaml_python_handlers`` runs
   ``logging.config.dictConfig`` each time, which deadlocks threads that are logging).
@@ -28,9 +32,11 @@ What each is for:
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
-from dagster import Field
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, Field
 from dagster._core.code_pointer import (
     CodePointer as DagsterCodePointer,
 )
@@ -48,13 +54,14 @@ from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import create_execution_plan, execute_plan_iterator
 from dagster._core.execution.context.system import IStepContext, PlanOrchestrationContext
 from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.handle import StepHandle, UnresolvedStepHandle
 from dagster._core.execution.plan.instance_concurrency_context import (
     InstanceConcurrencyContext,
 )
 from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.state import KnownExecutionState
-from dagster._core.execution.plan.step import ExecutionStep
+from dagster._core.execution.plan.step import ExecutionStep, StepKind
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.retries import get_retries_config as _get_retries_config
 from dagster._core.instance.ref import InstanceRef
@@ -88,11 +95,45 @@ __all__ = [
     "execute_plan_iterator",
     "get_retries_config",
     "raise_interrupts_as",
+    "report_step_not_started",
     "seconds_until_due",
     "serializable_error_info_from_exc_info",
     "with_python_log_handlers_once",
     "without_compute_log_capture",
 ]
+
+
+def report_step_not_started(
+    instance: DagsterInstance, run: DagsterRun, step_key: str, message: str, cls_name: str
+) -> None:
+    """Write a STEP_FAILURE for ``step_key`` of ``run``: the step never started, the run is over.
+
+    Dagster writes nothing for a step that a finished run never started, and its re-execution
+    from failure then re-runs such a step only if it is not a mapped copy of a dynamic output
+    whose producer succeeded: those are taken as done, and the re-execution "succeeds" without
+    them. A failure event puts the step in the re-execution like any failed step. Built the way
+    ``DagsterEvent.from_step`` builds it, without the step context a running step would have
+    (the refusing worker has no plan context for a run that is over).
+    """
+    handle = StepHandle.parse_from_key(step_key)
+    if isinstance(handle, UnresolvedStepHandle):  # a task always names a resolved step
+        raise ValueError(f"step key {step_key!r} names an unresolved mapped step")
+    failure: Any = StepFailureData(  # type: ignore[no-untyped-call]
+        error=SerializableErrorInfo(message=message, stack=[], cls_name=cls_name),
+        user_failure_data=None,
+    )
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.STEP_FAILURE.value,
+        job_name=run.job_name,
+        step_handle=handle,
+        node_handle=handle.node_handle,
+        step_kind_value=StepKind.COMPUTE.value,
+        logging_tags={"job_name": run.job_name, "run_id": run.run_id, "step_key": step_key},
+        event_specific_data=failure,
+        message=f'Execution of step "{step_key}" failed: {message}',
+        pid=os.getpid(),
+    )
+    instance.report_dagster_event(event, run_id=run.run_id, log_level=logging.ERROR)
 
 
 def get_retries_config() -> Field:

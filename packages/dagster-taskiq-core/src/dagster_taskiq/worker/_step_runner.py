@@ -30,6 +30,7 @@ from dagster_taskiq._dagster_compat import (
     SerializableErrorInfo,
     create_execution_plan,
     execute_plan_iterator,
+    report_step_not_started,
     serializable_error_info_from_exc_info,
 )
 from dagster_taskiq.code_locations import (
@@ -164,14 +165,14 @@ class StepRunner:
         if logged is not None:
             return logged
         if run.is_finished or run.status in _UNRUNNABLE:
-            instance.report_engine_event(
-                f"Step {task.step_key} not started: the run is {run.status.value}.",
-                run,
-                step_key=task.step_key,
-            )
-            return StepOutcome.failed(
-                "RunNotRunnable", f"step not started: run {task.run_id} is {run.status.value}"
-            )
+            # A failure event, not just a note: re-execution from failure must run this step
+            # again (Dagster takes a mapped step with no events as done; see the compat module).
+            message = f"step not started: run {task.run_id} is {run.status.value}"
+            if run.status is DagsterRunStatus.SUCCESS:  # nothing to re-execute: just a note
+                instance.report_engine_event(message, run, step_key=task.step_key)
+            else:
+                report_step_not_started(instance, run, task.step_key, message, "RunNotRunnable")
+            return StepOutcome.failed("RunNotRunnable", message)
         try:
             return self._execute(task, instance, run)
         except Exception:
