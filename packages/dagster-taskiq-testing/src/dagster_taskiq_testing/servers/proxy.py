@@ -9,12 +9,16 @@ one client without touching anyone else's connections.
 ``hold(marker)`` makes the proxy stop forwarding any client request whose bytes contain
 ``marker`` (e.g. ``b"AmazonSQS.DeleteMessage"``, the ``X-Amz-Target`` of an SQS delete): the
 request waits until ``release()``, so a test can act at the precise moment between a client's
-decision and its effect. ``held()`` lists the client-side ports of the held connections.
+decision and its effect. ``held()`` lists the client-side ports of the held connections. The
+marker may also be a compiled ``re.Pattern[bytes]`` (searched in each chunk a client sends),
+for a request no fixed bytes single out (a JetStream ack: an empty ``PUB $JS.ACK.<...>`` with a
+reply subject).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -33,7 +37,7 @@ class EndpointProxy:
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._hold_marker: bytes | None = None
+        self._hold_marker: bytes | re.Pattern[bytes] | None = None
         self._released = threading.Event()
         self._released.set()
         self._held: list[int] = []
@@ -75,8 +79,9 @@ class EndpointProxy:
 
     # --- holding requests ----------------------------------------------------------------
 
-    def hold(self, marker: bytes) -> None:
-        """From now on, hold every client request containing ``marker`` until ``release()``."""
+    def hold(self, marker: bytes | re.Pattern[bytes]) -> None:
+        """From now on, hold every client request containing ``marker`` (bytes, or a pattern
+        found by ``search``) until ``release()``."""
         with self._lock:
             self._hold_marker = marker
             self._held = []
@@ -135,7 +140,12 @@ class EndpointProxy:
         """Hold ``data`` if it matches; False if its client closed meanwhile (drop it)."""
         with self._lock:
             marker = self._hold_marker
-            if marker is None or marker not in data:
+            if marker is None:
+                return True
+            if isinstance(marker, re.Pattern):
+                if marker.search(data) is None:
+                    return True
+            elif marker not in data:
                 return True
             self._held.append(client_port)
             self._held_changed.notify_all()
