@@ -1,15 +1,20 @@
-"""A cluster for chaos and load tests: moto, fault proxies, PostgreSQL store, worker processes.
+"""A cluster for chaos and load tests: a broker, fault proxies, PostgreSQL store, worker processes.
 
 ```
 run process (this one, or a child)          worker processes (dagster-taskiq worker)
       |                                           |
-      +---- SQS proxy ---> moto (this process, a fixed port: restartable)
+      +---- broker proxy ---> moto (this process, a fixed port: restartable)      backend sqs
+      |                   or  Redis 127.0.0.1:6379 (a stream of its own)          backend redis
+      |                   or  NATS 127.0.0.1:4222 (a JetStream stream of its own) backend nats
       +---- PostgreSQL proxy ---> 127.0.0.1:5432 (the store's tables, a prefix of their own)
 ops ---------------------------------------------> PostgreSQL ledger (direct, never faulted)
 ```
 
-Both proxies are ``dagster_taskiq_testing.servers.EndpointProxy``: ``kill()`` closes the port
-and resets every connection (an outage), ``start()`` serves again. The store's connections carry
+Every proxy is a ``dagster_taskiq_testing.servers.EndpointProxy``: ``kill()`` closes the port
+and resets every connection (an outage), ``start()`` serves again. On sqs an outage also stops
+moto; Redis and NATS stay up behind their proxy (clients see the same reset connections and
+refused connects). The chaos side (the duplicates fault, queue depth, clean-up) talks to Redis
+and NATS directly, never through the proxy. The store's connections carry
 an ``application_name`` of their own, so ``terminate_store_connections`` kills exactly them with
 ``pg_terminate_backend`` and nobody else's.
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,7 +55,31 @@ from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, boto3_clie
 from dagster_taskiq_testing.servers._base import free_port
 from executor_harness import wait_for_final_records
 from store_support import POSTGRES_URL
-from worker_processes import TESTS_DIR, SqsTarget, WorkerProcesses
+from worker_processes import (
+    NATS_URL,
+    REDIS_URL,
+    TESTS_DIR,
+    NatsTarget,
+    RedisTarget,
+    SqsTarget,
+    Target,
+    WorkerProcesses,
+)
+
+BACKENDS = ("sqs", "redis", "nats")
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def direct_target(backend: str) -> Target:
+    """A target on the real server (no proxy), e.g. to ``require()`` it before a cluster."""
+    if backend == "redis":
+        return RedisTarget(url=REDIS_URL)
+    if backend == "nats":
+        return NatsTarget(servers=NATS_URL)
+    raise ValueError(f"no direct target for backend {backend!r}")
 
 
 @dataclasses.dataclass
@@ -66,6 +97,7 @@ class Cluster:
         self,
         root: Path,
         *,
+        backend: str = "sqs",
         workers: int = 2,
         concurrency: int = 2,
         visibility_timeout: int = 3,
@@ -77,11 +109,20 @@ class Cluster:
         worker_env: dict[str, str] | None = None,
         store_url_env: str | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+        self.backend = backend
         self.root = root
         for sub in ("home", "logs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.moto = MotoServer(free_port())
-        self.sqs_proxy = EndpointProxy(self.moto.port or 0)
+        self.broker_proxy = EndpointProxy(
+            {"sqs": self.moto.port or 0, "redis": _port_of(REDIS_URL), "nats": _port_of(NATS_URL)}[
+                backend
+            ]
+        )
+        self.sqs_proxy = self.broker_proxy
+        """The broker's proxy under its historical name (whatever the backend)."""
         self.pg_proxy = EndpointProxy(5432)
         self.app_name = f"chaos_store_{uuid.uuid4().hex[:10]}"
         self.table_prefix = f"c{uuid.uuid4().hex[:10]}_"
@@ -89,12 +130,30 @@ class Cluster:
         if store_password is not None:  # PostgreSQL trusts local users: any password works
             pg = pg.replace("postgres@", f"postgres:{store_password}@")
         self.store_url = f"{pg}?application_name={self.app_name}"
-        self.target = SqsTarget(
-            endpoint_url=self.sqs_proxy.endpoint_url,
-            visibility_timeout=visibility_timeout,
-            max_receive_count=max_receive_count,
-            extra={"retry_timeout": retry_timeout},
-        )
+        self.target: Target
+        if backend == "sqs":
+            self.target = SqsTarget(
+                endpoint_url=self.sqs_proxy.endpoint_url,
+                visibility_timeout=visibility_timeout,
+                max_receive_count=max_receive_count,
+                extra={"retry_timeout": retry_timeout},
+            )
+        elif backend == "redis":
+            self.target = RedisTarget(
+                url=f"redis://127.0.0.1:{self.broker_proxy.port}",
+                stream=f"chaos-{uuid.uuid4().hex[:10]}",
+                visibility_timeout=visibility_timeout,
+                max_receive_count=max_receive_count,
+                extra={"retry_timeout": retry_timeout},
+            )
+        else:
+            self.target = NatsTarget(
+                servers=f"nats://127.0.0.1:{self.broker_proxy.port}",
+                name=f"chaos{uuid.uuid4().hex[:10]}",
+                visibility_timeout=visibility_timeout,
+                max_receive_count=max_receive_count,
+                extra={"retry_timeout": retry_timeout},
+            )
         self.worker_count = workers
         self.concurrency = concurrency
         self.grace_period = grace_period
@@ -109,11 +168,15 @@ class Cluster:
         self.workers: WorkerProcesses | None = None
 
     def __enter__(self) -> Cluster:
-        self.moto.start()
+        if self.backend == "sqs":
+            self.moto.start()
         self.sqs_proxy.start()
         self.pg_proxy.start()
         self._stack.callback(self.ledger.drop)
-        self._stack.callback(self.moto.stop)
+        if self.backend == "sqs":
+            self._stack.callback(self.moto.stop)
+        else:
+            self._stack.callback(self.direct_target().cleanup)
         self._stack.callback(self.sqs_proxy.kill)
         self._stack.callback(self.pg_proxy.kill)
         self.instance = self._stack.enter_context(
@@ -153,6 +216,14 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+    def direct_target(self) -> Target:
+        """This cluster's queue, seen on the real server rather than through the proxy."""
+        if isinstance(self.target, RedisTarget):
+            return dataclasses.replace(self.target, url=REDIS_URL)
+        if isinstance(self.target, NatsTarget):
+            return dataclasses.replace(self.target, servers=NATS_URL)
+        return self.target
 
     def _drop_store(self) -> None:
         with contextlib.suppress(Exception), self.store.engine.connect() as conn:
@@ -265,6 +336,38 @@ class Cluster:
         self.moto.start()
         self.sqs_proxy.start()
 
+    def ack_marker(self) -> bytes | re.Pattern[bytes]:
+        """Bytes that appear in a worker's ack of a step message on the wire (and in nothing
+        else a worker sends), for ``broker_proxy.hold``.
+
+        sqs: the ``DeleteMessage`` action; redis: the SHA-1 of the broker's ``ACK`` script (sent
+        as ``EVALSHA``); nats: ``ack_sync``'s request (nats-py 2.16 acks with an empty payload
+        and a reply subject), a pattern.
+        """
+        if self.backend == "redis":
+            from dagster_taskiq_redis import scripts  # noqa: PLC0415
+
+            return hashlib.sha1(scripts.ACK.encode()).hexdigest().encode()
+        if self.backend == "nats":
+            # ack_sync: an empty request on the message's reply subject (in-progress acks and
+            # NAKs are published without a reply subject, with "+WPI" / "-NAK" payloads).
+            return re.compile(rb"PUB \$JS\.ACK\.\S+ _INBOX\.\S+ 0\r\n")
+        return b"AmazonSQS.DeleteMessage"
+
+    def stop_broker(self) -> None:
+        """The broker goes away: on sqs ``stop_sqs``; on redis / nats the proxy is killed (port
+        closed, every connection reset) while the server behind it keeps the messages."""
+        if self.backend == "sqs":
+            self.stop_sqs()
+        else:
+            self.broker_proxy.kill()
+
+    def start_broker(self) -> None:
+        if self.backend == "sqs":
+            self.start_sqs()
+        else:
+            self.broker_proxy.start()
+
     def send_copy(self, run_id: str, step_key: str, job_name: str, enqueue_attempt: int) -> None:
         """Another copy of a step's message (as a redelivery or a resend), straight to SQS.
 
@@ -281,13 +384,16 @@ class Cluster:
             created_at=time.time(),
             enqueue_attempt=enqueue_attempt,
         )
-        broker = BrokerThread(create_broker("sqs", self.target.broker_settings()))
+        broker = BrokerThread(create_broker(self.target.backend, self.target.broker_settings()))
         try:
             broker.send([task])
         finally:
             broker.close()
 
     def queue_depth(self) -> int:
+        """Messages not yet acked (visible or not), asked of the server directly."""
+        if self.backend != "sqs":
+            return self.direct_target().depth()
         sqs = boto3_client(self.moto.endpoint_url)
         url = sqs.get_queue_url(QueueName=self.target.queue_name)["QueueUrl"]
         attrs = sqs.get_queue_attributes(

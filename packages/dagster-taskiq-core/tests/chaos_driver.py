@@ -1,12 +1,12 @@
 """``nox -s chaos``: seeded randomized fault scenarios, then a table of what the ledger found.
 
     python packages/dagster-taskiq-core/tests/chaos_driver.py --runs 200 [--seed N]
-        [--scenarios sigkill,pause] [--replay SCENARIO:SEED]
+        [--scenarios sigkill,pause] [--replay SCENARIO:SEED] [--backend sqs|redis|nats]
 
-Each scenario gets a fresh cluster (moto, proxies, PostgreSQL store and ledger, worker
-processes) and ``runs / len(scenarios)`` runs, each with its own seed derived from the session
-seed. A failing run prints its seed and the command that replays it; the exit status is 1 if
-any rule was broken or any run failed.
+Each scenario gets a fresh cluster (the backend's broker, sqs by default, behind a proxy;
+PostgreSQL store and ledger; worker processes) and ``runs / len(scenarios)`` runs, each with its
+own seed derived from the session seed. A failing run prints its seed and the command that
+replays it; the exit status is 1 if any rule was broken or any run failed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import structlog
 
-from chaos_cluster import cluster
-from chaos_scenarios import SCENARIOS, ScenarioRun, run_scenario
+from chaos_cluster import BACKENDS, cluster
+from chaos_scenarios import ScenarioRun, run_scenario, scenarios_for
 
 WORKERS = {"sigkill": 4, "pause": 3, "sigterm": 3, "sigkill_before_ack": 3}
 """Worker processes per scenario (default 2): 2-4 across the suite."""
@@ -47,9 +47,9 @@ def _quiet() -> None:
     logging.getLogger("dagster").setLevel(logging.WARNING)
 
 
-def run_batch(name: str, seeds: list[int], out: list[ScenarioRun]) -> float:
+def run_batch(name: str, seeds: list[int], out: list[ScenarioRun], backend: str = "sqs") -> float:
     started = time.monotonic()
-    with cluster(workers=WORKERS.get(name, 2)) as c:
+    with cluster(backend=backend, workers=WORKERS.get(name, 2)) as c:
         for seed in seeds:
             print(f"[chaos] {name} seed={seed} ...", flush=True)
             try:
@@ -64,9 +64,10 @@ def run_batch(name: str, seeds: list[int], out: list[ScenarioRun]) -> float:
             out.append(result)
             if not result.ok:
                 print(result.describe(), flush=True)
+                again = "" if backend == "sqs" else f" --backend {backend}"
                 print(
                     f"[chaos] FAILED: replay with: python {Path(__file__).as_posix()} "
-                    f"--replay {name}:{seed}",
+                    f"--replay {name}:{seed}{again}",
                     flush=True,
                 )
     return time.monotonic() - started
@@ -109,20 +110,28 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--backend", choices=BACKENDS, default="sqs")
+    parser.add_argument(
+        "--scenarios", default=None, help="comma-separated (default: all of the backend's)"
+    )
     parser.add_argument("--replay", default=None, help="SCENARIO:SEED, one run")
     args = parser.parse_args(argv)
+    scenarios = scenarios_for(args.backend)
     _quiet()
     if args.replay:
         name, seed = args.replay.split(":")
         plan = {name: [int(seed)]}
     else:
         session_seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
-        print(f"[chaos] session seed {session_seed} ({args.runs} runs)", flush=True)
-        names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-        unknown = [n for n in names if n not in SCENARIOS]
+        print(
+            f"[chaos] session seed {session_seed} ({args.runs} runs, backend {args.backend})",
+            flush=True,
+        )
+        names = [n.strip() for n in (args.scenarios or ",".join(scenarios)).split(",")]
+        names = [n for n in names if n]
+        unknown = [n for n in names if n not in scenarios]
         if unknown:
-            parser.error(f"unknown scenario(s) {unknown}; known: {sorted(SCENARIOS)}")
+            parser.error(f"unknown scenario(s) {unknown}; known: {sorted(scenarios)}")
         rng = random.Random(session_seed)
         plan = {n: [] for n in names}
         for i in range(args.runs):
@@ -130,7 +139,7 @@ def main(argv: list[str]) -> int:
     results: list[ScenarioRun] = []
     walls: dict[str, float] = {}
     for name, seeds in plan.items():
-        walls[name] = run_batch(name, seeds, results)
+        walls[name] = run_batch(name, seeds, results, args.backend)
     print(table(results, walls), flush=True)
     failed = [r for r in results if not r.ok]
     for r in failed:

@@ -5,11 +5,20 @@ A scenario is ``scenario(cluster, rng) -> ScenarioRun``; every random choice com
 the same decisions, not necessarily at the same instants). Every run is checked by
 ``chaos_ledger.check_run``; scenario-specific promises (a paused worker's late finish rejected,
 completed steps of a killed run not run again) go in ``problems``.
+
+Scenarios are per backend (``scenarios_for``): every scenario runs on sqs, redis and nats. The
+broker outages keep their historical names on sqs (``sqs_restart``, ``sqs_down_at_start``: moto
+stopped behind its proxy) and are ``broker_restart`` / ``broker_down_at_start`` on redis and
+nats (the proxy in front of the server killed, then serving again). ``duplicates`` and
+``sigkill_before_ack`` take each backend's own way to hold a message or an ack (see
+``Cluster.ack_marker`` and the duplicate sources below).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import random
 import signal
 import threading
@@ -23,6 +32,7 @@ from chaos_cluster import Cluster, RunResult, pids_of_client_ports
 from chaos_ledger import outcome_events
 from dagster_taskiq import TaskState
 from dagster_taskiq_testing.servers import boto3_client
+from worker_processes import NATS_URL, REDIS_URL
 
 SHAPES = ("chaos_fan_out", "chaos_chain", "chaos_dynamic")
 
@@ -124,11 +134,12 @@ def sigkill(c: Cluster, rng: random.Random) -> ScenarioRun:
 
 
 def sigkill_before_ack(c: Cluster, rng: random.Random) -> ScenarioRun:
-    """SIGKILL a worker after its ``finish`` is recorded and before its ack reaches SQS.
+    """SIGKILL a worker after its ``finish`` is recorded and before its ack reaches the broker.
 
-    The SQS proxy holds every DeleteMessage (the ack) from the chosen moment; the workers whose
-    deletes are held are killed, then the proxy lets the rest through. Their messages come back
-    after the visibility timeout, for steps already COMPLETED: they must be acked unrun.
+    The broker proxy holds every ack (SQS DeleteMessage, the Redis ACK script's EVALSHA, the
+    JetStream ``+ACK``: ``Cluster.ack_marker``) from the chosen moment; the workers whose acks
+    are held are killed, then the proxy lets the rest through. Their messages come back after
+    the visibility timeout, for steps already COMPLETED: they must be acked unrun.
     """
     run = ScenarioRun("sigkill_before_ack", 0)
     killed_steps: list[str] = []
@@ -137,7 +148,7 @@ def sigkill_before_ack(c: Cluster, rng: random.Random) -> ScenarioRun:
         time.sleep(rng.uniform(0.0, 1.5))
         if not _wait_busy(c, stop):
             return
-        c.sqs_proxy.hold(b"AmazonSQS.DeleteMessage")
+        c.sqs_proxy.hold(c.ack_marker())
         try:
             ports = c.sqs_proxy.held(timeout=15)
             assert c.workers is not None
@@ -231,7 +242,11 @@ def pause(c: Cluster, rng: random.Random) -> ScenarioRun:
         elif record.result.worker_id.endswith(f":{pid}"):
             run.problems.append(f"{step}: the paused worker {pid}'s late finish was recorded")
         key = f"{result.run_id}:{step}"
-        if not _wait_for_log(c, key, ("stale_finish_rejected", "lease_lost")):
+        # Three ways to notice: the heartbeat finds the lease gone (``lease_lost``), the fence
+        # refuses the outcome event (``step_abandoned`` with this reason: seen on redis, whose
+        # heartbeat of the message fails first), or the store rejects the late finish.
+        noticed = ("stale_finish_rejected", "lease_lost", "lease lost: another worker holds")
+        if not _wait_for_log(c, key, noticed):
             run.problems.append(
                 f"{step}: the paused worker {pid} logged no lost lease / stale finish"
             )
@@ -259,7 +274,13 @@ def duplicates(c: Cluster, rng: random.Random) -> ScenarioRun:
     The fault takes a pending message off the queue itself (as a consumer would), sends a copy
     (another deduplication id and group, same body and attributes) that the workers run, and
     lets the original come back (visibility 0) at a random later state of the step.
+
+    On redis and nats the same with ``RedisDuplicates`` / ``NatsDuplicates``.
     """
+    if c.backend != "sqs":
+        return _duplicates_with(
+            c, rng, RedisDuplicates(c) if c.backend == "redis" else NatsDuplicates(c)
+        )
     run = ScenarioRun("duplicates", 0)
     sqs = boto3_client(c.moto.endpoint_url)
     states: list[str] = []
@@ -310,6 +331,182 @@ def duplicates(c: Cluster, rng: random.Random) -> ScenarioRun:
     return run
 
 
+class RedisDuplicates:
+    """Duplicates on a Redis stream: the fault reads a new entry in the workers' group under a
+    consumer of its own (``XREADGROUP >``: it holds the entry as a worker would), ``XADD``s an
+    exact copy of its fields (bypassing the send script's deduplication), keeps the original's
+    idle time low with the broker's own ``KEEP`` script while it waits, then releases it (idle
+    time set to the visibility timeout): the next reclaim pass of a worker takes it."""
+
+    consumer = "chaos-duplicates"
+
+    def __init__(self, c: Cluster) -> None:
+        import redis  # noqa: PLC0415
+
+        from dagster_taskiq_redis import scripts  # noqa: PLC0415
+
+        self.client = redis.Redis.from_url(REDIS_URL)
+        self.stream = c.target.broker_settings()["stream"]
+        self.group = "dagster-taskiq"  # RedisSettings.group's default (the workers' group)
+        self.visibility_ms = int(c.target.visibility_timeout * 1000)
+        self.keep_script = self.client.register_script(scripts.KEEP)
+
+    def take(self, stop: threading.Event) -> tuple[str, Any] | None:
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                got = self.client.xreadgroup(
+                    self.group, self.consumer, {self.stream: ">"}, count=1, block=1000
+                )
+            except redis_errors() as exc:  # the group is created by the first broker
+                if "NOGROUP" not in str(exc):
+                    raise
+                time.sleep(0.1)
+                continue
+            for _, entries in got or []:
+                for entry_id, fields in entries:
+                    body = json.loads(fields[b"data"])
+                    return str(json.loads(body["args"][0])["idempotency_key"]), (entry_id, fields)
+        return None
+
+    def copy(self, handle: Any, n: int, rng: random.Random) -> None:
+        self.client.xadd(self.stream, handle[1])
+
+    def keep(self, handle: Any) -> None:
+        self.keep_script(keys=[self.stream], args=[self.group, handle[0], self.consumer, 0])
+
+    def release(self, handle: Any) -> None:
+        self.keep_script(
+            keys=[self.stream], args=[self.group, handle[0], self.consumer, self.visibility_ms]
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def redis_errors() -> type[Exception]:
+    import redis  # noqa: PLC0415
+
+    return redis.ResponseError
+
+
+class NatsDuplicates:
+    """Duplicates on a JetStream stream: the fault binds to the workers' durable consumer (a
+    work-queue stream allows no second one), fetches a message (it holds it as a worker would),
+    publishes an exact copy (same payload and headers, another ``Nats-Msg-Id``, so the stream's
+    deduplication lets it through), keeps the original with in-progress acks while it waits,
+    then NAKs it: redelivered at once."""
+
+    def __init__(self, c: Cluster) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.settings = c.target.broker_settings()
+        self.nc: Any = None
+        self.sub: Any = None
+
+    def _run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def _connect(self) -> None:
+        import nats  # noqa: PLC0415
+
+        self.nc = await nats.connect(NATS_URL, connect_timeout=2)
+        js = self.nc.jetstream()
+        deadline = time.monotonic() + 30
+        while True:  # the first broker creates the stream and the consumer
+            try:
+                self.sub = await js.pull_subscribe_bind(
+                    durable="dagster-taskiq-workers", stream=self.settings["stream"]
+                )
+                await js.consumer_info(self.settings["stream"], "dagster-taskiq-workers")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    def take(self, stop: threading.Event) -> tuple[str, Any] | None:
+        import nats.errors  # noqa: PLC0415
+
+        if self.sub is None:
+            self._run(self._connect())
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                msgs = self._run(self.sub.fetch(1, timeout=1))
+            except nats.errors.TimeoutError:
+                continue
+            for msg in msgs:
+                body = json.loads(msg.data)
+                return str(json.loads(body["args"][0])["idempotency_key"]), msg
+        return None
+
+    def copy(self, handle: Any, n: int, rng: random.Random) -> None:
+        headers = {
+            **(handle.headers or {}),
+            "Nats-Msg-Id": f"chaos-copy-{n}-{rng.getrandbits(64):x}",
+        }
+
+        async def publish() -> None:
+            await self.nc.jetstream().publish(handle.subject, payload=handle.data, headers=headers)
+
+        self._run(publish())
+
+    def keep(self, handle: Any) -> None:
+        async def progress() -> None:
+            await handle.in_progress()
+            await self.nc.flush()
+
+        self._run(progress())
+
+    def release(self, handle: Any) -> None:
+        async def nak() -> None:
+            await handle.nak()
+            await self.nc.flush()
+
+        self._run(nak())
+
+    def close(self) -> None:
+        if self.nc is not None:
+            self._run(self.nc.close())
+        self.loop.close()
+
+
+DuplicateSource = RedisDuplicates | NatsDuplicates
+
+
+def _duplicates_with(c: Cluster, rng: random.Random, source: DuplicateSource) -> ScenarioRun:
+    """``duplicates`` on redis / nats: take, copy, wait for the state (keeping the original
+    held), release; then the queue must drain and the run is checked again."""
+    run = ScenarioRun("duplicates", 0)
+    states: list[str] = []
+
+    def fault(stop: threading.Event) -> None:
+        for n in range(rng.randint(1, 3)):
+            when = rng.choice(["pending", "running", "completed"])
+            taken = source.take(stop)
+            if taken is None:
+                return
+            key, handle = taken
+            source.copy(handle, n, rng)
+            states.append(f"{key.split(':', 1)[1]}:{when}")
+            _wait_for_state(c, key, when, stop, keep=lambda h=handle: source.keep(h))
+            source.release(handle)
+            run.faults += 1
+
+    job_name = rng.choice(SHAPES)
+    try:
+        with Fault(fault):
+            result = c.execute(job_name, step_seconds=(0.3, 1.2))
+    finally:
+        source.close()
+    _expect_success(run, result, c)
+    _wait_queue_empty(c, run)
+    started = time.monotonic() - result.seconds
+    run.results[-1] = c.result(result.run_id, result.success, started, job_name=job_name)
+    run.notes.append(f"copies: {states}")
+    return run
+
+
 def _queue_url(sqs: Any, name: str, stop: threading.Event, timeout: float = 30) -> str:
     """The queue's URL once it exists (the executor or a worker creates it at startup)."""
     deadline = time.monotonic() + timeout
@@ -329,8 +526,17 @@ def _key_of(message: dict[str, Any]) -> str:
     return str(json.loads(body["args"][0])["idempotency_key"])
 
 
-def _wait_for_state(c: Cluster, key: str, when: str, stop: threading.Event) -> None:
+def _wait_for_state(
+    c: Cluster,
+    key: str,
+    when: str,
+    stop: threading.Event,
+    keep: Callable[[], None] | None = None,
+) -> None:
+    """Until ``key``'s step is in state ``when`` (or final); ``keep()`` every 0.5 s meanwhile
+    (a heartbeat of the held original)."""
     deadline = time.monotonic() + 30
+    kept = time.monotonic()
     while time.monotonic() < deadline and not stop.is_set():
         record = c.store.get(key)
         state = record.state if record is not None else None
@@ -338,6 +544,9 @@ def _wait_for_state(c: Cluster, key: str, when: str, stop: threading.Event) -> N
             return
         if state is not None and state.is_final:
             return
+        if keep is not None and time.monotonic() - kept > 0.5:
+            keep()
+            kept = time.monotonic()
         time.sleep(0.02)
 
 
@@ -354,17 +563,21 @@ def _wait_queue_empty(c: Cluster, run: ScenarioRun, timeout: float = 60) -> None
 
 
 def sqs_restart(c: Cluster, rng: random.Random) -> ScenarioRun:
-    """SQS stopped mid-run (port closed, connections reset) and restarted 1-5 s later."""
-    run = ScenarioRun("sqs_restart", 0)
+    """SQS stopped mid-run (port closed, connections reset) and restarted 1-5 s later.
+
+    ``broker_restart`` on redis and nats: the proxy in front of the server killed and serving
+    again 1-5 s later.
+    """
+    run = ScenarioRun("sqs_restart" if c.backend == "sqs" else "broker_restart", 0)
 
     def fault(stop: threading.Event) -> None:
         if not _wait_busy(c, stop):
             return
         time.sleep(rng.uniform(0.0, 1.0))
-        c.stop_sqs()
+        c.stop_broker()
         run.faults += 1
         time.sleep(rng.uniform(1.0, 5.0))
-        c.start_sqs()
+        c.start_broker()
 
     with Fault(fault):
         result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 1.5))
@@ -373,20 +586,21 @@ def sqs_restart(c: Cluster, rng: random.Random) -> ScenarioRun:
 
 
 def sqs_down_at_start(c: Cluster, rng: random.Random) -> ScenarioRun:
-    """SQS unreachable when the run starts, for 2-8 s."""
-    run = ScenarioRun("sqs_down_at_start", 0)
-    c.stop_sqs()
+    """SQS unreachable when the run starts, for 2-8 s (``broker_down_at_start`` on redis and
+    nats: the proxy in front of the server killed)."""
+    run = ScenarioRun("sqs_down_at_start" if c.backend == "sqs" else "broker_down_at_start", 0)
+    c.stop_broker()
     run.faults += 1
 
     def fault(stop: threading.Event) -> None:
         time.sleep(rng.uniform(2.0, 8.0))
-        c.start_sqs()
+        c.start_broker()
 
     try:
         with Fault(fault):
             result = c.execute(rng.choice(SHAPES), step_seconds=(0.1, 0.6))
     finally:
-        c.start_sqs()
+        c.start_broker()
     _expect_success(run, result, c)
     return run
 
@@ -532,8 +746,19 @@ SCENARIOS: dict[str, Callable[[Cluster, random.Random], ScenarioRun]] = {
 }
 
 
+BROKER_OUTAGES = {"sqs_restart": "broker_restart", "sqs_down_at_start": "broker_down_at_start"}
+"""The sqs outage scenarios and their names on the other backends (same functions)."""
+
+
+def scenarios_for(backend: str) -> dict[str, Callable[[Cluster, random.Random], ScenarioRun]]:
+    """The scenario table of ``backend``: every scenario, the outages renamed off sqs."""
+    if backend == "sqs":
+        return dict(SCENARIOS)
+    return {BROKER_OUTAGES.get(name, name): fn for name, fn in SCENARIOS.items()}
+
+
 def run_scenario(name: str, c: Cluster, seed: int) -> ScenarioRun:
-    """One seeded run of scenario ``name`` on ``c``."""
-    result = SCENARIOS[name](c, random.Random(seed))
+    """One seeded run of scenario ``name`` (a name of ``scenarios_for(c.backend)``) on ``c``."""
+    result = scenarios_for(c.backend)[name](c, random.Random(seed))
     result.seed = seed
     return result
