@@ -71,13 +71,19 @@ class Ledger:
         ).fetchall()
         return [Execution(*row) for row in rows]
 
-    def started_pids(self, run_id: str | None = None) -> list[tuple[str, int]]:
-        """(step key, pid) of bodies started and not ended yet (of one run, or of any)."""
+    def started_pids(
+        self, run_id: str | None = None, since: float | None = None
+    ) -> list[tuple[str, int]]:
+        """(step key, pid) of bodies started and not ended yet (of one run, or of any; started
+        at or after ``since``, a ``time.time()``, if given)."""
         sql = f"SELECT step_key, pid FROM {self.table} WHERE ended_at IS NULL"
         params: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " AND run_id = %s"
             params = (run_id,)
+        if since is not None:
+            sql += " AND started_at >= %s"
+            params = (*params, since)
         return [(str(s), int(p)) for s, p in self._conn.execute(sql, params).fetchall()]
 
     def count(self) -> int:

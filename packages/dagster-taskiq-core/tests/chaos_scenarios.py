@@ -58,11 +58,19 @@ class ScenarioRun:
         return "\n".join(lines)
 
 
+class FaultStop(threading.Event):
+    """A fault's stop signal, and when the fault began (``since``: before its run started)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.since = time.time()
+
+
 class Fault:
     """Runs ``fn(stop)`` on a thread while the run executes; re-raises its error at the end."""
 
     def __init__(self, fn: Callable[[threading.Event], None]) -> None:
-        self.stop = threading.Event()
+        self.stop = FaultStop()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
 
@@ -83,17 +91,23 @@ class Fault:
             raise self.error
 
 
-def _busy(c: Cluster) -> list[tuple[str, int]]:
-    """(step, pid) of bodies running now on live worker processes."""
+def _busy(c: Cluster, since: float | None = None) -> list[tuple[str, int]]:
+    """(step, pid) of bodies running now on live worker processes (started ``since``).
+
+    ``since`` leaves out the rows of earlier runs whose bodies never ended on a worker that is
+    still alive (a step interrupted when its worker lost the lease): picking one of those would
+    pause or kill a worker that is not running that step.
+    """
     assert c.workers is not None
     alive = set(c.workers.pids)
-    return [(step, pid) for step, pid in c.ledger.started_pids() if pid in alive]
+    return [(step, pid) for step, pid in c.ledger.started_pids(since=since) if pid in alive]
 
 
 def _wait_busy(c: Cluster, stop: threading.Event, timeout: float = 30) -> list[tuple[str, int]]:
+    since = stop.since if isinstance(stop, FaultStop) else None
     deadline = time.monotonic() + timeout
     while not stop.is_set() and time.monotonic() < deadline:
-        busy = _busy(c)
+        busy = _busy(c, since)
         if busy:
             return busy
         time.sleep(0.02)
