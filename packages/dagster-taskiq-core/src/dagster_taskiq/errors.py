@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, ClassVar
+
 
 class DagsterTaskIQError(Exception):
     """Root of every error raised by dagster-taskiq."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingProblem:
+    """One invalid setting of a broker backend: the field, the variable it is read from, why."""
+
+    field: str
+    env_var: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field} ({self.env_var}): {self.message}"
+
+
+class SettingsError(DagsterTaskIQError, ValueError):
+    """A backend's settings got invalid values; each problem names the setting and its variable.
+
+    A backend's subclass sets ``service`` (``"Redis"``: "invalid Redis settings: ...").
+    """
+
+    service: ClassVar[str] = "broker"
+
+    def __init__(self, problems: list[Any]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"invalid {self.service} settings:\n{lines}")
 
 
 class PayloadError(DagsterTaskIQError, ValueError):

@@ -12,13 +12,18 @@ delivery; a backend that lacks them still works, only with coarser recovery:
   waiting for the visibility timeout.
 * :class:`SupportsDeadLetters`: hand the executor the messages that a dead-letter queue received,
   so that a poisoned step becomes FAILED with a reason instead of a hung run.
+
+The helpers at the end are shared by the backends that carry the step labels as message fields
+or headers (Redis, NATS) and by every backend's own heartbeat of a received message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+import hashlib
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from taskiq.acks import AckableMessage
 
@@ -29,12 +34,20 @@ __all__ = [
     "LABEL_RETRY_NUMBER",
     "LABEL_RUN_ID",
     "LABEL_STEP_KEY",
+    "STEP_LABELS",
     "STEP_TASK_NAME",
     "DeadLetter",
     "MessageControl",
     "SupportsDeadLetters",
     "SupportsMessageControl",
     "deduplication_id",
+    "hashed_identity",
+    "heartbeat_loop",
+    "start_heartbeat",
+    "step_labels",
+    "step_log_fields",
+    "stop_heartbeat",
+    "yielded_delivery",
 ]
 
 STEP_TASK_NAME = "dagster_taskiq.execute_step"
@@ -50,6 +63,8 @@ LABEL_ENQUEUE_ATTEMPT = "dagster_taskiq_enqueue_attempt"
 """How many times this step was enqueued before for this retry number (int)."""
 LABEL_QUEUE = "queue"
 """The queue to route to (op tag ``dagster-taskiq/queue``); taskiq-aio-sqs reads this label."""
+STEP_LABELS = (LABEL_IDEMPOTENCY_KEY, LABEL_RETRY_NUMBER, LABEL_ENQUEUE_ATTEMPT)
+"""The labels a broker keeps beside the message body (fields, headers) to log and dedupe it."""
 
 
 def deduplication_id(key: str, retry_number: int, enqueue_attempt: int) -> str:
@@ -108,3 +123,110 @@ class SupportsDeadLetters(Protocol):
     async def receive_dead_letters(self, max_messages: int = 10) -> list[DeadLetter]:
         """Up to ``max_messages`` dead letters (may be empty); each stays until its ``ack``."""
         ...
+
+
+# --- helpers for backends ----------------------------------------------------------------------
+
+
+def step_labels(labels: Mapping[str, Any]) -> dict[str, str]:
+    """The :data:`STEP_LABELS` of a message that has them, as text (none for a plain task)."""
+    return {name: str(labels[name]) for name in STEP_LABELS if labels.get(name) is not None}
+
+
+def step_log_fields(step: Mapping[str, str]) -> dict[str, Any]:
+    """``key``, ``retry_number`` and ``enqueue_attempt`` of a step's labels (none without a key)."""
+    if LABEL_IDEMPOTENCY_KEY not in step:
+        return {}
+    return {
+        "key": step[LABEL_IDEMPOTENCY_KEY],
+        "retry_number": step.get(LABEL_RETRY_NUMBER),
+        "enqueue_attempt": step.get(LABEL_ENQUEUE_ATTEMPT),
+    }
+
+
+def hashed_identity(step: Mapping[str, str], task_id: str) -> str:
+    """SHA-256 (hex) of the step's :func:`deduplication_id`, or of ``task_id`` for a plain task."""
+    identity = (
+        deduplication_id(
+            step[LABEL_IDEMPOTENCY_KEY],
+            int(step.get(LABEL_RETRY_NUMBER, 0)),
+            int(step.get(LABEL_ENQUEUE_ATTEMPT, 0)),
+        )
+        if LABEL_IDEMPOTENCY_KEY in step
+        else task_id
+    )
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+class _Logger(Protocol):
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+
+class _HasHeartbeat(Protocol):
+    heartbeat: asyncio.Task[None] | None
+
+
+class _Delivery(Protocol):
+    @property
+    def broker(self) -> object: ...
+
+    @property
+    def settled(self) -> str | None: ...
+
+
+_D = TypeVar("_D", bound=_Delivery)
+
+
+def yielded_delivery(message: AckableMessage, kind: type[_D], broker: object) -> _D | None:
+    """The unsettled delivery of ``broker`` whose ``ack`` ``message`` carries, else None (for
+    brokers whose ``listen()`` yields ``AckableMessage(ack=delivery.ack)``)."""
+    delivery = getattr(message.ack, "__self__", None)
+    if not isinstance(delivery, kind) or delivery.broker is not broker:
+        return None
+    if delivery.settled is not None:
+        return None
+    return delivery
+
+
+def start_heartbeat(
+    tasks: set[asyncio.Task[None]], beating: Coroutine[Any, Any, None]
+) -> asyncio.Task[None]:
+    """Run ``beating`` as a task kept in ``tasks`` until it ends."""
+    task = asyncio.create_task(beating)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+def stop_heartbeat(delivery: _HasHeartbeat) -> None:
+    """Cancel the broker's own heartbeat of ``delivery`` and forget it (idempotent)."""
+    task, delivery.heartbeat = delivery.heartbeat, None
+    if task is not None and not task.done():
+        task.cancel()
+
+
+async def heartbeat_loop(
+    every: float,
+    beat: Callable[[], Awaitable[None]],
+    *,
+    stop_on: type[Exception],
+    logger: _Logger,
+    event_prefix: str,
+    log_fields: Callable[[], Mapping[str, Any]],
+) -> None:
+    """``await beat()`` every ``every`` seconds: a ``stop_on`` error (the message is settled or no
+    longer ours) ends the loop, logged as ``<prefix>_heartbeat_stopped``; any other error is
+    logged as ``<prefix>_heartbeat_failed`` and the next beat is tried."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await beat()
+        except stop_on as exc:
+            logger.warning(f"{event_prefix}_heartbeat_stopped", reason=str(exc), **log_fields())
+            return
+        except Exception as exc:
+            logger.warning(
+                f"{event_prefix}_heartbeat_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                **log_fields(),
+            )

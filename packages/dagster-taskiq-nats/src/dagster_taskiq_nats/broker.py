@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -46,14 +45,15 @@ from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq_nats import PullBasedJetStreamBroker
 
+from dagster_taskiq import messaging
 from dagster_taskiq.messaging import (
-    LABEL_ENQUEUE_ATTEMPT,
-    LABEL_IDEMPOTENCY_KEY,
     LABEL_QUEUE,
-    LABEL_RETRY_NUMBER,
+    STEP_LABELS,
     DeadLetter,
     MessageControl,
-    deduplication_id,
+    hashed_identity,
+    step_labels,
+    step_log_fields,
 )
 from dagster_taskiq_nats.errors import AckError, DagsterTaskIQNatsError, NatsConfigurationError
 from dagster_taskiq_nats.retrying import DisconnectedError, call_with_retry
@@ -63,7 +63,6 @@ __all__ = ["Delivery", "NatsJetStreamBroker", "NatsMessageControl"]
 
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq_nats")
-_STEP_FIELDS = (LABEL_IDEMPOTENCY_KEY, LABEL_RETRY_NUMBER, LABEL_ENQUEUE_ATTEMPT)
 _MSG_ID = "Nats-Msg-Id"
 
 
@@ -86,7 +85,7 @@ class Delivery:
             "stream": self.broker.settings.stream,
             "stream_seq": self.stream_seq,
             "deliveries": self.deliveries,
-            **_log_step(self.step),
+            **step_log_fields(self.step),
         }
 
     async def ack(self) -> None:
@@ -350,22 +349,13 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
         duplicate window (same ``Nats-Msg-Id``) is dropped by the server."""
         self._require_started()
         subject = str(message.labels.get(LABEL_QUEUE) or self.settings.subject)
-        step = _step_labels(message.labels)
-        identity = (
-            deduplication_id(
-                step[LABEL_IDEMPOTENCY_KEY],
-                int(step.get(LABEL_RETRY_NUMBER, 0)),
-                int(step.get(LABEL_ENQUEUE_ATTEMPT, 0)),
-            )
-            if LABEL_IDEMPOTENCY_KEY in step
-            else message.task_id
-        )
-        headers = {_MSG_ID: hashlib.sha256(identity.encode()).hexdigest(), **step}
+        step = step_labels(message.labels)
+        headers = {_MSG_ID: hashed_identity(step, message.task_id), **step}
         ack = await self._call(
             "publish",
             lambda: self.js.publish(subject, payload=message.message, headers=headers),
         )
-        fields = {"subject": subject, "task_id": message.task_id, **_log_step(step)}
+        fields = {"subject": subject, "task_id": message.task_id, **step_log_fields(step)}
         if ack.duplicate:
             _log.info("nats_duplicate_dropped", stream_seq=ack.seq, **fields)
         else:
@@ -400,14 +390,13 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             msg=msg,
             stream_seq=metadata.sequence.stream,
             deliveries=metadata.num_delivered,
-            step={name: headers[name] for name in _STEP_FIELDS if name in headers},
+            step={name: headers[name] for name in STEP_LABELS if name in headers},
         )
         self._deliveries[delivery.stream_seq] = delivery
         if self.settings.heartbeat_enabled:
-            task = asyncio.create_task(self._heartbeat(delivery))
-            self._heartbeats.add(task)
-            task.add_done_callback(self._heartbeats.discard)
-            delivery.heartbeat = task
+            delivery.heartbeat = messaging.start_heartbeat(
+                self._heartbeats, self._heartbeat(delivery)
+            )
         event = "nats_message_received" if delivery.deliveries == 1 else "nats_message_redelivered"
         _log.debug(event, **delivery.log_fields())
         if self.settings.dead_letters and delivery.deliveries >= self.settings.max_deliveries:
@@ -432,7 +421,7 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
         await self._call(
             "ack",
             lambda: delivery.msg.ack_sync(timeout=self.settings.request_timeout),
-            **_log_step(delivery.step),
+            **step_log_fields(delivery.step),
         )
         delivery.settled = "acked"
         self._forget(delivery)
@@ -440,18 +429,12 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
 
     def message_control(self, message: AckableMessage) -> MessageControl | None:
         """Extend / release a message this broker's ``listen()`` yielded (else None)."""
-        delivery = getattr(message.ack, "__self__", None)
-        if not isinstance(delivery, Delivery) or delivery.broker is not self:
-            return None
-        if delivery.settled is not None:
-            return None
-        return NatsMessageControl(delivery)
+        delivery = messaging.yielded_delivery(message, Delivery, self)
+        return None if delivery is None else NatsMessageControl(delivery)
 
     def stop_heartbeat(self, delivery: Delivery) -> None:
         """Stop the broker's own in-progress acks of ``delivery`` (idempotent)."""
-        task, delivery.heartbeat = delivery.heartbeat, None
-        if task is not None and not task.done():
-            task.cancel()
+        messaging.stop_heartbeat(delivery)
 
     def _forget(self, delivery: Delivery) -> None:
         self._deliveries.pop(delivery.stream_seq, None)
@@ -475,25 +458,20 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
                 f"message {delivery.stream_seq} of stream {self.settings.stream!r} is already "
                 f"{delivery.settled}"
             )
-        await self._call("nak", delivery.msg.nak, **_log_step(delivery.step))
+        await self._call("nak", delivery.msg.nak, **step_log_fields(delivery.step))
         delivery.settled = "released"
         self._forget(delivery)
         _log.info("nats_message_released", **delivery.log_fields())
 
     async def _heartbeat(self, delivery: Delivery) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_every)
-            try:
-                await self.in_progress(delivery)
-            except AckError as exc:
-                _log.warning("nats_heartbeat_stopped", reason=str(exc), **delivery.log_fields())
-                return
-            except Exception as exc:
-                _log.warning(
-                    "nats_heartbeat_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    **delivery.log_fields(),
-                )
+        await messaging.heartbeat_loop(
+            self.settings.heartbeat_every,
+            lambda: self.in_progress(delivery),
+            stop_on=AckError,
+            logger=_log,
+            event_prefix="nats",
+            log_fields=delivery.log_fields,
+        )
 
     # --- dead letters ------------------------------------------------------------------------
 
@@ -545,14 +523,14 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             await advisory.ack_sync(timeout=self.settings.request_timeout)
             return None
         headers = original.headers or {}
-        step = {name: headers[name] for name in _STEP_FIELDS if name in headers}
+        step = {name: headers[name] for name in STEP_LABELS if name in headers}
         deliveries = event.get("deliveries")
         fields = {
             "stream": stream,
             "dead_letter_stream": self.settings.dead_letters,
             "stream_seq": seq,
             "deliveries": deliveries,
-            **_log_step(step),
+            **step_log_fields(step),
         }
         _log.warning("nats_dead_letter_received", **fields)
 
@@ -576,17 +554,3 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
 
 def _close(have: float | None, want: float | None) -> bool:
     return abs((have or 0.0) - (want or 0.0)) < 1e-3
-
-
-def _step_labels(labels: dict[str, Any]) -> dict[str, str]:
-    return {name: str(labels[name]) for name in _STEP_FIELDS if labels.get(name) is not None}
-
-
-def _log_step(step: dict[str, str]) -> dict[str, Any]:
-    if LABEL_IDEMPOTENCY_KEY not in step:
-        return {}
-    return {
-        "key": step[LABEL_IDEMPOTENCY_KEY],
-        "retry_number": step.get(LABEL_RETRY_NUMBER),
-        "enqueue_attempt": step.get(LABEL_ENQUEUE_ATTEMPT),
-    }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import DagsterTaskIQError, SettingProblem, SettingsError
 
 __all__ = [
     "AckError",
@@ -20,25 +18,10 @@ class DagsterTaskIQNatsError(DagsterTaskIQError):
     """Root of every error raised by the NATS JetStream broker."""
 
 
-@dataclasses.dataclass(frozen=True)
-class SettingProblem:
-    """One invalid setting: the field, the environment variable it is read from, why."""
+class NatsSettingsError(DagsterTaskIQNatsError, SettingsError):
+    """``NatsSettings`` got invalid values; each problem names the setting and its variable."""
 
-    field: str
-    env_var: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field} ({self.env_var}): {self.message}"
-
-
-class NatsSettingsError(DagsterTaskIQNatsError, ValueError):
-    """``RedisSettings`` got invalid values; each problem names the setting and its variable."""
-
-    def __init__(self, problems: list[SettingProblem]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"invalid NATS settings:\n{lines}")
+    service = "NATS"
 
 
 class NatsUnavailableError(DagsterTaskIQNatsError):

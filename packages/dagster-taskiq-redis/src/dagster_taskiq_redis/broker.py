@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import os
 import socket
 import uuid
@@ -38,14 +37,15 @@ from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
+from dagster_taskiq import messaging
 from dagster_taskiq.messaging import (
-    LABEL_ENQUEUE_ATTEMPT,
-    LABEL_IDEMPOTENCY_KEY,
     LABEL_QUEUE,
-    LABEL_RETRY_NUMBER,
+    STEP_LABELS,
     DeadLetter,
     MessageControl,
-    deduplication_id,
+    hashed_identity,
+    step_labels,
+    step_log_fields,
 )
 from dagster_taskiq_redis import scripts
 from dagster_taskiq_redis.errors import AckError, DagsterTaskIQRedisError
@@ -57,7 +57,6 @@ __all__ = ["Delivery", "RedisMessageControl", "RedisStreamsBroker"]
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq_redis")
 _DATA = b"data"
-_STEP_FIELDS = (LABEL_IDEMPOTENCY_KEY, LABEL_RETRY_NUMBER, LABEL_ENQUEUE_ATTEMPT)
 
 
 def default_consumer_name() -> str:
@@ -230,17 +229,8 @@ class RedisStreamsBroker(RedisStreamBroker):
         deduplication window (same step key, retry number and enqueue attempt)."""
         self._require_redis()
         stream = str(message.labels.get(LABEL_QUEUE) or self.settings.stream)
-        step = _step_labels(message.labels)
-        identity = (
-            deduplication_id(
-                step[LABEL_IDEMPOTENCY_KEY],
-                int(step.get(LABEL_RETRY_NUMBER, 0)),
-                int(step.get(LABEL_ENQUEUE_ATTEMPT, 0)),
-            )
-            if LABEL_IDEMPOTENCY_KEY in step
-            else message.task_id
-        )
-        dedup_key = f"{stream}:dedup:{hashlib.sha256(identity.encode()).hexdigest()}"
+        step = step_labels(message.labels)
+        dedup_key = f"{stream}:dedup:{hashed_identity(step, message.task_id)}"
         fields: list[Any] = [_DATA, message.message, b"task_id", message.task_id]
         for name, value in step.items():
             fields += [name, value]
@@ -252,7 +242,10 @@ class RedisStreamsBroker(RedisStreamBroker):
         )
         if entry_id is None:
             _log.info(
-                "redis_duplicate_dropped", stream=stream, task_id=message.task_id, **_log_step(step)
+                "redis_duplicate_dropped",
+                stream=stream,
+                task_id=message.task_id,
+                **step_log_fields(step),
             )
             return
         _log.debug(
@@ -260,7 +253,7 @@ class RedisStreamsBroker(RedisStreamBroker):
             stream=stream,
             entry_id=_text(entry_id),
             task_id=message.task_id,
-            **_log_step(step),
+            **step_log_fields(step),
         )
 
     # --- receiving ---------------------------------------------------------------------------
@@ -292,7 +285,7 @@ class RedisStreamsBroker(RedisStreamBroker):
             entry_id, fields, deliveries = claimed[0]
             delivery = self._deliver(_text(entry_id), _field_map(fields), int(deliveries))
             _log.info(
-                "redis_message_reclaimed", **delivery.log_fields(), **_log_step(delivery.step)
+                "redis_message_reclaimed", **delivery.log_fields(), **step_log_fields(delivery.step)
             )
             return delivery, _field_map(fields).get(_DATA, b"")
         entry = await self._call("xreadgroup", self._read)
@@ -300,7 +293,9 @@ class RedisStreamsBroker(RedisStreamBroker):
             return None
         entry_id, fields, deliveries = entry
         delivery = self._deliver(entry_id, fields, deliveries)
-        _log.debug("redis_message_received", **delivery.log_fields(), **_log_step(delivery.step))
+        _log.debug(
+            "redis_message_received", **delivery.log_fields(), **step_log_fields(delivery.step)
+        )
         return delivery, fields.get(_DATA, b"")
 
     async def _reclaim(self, *, want: int) -> tuple[list[Any], int]:
@@ -358,7 +353,7 @@ class RedisStreamsBroker(RedisStreamBroker):
         self, entry_id: str, fields: dict[bytes, bytes], deliveries: int | None
     ) -> Delivery:
         step = {
-            name: _text(fields[name.encode()]) for name in _STEP_FIELDS if name.encode() in fields
+            name: _text(fields[name.encode()]) for name in STEP_LABELS if name.encode() in fields
         }
         delivery = Delivery(
             broker=self,
@@ -375,10 +370,9 @@ class RedisStreamsBroker(RedisStreamBroker):
                 **delivery.log_fields(),
             )
         if self.settings.heartbeat_enabled:
-            task = asyncio.create_task(self._heartbeat(delivery))
-            self._heartbeats.add(task)
-            task.add_done_callback(self._heartbeats.discard)
-            delivery.heartbeat = task
+            delivery.heartbeat = messaging.start_heartbeat(
+                self._heartbeats, self._heartbeat(delivery)
+            )
         return delivery
 
     async def _release_unyielded(self) -> None:
@@ -432,22 +426,16 @@ class RedisStreamsBroker(RedisStreamBroker):
                 reason="already acked (claimed and acked by another consumer?)",
                 **delivery.log_fields(),
             )
-        _log.debug("redis_message_acked", **delivery.log_fields(), **_log_step(delivery.step))
+        _log.debug("redis_message_acked", **delivery.log_fields(), **step_log_fields(delivery.step))
 
     def message_control(self, message: AckableMessage) -> MessageControl | None:
         """Extend / release an entry this broker's ``listen()`` yielded (else None)."""
-        delivery = getattr(message.ack, "__self__", None)
-        if not isinstance(delivery, Delivery) or delivery.broker is not self:
-            return None
-        if delivery.settled is not None:
-            return None
-        return RedisMessageControl(delivery)
+        delivery = messaging.yielded_delivery(message, Delivery, self)
+        return None if delivery is None else RedisMessageControl(delivery)
 
     def stop_heartbeat(self, delivery: Delivery) -> None:
         """Stop the broker's own heartbeat of ``delivery`` (idempotent)."""
-        task, delivery.heartbeat = delivery.heartbeat, None
-        if task is not None and not task.done():
-            task.cancel()
+        messaging.stop_heartbeat(delivery)
 
     def forget(self, delivery: Delivery) -> None:
         self._deliveries.pop(delivery.entry_id, None)
@@ -475,19 +463,14 @@ class RedisStreamsBroker(RedisStreamBroker):
         _log.debug(event, idle_ms=idle_ms, **delivery.log_fields())
 
     async def _heartbeat(self, delivery: Delivery) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_every)
-            try:
-                await self.set_idle(delivery, 0, event="redis_idle_refreshed")
-            except AckError as exc:
-                _log.warning("redis_heartbeat_stopped", reason=str(exc), **delivery.log_fields())
-                return
-            except Exception as exc:
-                _log.warning(
-                    "redis_heartbeat_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    **delivery.log_fields(),
-                )
+        await messaging.heartbeat_loop(
+            self.settings.heartbeat_every,
+            lambda: self.set_idle(delivery, 0, event="redis_idle_refreshed"),
+            stop_on=AckError,
+            logger=_log,
+            event_prefix="redis",
+            log_fields=delivery.log_fields,
+        )
 
     # --- dead letters ------------------------------------------------------------------------
 
@@ -527,14 +510,14 @@ class RedisStreamsBroker(RedisStreamBroker):
             if not raw:
                 continue
             fields = _field_map(raw)
-            step = {n: _text(fields[n.encode()]) for n in _STEP_FIELDS if n.encode() in fields}
+            step = {n: _text(fields[n.encode()]) for n in STEP_LABELS if n.encode() in fields}
             count_text = fields.get(b"dead_deliveries")
             log = {
                 "stream": self.settings.stream,
                 "dead_letter_stream": dead,
                 "entry_id": _text(fields.get(b"dead_source_id", b"")) or None,
                 "deliveries": int(count_text) if count_text else None,
-                **_log_step(step),
+                **step_log_fields(step),
             }
             _log.warning("redis_dead_letter_received", **log)
             letters.append(
@@ -577,17 +560,3 @@ def _field_map(fields: Any) -> dict[bytes, bytes]:
 
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _step_labels(labels: dict[str, Any]) -> dict[str, str]:
-    return {name: str(labels[name]) for name in _STEP_FIELDS if labels.get(name) is not None}
-
-
-def _log_step(step: dict[str, str]) -> dict[str, Any]:
-    if LABEL_IDEMPOTENCY_KEY not in step:
-        return {}
-    return {
-        "key": step[LABEL_IDEMPOTENCY_KEY],
-        "retry_number": step.get(LABEL_RETRY_NUMBER),
-        "enqueue_attempt": step.get(LABEL_ENQUEUE_ATTEMPT),
-    }

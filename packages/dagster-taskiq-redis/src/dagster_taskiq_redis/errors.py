@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import DagsterTaskIQError, SettingProblem, SettingsError
 
 __all__ = [
     "AckError",
@@ -19,25 +17,10 @@ class DagsterTaskIQRedisError(DagsterTaskIQError):
     """Root of every error raised by the Redis Streams broker."""
 
 
-@dataclasses.dataclass(frozen=True)
-class SettingProblem:
-    """One invalid setting: the field, the environment variable it is read from, why."""
-
-    field: str
-    env_var: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field} ({self.env_var}): {self.message}"
-
-
-class RedisSettingsError(DagsterTaskIQRedisError, ValueError):
+class RedisSettingsError(DagsterTaskIQRedisError, SettingsError):
     """``RedisSettings`` got invalid values; each problem names the setting and its variable."""
 
-    def __init__(self, problems: list[SettingProblem]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"invalid Redis settings:\n{lines}")
+    service = "Redis"
 
 
 class RedisUnavailableError(DagsterTaskIQRedisError):

@@ -32,6 +32,7 @@ from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq_aio_sqs import SQSBroker, SQSMessageMetadata, SQSQueue
 
+from dagster_taskiq import messaging
 from dagster_taskiq.messaging import (
     LABEL_ENQUEUE_ATTEMPT,
     LABEL_IDEMPOTENCY_KEY,
@@ -416,9 +417,7 @@ class LocalStackSqsBroker(SQSBroker):
 
     def stop_heartbeat(self, delivery: Delivery) -> None:
         """Stop the broker's own heartbeat of ``delivery`` (idempotent)."""
-        task, delivery.heartbeat = delivery.heartbeat, None
-        if task is not None and not task.done():
-            task.cancel()
+        messaging.stop_heartbeat(delivery)
 
     async def change_visibility(self, delivery: Delivery, seconds: int, *, event: str) -> None:
         """``ChangeMessageVisibility`` of ``delivery`` to ``seconds`` from now; logs ``event``."""
@@ -449,27 +448,19 @@ class LocalStackSqsBroker(SQSBroker):
         _log.debug(event, visibility_timeout=seconds, **delivery.log_fields())
 
     def _start_delivery_heartbeat(self, delivery: Delivery) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._heartbeat(delivery))
-        self._heartbeat_tasks.add(task)  # cancelled by SQSBroker.shutdown
-        task.add_done_callback(self._heartbeat_tasks.discard)
-        return task
+        # the tasks are cancelled by SQSBroker.shutdown
+        return messaging.start_heartbeat(self._heartbeat_tasks, self._heartbeat(delivery))
 
     async def _heartbeat(self, delivery: Delivery) -> None:
-        interval = self.settings.heartbeat_every
         timeout = self.settings.taskiq_visibility_timeout
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.change_visibility(delivery, timeout, event="sqs_visibility_extended")
-            except AckError as exc:
-                _log.warning("sqs_heartbeat_stopped", reason=str(exc), **delivery.log_fields())
-                return
-            except Exception as exc:
-                _log.warning(
-                    "sqs_heartbeat_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    **delivery.log_fields(),
-                )
+        await messaging.heartbeat_loop(
+            self.settings.heartbeat_every,
+            lambda: self.change_visibility(delivery, timeout, event="sqs_visibility_extended"),
+            stop_on=AckError,
+            logger=_log,
+            event_prefix="sqs",
+            log_fields=delivery.log_fields,
+        )
 
     # --- dead letters ------------------------------------------------------------------------
 

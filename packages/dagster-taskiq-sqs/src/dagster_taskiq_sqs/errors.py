@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import DagsterTaskIQError, SettingsError
 
 __all__ = [
     "AckError",
@@ -35,13 +35,10 @@ class SettingProblem:
         return f"{self.field} ({' / '.join(self.env_vars)}): {self.message}"
 
 
-class SqsSettingsError(DagsterTaskIQSqsError, ValueError):
+class SqsSettingsError(DagsterTaskIQSqsError, SettingsError):
     """``SqsSettings`` got invalid values; each problem names the setting and its variable."""
 
-    def __init__(self, problems: list[SettingProblem]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"invalid SQS settings:\n{lines}")
+    service = "SQS"
 
 
 class SqsUnavailableError(DagsterTaskIQSqsError):
