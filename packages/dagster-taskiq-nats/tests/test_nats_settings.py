@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dagster_taskiq_nats import NatsSettings, NatsSettingsError, Storage
+from dagster_taskiq_testing.broker_tests import assert_one_setting_problem
 
 
 def test_defaults() -> None:
@@ -62,12 +63,9 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 def test_invalid_values_name_the_setting_and_its_variable(
     values: dict[str, object], field: str, env_var: str, fragment: str
 ) -> None:
-    with pytest.raises(NatsSettingsError) as raised:
-        NatsSettings(**values)
-    [problem] = raised.value.problems
-    assert (problem.field, problem.env_var) == (field, env_var)
-    assert fragment in problem.message
-    assert f"{field} ({env_var})" in str(raised.value)
+    assert_one_setting_problem(
+        NatsSettings, NatsSettingsError, values, field=field, env_var=env_var, fragment=fragment
+    )
 
 
 def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,18 +14,11 @@ from typing import Any
 
 import pytest
 import redis
-import structlog
 from taskiq.message import BrokerMessage
 
-from dagster_taskiq.messaging import (
-    LABEL_ENQUEUE_ATTEMPT,
-    LABEL_IDEMPOTENCY_KEY,
-    LABEL_RETRY_NUMBER,
-    LABEL_RUN_ID,
-    LABEL_STEP_KEY,
-    STEP_TASK_NAME,
-)
 from dagster_taskiq_redis import RedisSettings, RedisStreamsBroker
+from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
+from dagster_taskiq_testing.broker_tests import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 REDIS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -99,24 +92,6 @@ async def harness() -> AsyncIterator[RedisHarness]:
         await harness.close()
 
 
-def step_message(
-    key: str = "run-1:add", *, retry_number: int = 0, enqueue_attempt: int = 0, body: bytes = b""
-) -> BrokerMessage:
-    run_id, step = key.split(":", 1)
-    return BrokerMessage(
-        task_id=uuid.uuid4().hex,
-        task_name=STEP_TASK_NAME,
-        message=body or f'{{"step": "{key}"}}'.encode(),
-        labels={
-            LABEL_IDEMPOTENCY_KEY: key,
-            LABEL_RUN_ID: run_id,
-            LABEL_STEP_KEY: step,
-            LABEL_RETRY_NUMBER: retry_number,
-            LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
-        },
-    )
-
-
 @pytest.fixture
 def message() -> Callable[..., BrokerMessage]:
     return step_message
@@ -125,10 +100,8 @@ def message() -> Callable[..., BrokerMessage]:
 @pytest.fixture
 def debug_logs() -> Iterator[None]:
     """Let every level through to ``capture_logs`` (another conftest may filter them)."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    yield
-    structlog.configure(**saved)
+    with shared_debug_logs():
+        yield
 
 
 @pytest.fixture

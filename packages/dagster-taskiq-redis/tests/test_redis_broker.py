@@ -20,48 +20,8 @@ from dagster_taskiq_redis import (
     RedisStreamsBroker,
     RedisUnavailableError,
 )
+from dagster_taskiq_testing.broker_tests import PATIENCE, Listener
 from dagster_taskiq_testing.servers import EndpointProxy
-
-# A receive that should succeed gets this long before the test gives up (not a timing claim).
-PATIENCE = 15.0
-
-
-class Listener:
-    """One ``listen()`` generator and at most one receive in flight on it.
-
-    Cancelling a receive would close the generator, so a receive that is still waiting stays in
-    flight: ``nothing_for`` leaves it there and the next ``receive`` picks its message up.
-    """
-
-    def __init__(self, broker: RedisStreamsBroker) -> None:
-        self.messages = broker.listen()
-        self._next: asyncio.Future[AckableMessage] | None = None
-
-    def _pending(self) -> asyncio.Future[AckableMessage]:
-        if self._next is None:
-            self._next = asyncio.ensure_future(anext(self.messages))
-        return self._next
-
-    async def receive(self) -> AckableMessage:
-        pending = self._pending()
-        try:
-            return await asyncio.wait_for(asyncio.shield(pending), PATIENCE)
-        finally:
-            if pending.done():
-                self._next = None
-
-    async def nothing_for(self, seconds: float) -> bool:
-        """True if nothing arrives within ``seconds``."""
-        pending = self._pending()
-        await asyncio.wait({pending}, timeout=seconds)
-        return not pending.done()
-
-    async def close(self) -> None:
-        if self._next is not None:
-            self._next.cancel()
-            with contextlib.suppress(BaseException):
-                await self._next
-        await self.messages.aclose()
 
 
 def control(broker: RedisStreamsBroker, message: AckableMessage) -> RedisMessageControl:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dagster_taskiq_redis import RedisSettings, RedisSettingsError
+from dagster_taskiq_testing.broker_tests import assert_one_setting_problem
 
 
 def test_defaults() -> None:
@@ -69,12 +70,9 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 def test_invalid_values_name_the_setting_and_its_variable(
     values: dict[str, object], field: str, env_var: str, fragment: str
 ) -> None:
-    with pytest.raises(RedisSettingsError) as raised:
-        RedisSettings(**values)
-    [problem] = raised.value.problems
-    assert (problem.field, problem.env_var) == (field, env_var)
-    assert fragment in problem.message
-    assert f"{field} ({env_var})" in str(raised.value)
+    assert_one_setting_problem(
+        RedisSettings, RedisSettingsError, values, field=field, env_var=env_var, fragment=fragment
+    )
 
 
 def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import structlog
 from taskiq.kicker import AsyncKicker
 
 from dagster_taskiq.messaging import (
@@ -31,6 +29,7 @@ from dagster_taskiq.messaging import (
 )
 from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings
 from dagster_taskiq_testing import FakeClock, InMemorySqs, InMemorySqsBroker
+from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
 from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, SqsServer, boto3_client
 from dagster_taskiq_testing.servers._base import free_port
 
@@ -187,10 +186,8 @@ async def kick_step(
 def debug_logs() -> Iterator[None]:
     """Let every level through to ``capture_logs``: another package's conftest in the same
     session may have configured structlog to drop DEBUG and INFO events."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    yield
-    structlog.configure(**saved)
+    with shared_debug_logs():
+        yield
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ from dagster_taskiq_testing.backends import BACKEND_NAMES, LOCALSTACK, MOTO, STU
 from dagster_taskiq_testing.servers import LocalStackServer, MotoServer, SqsServer
 from dagster_taskiq_testing.sqs import InMemorySqs
 
+# before the backends' tests import it: its assertions get pytest's detailed messages
+pytest.register_assert_rewrite("dagster_taskiq_testing.broker_tests")
+
 if TYPE_CHECKING:
     from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ
 

@@ -1,0 +1,123 @@
+"""Helpers shared by the broker backends' own tests (Redis, NATS): messages, listeners, logs.
+
+``step_message`` builds a step message with every dagster-taskiq label; ``Listener`` keeps one
+``listen()`` generator and at most one receive in flight on it; ``debug_logs`` lets every level
+through to ``structlog.testing.capture_logs``; ``assert_one_setting_problem`` checks that a
+settings model refuses a value with a single problem naming the setting and its variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+import structlog
+from taskiq import AsyncBroker
+from taskiq.acks import AckableMessage
+from taskiq.message import BrokerMessage
+
+from dagster_taskiq.messaging import (
+    LABEL_ENQUEUE_ATTEMPT,
+    LABEL_IDEMPOTENCY_KEY,
+    LABEL_RETRY_NUMBER,
+    LABEL_RUN_ID,
+    LABEL_STEP_KEY,
+    STEP_TASK_NAME,
+)
+
+__all__ = ["PATIENCE", "Listener", "assert_one_setting_problem", "debug_logs", "step_message"]
+
+PATIENCE = 15.0
+"""A receive that should succeed gets this long before the test gives up (not a timing claim)."""
+
+
+def step_message(
+    key: str = "run-1:add", *, retry_number: int = 0, enqueue_attempt: int = 0, body: bytes = b""
+) -> BrokerMessage:
+    """A step message of ``key`` (``run_id:step_key``) with the dagster-taskiq labels."""
+    run_id, step = key.split(":", 1)
+    return BrokerMessage(
+        task_id=uuid.uuid4().hex,
+        task_name=STEP_TASK_NAME,
+        message=body or f'{{"step": "{key}"}}'.encode(),
+        labels={
+            LABEL_IDEMPOTENCY_KEY: key,
+            LABEL_RUN_ID: run_id,
+            LABEL_STEP_KEY: step,
+            LABEL_RETRY_NUMBER: retry_number,
+            LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
+        },
+    )
+
+
+@contextlib.contextmanager
+def debug_logs() -> Iterator[None]:
+    """Let every level through to ``capture_logs`` (another conftest may filter them)."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+class Listener:
+    """One ``listen()`` generator and at most one receive in flight on it.
+
+    Cancelling a receive would close the generator, so a receive that is still waiting stays in
+    flight: ``nothing_for`` leaves it there and the next ``receive`` picks its message up.
+    """
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        self.messages: AsyncGenerator[Any, None] = broker.listen()
+        self._next: asyncio.Future[AckableMessage] | None = None
+
+    def _pending(self) -> asyncio.Future[AckableMessage]:
+        if self._next is None:
+            self._next = asyncio.ensure_future(anext(self.messages))
+        return self._next
+
+    async def receive(self) -> AckableMessage:
+        pending = self._pending()
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), PATIENCE)
+        finally:
+            if pending.done():
+                self._next = None
+
+    async def nothing_for(self, seconds: float) -> bool:
+        """True if nothing arrives within ``seconds``."""
+        pending = self._pending()
+        await asyncio.wait({pending}, timeout=seconds)
+        return not pending.done()
+
+    async def close(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            with contextlib.suppress(BaseException):
+                await self._next
+        await self.messages.aclose()
+
+
+def assert_one_setting_problem(
+    settings: Callable[..., object],
+    error: type[Exception],
+    values: Mapping[str, object],
+    *,
+    field: str,
+    env_var: str,
+    fragment: str,
+) -> None:
+    """``settings(**values)`` raises ``error`` with one problem: ``field`` read from ``env_var``,
+    a message containing ``fragment``, both named in the error's text."""
+    with pytest.raises(error) as raised:
+        settings(**values)
+    [problem] = raised.value.problems  # type: ignore[attr-defined]
+    assert (problem.field, problem.env_var) == (field, env_var)
+    assert fragment in problem.message
+    assert f"{field} ({env_var})" in str(raised.value)
