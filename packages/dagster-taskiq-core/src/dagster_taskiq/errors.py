@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, ClassVar
 
 
@@ -34,6 +35,36 @@ class SettingsError(DagsterTaskIQError, ValueError):
         self.problems = problems
         lines = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(f"invalid {self.service} settings:\n{lines}")
+
+
+def validation_problems(
+    errors: Iterable[Mapping[str, Any]],
+    *,
+    env_prefix: str,
+    fields: Container[str],
+    redacted_field: str | None = None,
+) -> list[SettingProblem]:
+    """A settings model's validation errors (pydantic's ``errors(include_url=False)``) as problems.
+
+    A field named by its variable (``<PREFIX>FIELD``) is named by the field again; an unknown one
+    is "no such setting". The message shows the value given, except a ``redacted_field`` value with
+    an ``@`` (credentials in a URL): ``<redacted>``.
+    """
+    problems = []
+    for error in errors:
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field.lower().startswith(env_prefix.lower()):
+            field = field[len(env_prefix) :].lower()
+        known = field in fields
+        message = error["msg"]
+        if error["type"] != "extra_forbidden":
+            shown = error["input"]
+            if field == redacted_field and isinstance(shown, str) and "@" in shown:
+                shown = "<redacted>"
+            message = f"{message}, got {shown!r}"
+        env_var = env_prefix + field.upper() if known else "no such setting"
+        problems.append(SettingProblem(field, env_var, message))
+    return problems
 
 
 class PayloadError(DagsterTaskIQError, ValueError):

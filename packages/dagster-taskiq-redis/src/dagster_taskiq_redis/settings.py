@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dagster_taskiq.errors import validation_problems
 from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_redis.errors import RedisSettingsError, SettingProblem
 
@@ -187,19 +188,9 @@ class RedisSettings(BaseSettings):
 
 
 def _problems(exc: ValidationError) -> list[SettingProblem]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        field = str(error["loc"][0]) if error["loc"] else ""
-        if field.lower().startswith(ENV_PREFIX.lower()):
-            field = field[len(ENV_PREFIX) :].lower()
-        known = field in RedisSettings.model_fields
-        message = error["msg"]
-        if error["type"] != "extra_forbidden":
-            shown = error["input"]
-            if field == "url" and isinstance(shown, str):
-                shown = "<redacted>" if "@" in shown else shown
-            message = f"{message}, got {shown!r}"
-        problems.append(
-            SettingProblem(field, env_var(field) if known else "no such setting", message)
-        )
-    return problems
+    return validation_problems(
+        exc.errors(include_url=False),
+        env_prefix=ENV_PREFIX,
+        fields=RedisSettings.model_fields,
+        redacted_field="url",
+    )
