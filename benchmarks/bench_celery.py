@@ -18,7 +18,11 @@ and these executors:
   result backend on the local Redis (``redis://127.0.0.1:6379/<--celery-db>``), executor config
   left at dagster-celery's defaults otherwise;
 * ``multiprocess``: ``multiprocess_executor`` with ``max_concurrent: 2`` (slow: skip it with
-  ``--skip-multiprocess``).
+  ``--skip-multiprocess``);
+* ``in_process``: ``in_process_executor``, Dagster's own floor for these jobs: every step in
+  the run's process, one after the other, no hand-off at all. The aim (0.1x dagster-celery) is
+  printed against it too: an executor that hands steps to other processes cannot beat it on the
+  chain, whose steps must run one after the other.
 
 A warm-up round runs each job once on each executor but ``multiprocess`` untimed (workers load
 the code, the run process imports it; a multiprocess step is a fresh process anyway), then
@@ -57,6 +61,7 @@ BACKENDS = ("sqs", "redis", "nats")
 VISIBILITY_TIMEOUT = 30
 CELERY = "celery"
 MULTIPROCESS = "multiprocess"
+IN_PROCESS = "in_process"
 CELERY_WORKERS = 2
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
@@ -258,6 +263,7 @@ def main(argv: list[str]) -> int:
     executors = [f"taskiq-{b}" for b in backends] + [CELERY]
     if not args.skip_multiprocess:
         executors.append(MULTIPROCESS)
+    executors.append(IN_PROCESS)
     celery_url = f"{REDIS_URL}/{args.celery_db}"
     walls: dict[tuple[str, str], list[float]] = {}
     gaps: dict[str, list[float]] = {}
@@ -297,6 +303,7 @@ def main(argv: list[str]) -> int:
         celery_config = {"broker": celery_url, "backend": celery_url}
         configs[CELERY] = {"execution": {"config": celery_config}}
         configs[MULTIPROCESS] = {"execution": {"config": {"max_concurrent": 2}}}
+        configs[IN_PROCESS] = {}
         config_yaml = tmp / "celery.yaml"
         config_yaml.write_text(
             f"execution:\n  config:\n    broker: '{celery_url}'\n    backend: '{celery_url}'\n"
@@ -334,6 +341,8 @@ def _label(executor: str) -> str:
         return f"{executor} (2 workers)"
     if executor == CELERY:
         return "dagster-celery (2 workers, redis)"
+    if executor == IN_PROCESS:
+        return "in_process (1 process)"
     return "multiprocess (2)"
 
 
@@ -369,7 +378,15 @@ def _report(
         met = all(r <= 0.1 for r in ratios)
         print(
             f"aim {executor} <= 0.1x dagster-celery on both jobs: chain {ratios[0]:.3f}x, "
-            f"fan-out {ratios[1]:.3f}x ({'met' if met else 'not met'})"
+            f"fan-out {ratios[1]:.3f}x ({'met' if met else 'not met'}); vs in_process: chain "
+            f"{median[(executor, CHAIN)] / median[(IN_PROCESS, CHAIN)]:.2f}x, fan-out "
+            f"{median[(executor, FAN_OUT)] / median[(IN_PROCESS, FAN_OUT)]:.2f}x"
+        )
+    for job in (CHAIN, FAN_OUT):
+        aim = 0.1 * median[(CELERY, job)]
+        print(
+            f"{job}: 0.1x dagster-celery is {aim:.2f} s = "
+            f"{aim / median[(IN_PROCESS, job)]:.2f}x in_process_executor's wall time"
         )
 
 
