@@ -79,7 +79,8 @@ CORE_TESTS = "packages/dagster-taskiq-core/tests"
 def chaos(session: nox.Session) -> None:
     """Decoder fuzzing, then >= 200 seeded fault-scenario runs and their table (not default).
 
-    ``nox -s chaos -- --runs 50 --seed 7``; driver options: --scenarios a,b, --replay SCEN:SEED.
+    ``nox -s chaos -- --runs 50 --seed 7``; driver options: --scenarios a,b, --replay SCEN:SEED,
+    --backend sqs|redis|nats (default sqs; redis and nats need their local server).
     """
     _sync(session)
     session.run(
