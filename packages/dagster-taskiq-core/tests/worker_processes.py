@@ -191,7 +191,11 @@ class NatsTarget:
         import nats  # noqa: PLC0415
 
         async def run() -> Any:
-            client = await nats.connect(self.servers, connect_timeout=2, allow_reconnect=False)
+            # nats-py retries the first connect max_reconnect_attempts times (default 60, 2 s
+            # apart): without a limit an absent server takes two minutes to skip.
+            client = await nats.connect(
+                self.servers, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1
+            )
             try:
                 return await call(client.jetstream())
             finally:
