@@ -708,8 +708,19 @@ def run_killed(c: Cluster, rng: random.Random) -> ScenarioRun:
         for step, counts in outcome_events(c.instance, parent.run_id).items()
         if counts["success"]
     }
+    run.notes.append(f"{len(succeeded)} step(s) completed before the kill")
+    if len(succeeded) >= _steps_of(job_name):
+        # Killed after its last step, before the run's own success: Dagster refuses to
+        # re-execute from failure a run with nothing left to run (the "in-memory io managers"
+        # error, an empty plan), and nothing is.
+        run.notes.append("every step completed before the kill: nothing to re-execute")
+        return run
     options = ReexecutionOptions.from_failure(parent.run_id, c.instance)
-    child_result = c.execute(job_name, step_seconds=(0.2, 0.8), reexecution=options)
+    try:
+        child_result = c.execute(job_name, step_seconds=(0.2, 0.8), reexecution=options)
+    except Exception as exc:
+        run.problems.append(f"re-execution from failure of {parent.run_id} raised {exc!r}")
+        return run
     _expect_success(run, child_result, c)
     again = {e.step_key for e in c.ledger.executions(child_result.run_id)} & succeeded
     if again:
@@ -722,7 +733,6 @@ def run_killed(c: Cluster, rng: random.Random) -> ScenarioRun:
         run.problems.append(
             f"only {total} of {_steps_of(job_name)} steps succeeded across the two runs"
         )
-    run.notes.append(f"{len(succeeded)} step(s) completed before the kill")
     return run
 
 
