@@ -98,7 +98,8 @@ def chaos(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """Load and soak on 4 workers: 1,000-step fan-out, 50 runs at once, 10,000 backlog.
 
-    Every run is checked by the ledger; ``nox -s soak -- --only backlog --backlog-runs 100``.
+    Every run is checked by the ledger; ``nox -s soak -- --only backlog --sqs-server localstack``
+    (moto's FIFO queues stall past ~5,000 queued messages; LocalStack holds the 10,000).
     """
     _sync(session)
     session.run("python", f"{CORE_TESTS}/soak_driver.py", *session.posargs)
