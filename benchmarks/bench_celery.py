@@ -2,10 +2,13 @@
 
     uv run nox -s bench -- celery [--repeat N] [--skip-multiprocess] [--backends sqs,redis,nats]
                                   [--taskiq-concurrency C] [--celery-db D] [--plot PATH]
+                                  [--dagster-storage sqlite|postgres]
 
 The same jobs as ``executors`` (a 20-op chain and a 50-op fan-out into one collector, trivial
-ops) on one shared SQLite Dagster instance (a temporary ``DAGSTER_HOME`` with a ``dagster.yaml``)
-and these executors:
+ops) on one shared Dagster instance (a temporary ``DAGSTER_HOME`` with a ``dagster.yaml``): its
+storage SQLite by default, or with ``--dagster-storage postgres`` dagster-postgres on a fresh
+database of the local PostgreSQL (127.0.0.1:5432, user postgres; dropped at the end), the
+storage a production deployment uses. Executors:
 
 * ``taskiq-sqs``, ``taskiq-redis``, ``taskiq-nats``: ``taskiq_executor`` with two
   ``dagster-taskiq worker`` processes per backend (concurrency ``--taskiq-concurrency``, 2 by
@@ -64,6 +67,17 @@ MULTIPROCESS = "multiprocess"
 IN_PROCESS = "in_process"
 CELERY_WORKERS = 2
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+POSTGRES_STORAGE_YAML = """storage:
+  postgres:
+    postgres_db:
+      scheme: postgresql+psycopg2
+      hostname: 127.0.0.1
+      port: 5432
+      username: postgres
+      password: ""
+      db_name: {db_name}
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,19 +238,47 @@ def _run_one(instance: Any, executor: str, job: str, config: dict[str, Any]) -> 
 
 
 @contextlib.contextmanager
-def _dagster_home(tmp: Path) -> Iterator[Path]:
+def _postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL for Dagster's storage, dropped afterwards."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"dagster_taskiq_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def _dagster_home(tmp: Path, storage: str) -> Iterator[Path]:
     home = tmp / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
+    with contextlib.ExitStack() as stack:
+        yaml = DAGSTER_YAML
+        if storage == "postgres":
+            db_name = stack.enter_context(_postgres_database())
+            yaml += POSTGRES_STORAGE_YAML.format(db_name=db_name)
+        (home / "dagster.yaml").write_text(yaml)
+        with _env("DAGSTER_HOME", str(home)):
+            yield home
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
     try:
-        yield home
+        yield
     finally:
         if previous is None:
-            os.environ.pop("DAGSTER_HOME", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["DAGSTER_HOME"] = previous
+            os.environ[name] = previous
 
 
 def main(argv: list[str]) -> int:
@@ -249,6 +291,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--taskiq-concurrency", type=int, default=2, help="per taskiq worker")
     parser.add_argument("--celery-db", type=int, default=11, help="Redis database for celery")
     parser.add_argument("--plot", type=Path, default=REPO_ROOT / "docs" / "benchmarks-overhead.png")
+    parser.add_argument(
+        "--dagster-storage",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the Dagster instance's storage (postgres: a fresh database on 127.0.0.1:5432)",
+    )
     args = parser.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
 
@@ -272,7 +320,7 @@ def main(argv: list[str]) -> int:
     with (
         tempfile.TemporaryDirectory() as tmp_name,
         MotoServer() as server,
-        _dagster_home(Path(tmp_name)) as home,
+        _dagster_home(Path(tmp_name), args.dagster_storage) as home,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
@@ -317,7 +365,10 @@ def main(argv: list[str]) -> int:
         for pool in pools:
             pool.wait_ready()
         celery.wait_ready()
-        print(f"instance {home}; executors: {', '.join(executors)}", flush=True)
+        print(
+            f"instance {home} ({args.dagster_storage}); executors: {', '.join(executors)}",
+            flush=True,
+        )
         for n in range(args.repeat + 1):
             label = "warm-up" if n == 0 else f"run {n}/{args.repeat}"
             for job in (CHAIN, FAN_OUT):
