@@ -722,12 +722,10 @@ def run_killed(c: Cluster, rng: random.Random) -> ScenarioRun:
         run.problems.append(f"re-execution from failure of {parent.run_id} raised {exc!r}")
         return run
     _expect_success(run, child_result, c)
-    again = {e.step_key for e in c.ledger.executions(child_result.run_id)} & succeeded
+    executed = {e.step_key for e in c.ledger.executions(child_result.run_id)}
+    again = executed & succeeded
     if again:
         run.problems.append(f"steps completed in the killed run were run again: {sorted(again)}")
-    executed = {e.step_key for e in c.ledger.executions(child_result.run_id)}
-    missing = c.instance.get_run_by_id(child_result.run_id)
-    assert missing is not None
     total = len(succeeded | executed)
     if child_result.success and total < _steps_of(job_name):
         run.problems.append(
