@@ -155,3 +155,92 @@ def test_events_outside_a_fenced_thread_are_untouched(
     outcome = StepRunner(SHAPES_LOCATIONS).run(task)  # no fence current: as before
     assert outcome.state is TaskState.COMPLETED
     assert _events(instance, task.run_id).count(DagsterEventType.STEP_SUCCESS) == 1
+
+
+class _CountingStore:
+    """The store, counting the heartbeats the fence asks of it."""
+
+    def __init__(self, store: SqlIdempotencyStore) -> None:
+        self.store = store
+        self.heartbeats = 0
+
+    def heartbeat(self, key: str, token: int, lease_seconds: float) -> bool:
+        self.heartbeats += 1
+        return self.store.heartbeat(key, token, lease_seconds)
+
+
+def test_a_claim_younger_than_half_its_lease_admits_the_outcome_without_a_round_trip(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    now = [500.0]
+    sent_at = now[0]
+    token = store.claim(task.idempotency_key, "holder", 30)
+    assert token is not None
+    counting = _CountingStore(store)
+    fence = StepFence(
+        counting,  # type: ignore[arg-type]  # only heartbeat is used
+        key=task.idempotency_key,
+        run_id=task.run_id,
+        step_key=task.step_key,
+        token=token,
+        lease_seconds=30,
+        confirmed_at=sent_at,
+        clock=lambda: now[0],
+    )
+    now[0] += 14.9  # under half the lease since the claim was sent
+    assert fence.confirm()
+    assert counting.heartbeats == 0
+    now[0] += 0.2  # over half: the store is asked, and its answer counts from now
+    assert fence.confirm()
+    assert counting.heartbeats == 1
+    assert fence.confirm()
+    assert counting.heartbeats == 1
+    # A heartbeat that found the claim held moves the confirmation on.
+    now[0] += 20
+    fence.renewed(now[0])
+    assert fence.confirm()
+    assert counting.heartbeats == 1
+
+
+def test_a_claim_older_than_half_its_lease_is_confirmed_with_the_store_and_may_be_lost(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    sent_at = time.monotonic()
+    stale = store.claim(task.idempotency_key, "paused-worker", 0.05)
+    assert stale is not None
+    time.sleep(0.2)  # paused past its lease: another worker takes the step
+    assert store.claim(task.idempotency_key, "other-worker", 30) == stale + 1
+    fence = _fence(store, task, stale, lease=0.05)
+    fence.confirmed_at = sent_at
+    fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    assert DagsterEventType.STEP_SUCCESS not in _events(instance, task.run_id)
+    assert fence.revoked
+
+
+def test_a_thread_worker_step_writes_no_resource_init_start_nor_logs_captured(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    token = store.claim(task.idempotency_key, "holder", 30)
+    assert token is not None
+    _fence(store, task, token).run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    kinds = {
+        e.dagster_event.event_type
+        for e in instance.all_logs(task.run_id)
+        if e.dagster_event is not None
+    }
+    assert DagsterEventType.RESOURCE_INIT_STARTED not in kinds
+    assert DagsterEventType.LOGS_CAPTURED not in kinds
+    assert {DagsterEventType.RESOURCE_INIT_SUCCESS, DagsterEventType.STEP_SUCCESS} <= kinds
+
+
+def test_a_capturing_runner_keeps_logs_captured() -> None:
+    from dagster_taskiq.worker._step_runner import skipped_events  # noqa: PLC0415
+
+    assert skipped_events(capture_compute_logs=True) == {DagsterEventType.RESOURCE_INIT_STARTED}
+    assert DagsterEventType.LOGS_CAPTURED in skipped_events(capture_compute_logs=False)

@@ -202,6 +202,7 @@ class Worker:
             key=task.idempotency_key, retry=task.retry_number, worker=self.options.worker_id
         )
         owner = f"{self.options.worker_id}/{uuid.uuid4().hex[:8]}"
+        claim_sent_at = time.monotonic()
         token = await self.store.claim(
             task.idempotency_key, owner, self.options.lease_seconds, retry_number=task.retry_number
         )
@@ -215,8 +216,6 @@ class Worker:
             await _ack(message)
             return
         control = self._control(message)
-        if control is not None:
-            await control.extend(self.options.lease_seconds)
         started = time.time()
         fence = StepFence(
             self.store.store,
@@ -225,6 +224,7 @@ class Worker:
             step_key=task.step_key,
             token=token,
             lease_seconds=self.options.lease_seconds,
+            confirmed_at=claim_sent_at,
         )
         thread = StepThread(
             lambda: fence.run(lambda: self.runner.run(task)), name=f"step:{task.step_key}"
@@ -329,9 +329,20 @@ class Worker:
     # --- while a step runs ---------------------------------------------------------------
 
     async def _heartbeat(self, active: _Active) -> None:
+        """Extend the store lease and the message's visibility every ``heartbeat_every``.
+
+        The message is taken over from the broker's own visibility heartbeat (which kept it
+        invisible since it was received) at once, while the step starts: the step does not wait
+        for it. The store lease needs no first beat: the claim has just set it."""
         key, lease = active.task.idempotency_key, self.options.lease_seconds
+        if active.control is not None:
+            try:
+                await active.control.extend(lease)
+            except Exception as exc:
+                _log.warning("heartbeat_failed", key=key, error=repr(exc))
         while True:
             await asyncio.sleep(self.options.heartbeat_every)
+            sent_at = time.monotonic()
             try:
                 held = await self.store.heartbeat(key, active.token, lease)
                 if active.control is not None:
@@ -339,7 +350,9 @@ class Worker:
             except Exception as exc:
                 _log.warning("heartbeat_failed", key=key, error=repr(exc))
                 continue
-            if not held:
+            if held:
+                active.fence.renewed(sent_at)
+            else:
                 # Another worker holds the step now: stop it here; its events are dropped.
                 _log.warning("lease_lost", key=key, token=active.token)
                 active.fence.revoke("lease lost: another worker holds the step")

@@ -12,14 +12,25 @@ So every event a step writes from its worker thread passes ``StepFence``:
 
 * once the fence is revoked (the worker released the step, or a heartbeat found the lease lost,
   or the holder could not be confirmed) every further event of that step is dropped;
-* a step's outcome event (success, failure, up for retry) is written only after the store
-  confirms, in the same moment, that this claim still holds the step (``heartbeat`` with the
-  token, which also extends the lease); if not, it is dropped and the fence revoked.
+* a step's outcome event (success, failure, up for retry) is written only while this claim
+  surely still holds the step: either the claim (or a heartbeat) started less than half a lease
+  ago by this process's monotonic clock, so its lease, which the database dated later, cannot
+  have run out and nobody else can have claimed the step; or, failing that, the store confirms
+  it there and then (``heartbeat`` with the token, which also extends the lease). If not, the
+  event is dropped and the fence revoked.
 
 The worker then records no outcome for a revoked step (a stale ``finish`` would be rejected
 anyway) and gives the message back. The remaining window is between the confirmation and the
-event's write (microseconds, and the lease was just extended): only a pause longer than the whole
-lease at exactly that point could let a second holder's outcome follow.
+event's write (microseconds, and at least half a lease is left): only a pause longer than that
+half lease at exactly that point could let a second holder's outcome follow. Most steps are
+shorter than half a lease, so their outcome costs no extra store round trip.
+
+Some events are not written at all from a worker's step, because a step-per-message executor
+would otherwise log rows that ``in_process_executor`` logs once per run and that tell the user
+nothing new per step (``skipped_events``, chosen by the worker): ``RESOURCE_INIT_STARTED`` (the
+``RESOURCE_INIT_SUCCESS`` or ``_FAILURE`` that follows within the same step says the same, with
+each resource's initialisation time) and, on a thread worker that captures no compute logs,
+``LOGS_CAPTURED`` (it would point the UI at logs that do not exist).
 
 The gate wraps ``handle_new_event`` of the worker's own instances (the one path of every Dagster
 event write, ``DagsterInstance.handle_new_event``); it acts only in a thread running a fenced
@@ -31,7 +42,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import structlog
@@ -50,6 +62,9 @@ OUTCOME_EVENTS = frozenset(
         DagsterEventType.STEP_UP_FOR_RETRY,
     }
 )
+
+CONFIRMED_FOR = 0.5
+"""Fraction of the lease for which a claim or heartbeat counts as confirmation by itself."""
 
 _current: contextvars.ContextVar[StepFence | None] = contextvars.ContextVar(
     "dagster_taskiq_step_fence", default=None
@@ -70,13 +85,20 @@ class StepFence:
         step_key: str,
         token: int,
         lease_seconds: float,
+        confirmed_at: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``confirmed_at``: when (by ``clock``) the claim that gave ``token``, with a lease of
+        ``lease_seconds``, was sent to the store; None if unknown (every outcome event is then
+        confirmed with the store)."""
         self.store = store
         self.key = key
         self.run_id = run_id
         self.step_key = step_key
         self.token = token
         self.lease_seconds = lease_seconds
+        self.confirmed_at = confirmed_at
+        self.clock = clock
         self._revoked = threading.Event()
         self.reason: str | None = None
         self.dropped = 0
@@ -91,16 +113,37 @@ class StepFence:
             self.reason = reason
             self._revoked.set()
 
+    def renewed(self, sent_at: float) -> None:
+        """A heartbeat sent at ``sent_at`` (by ``clock``) found the claim held: count from it."""
+        if self.confirmed_at is None or sent_at > self.confirmed_at:
+            self.confirmed_at = sent_at
+
+    def surely_held(self) -> bool:
+        """True while less than half a lease has passed since the claim was last confirmed."""
+        confirmed_at = self.confirmed_at
+        return (
+            confirmed_at is not None
+            and self.clock() - confirmed_at < self.lease_seconds * CONFIRMED_FOR
+        )
+
     def confirm(self) -> bool:
-        """True if the claim still holds the step (lease extended); else revoke, False."""
+        """True if the claim still holds the step; else revoke, False.
+
+        Without a store round trip while :meth:`surely_held`; otherwise the store is asked (and
+        the lease extended)."""
         if self.revoked:
             return False
+        if self.surely_held():
+            return True
+        sent_at = self.clock()
         try:
             held = self.store.heartbeat(self.key, self.token, self.lease_seconds)
         except Exception as exc:  # cannot tell: writing could give the step two outcomes
             self.revoke(f"the claim could not be confirmed: {exc}")
             return False
-        if not held:
+        if held:
+            self.renewed(sent_at)
+        else:
             self.revoke("lease lost: another worker holds the step")
         return held
 
@@ -125,8 +168,13 @@ def current_fence() -> StepFence | None:
     return _current.get()
 
 
-def install_event_fence(instance: DagsterInstance) -> None:
-    """Gate ``instance``'s event writes by the current step's fence (once per instance)."""
+def install_event_fence(
+    instance: DagsterInstance, *, skipped_events: Collection[DagsterEventType] = ()
+) -> None:
+    """Gate ``instance``'s event writes by the current step's fence (once per instance).
+
+    Events of a type in ``skipped_events`` written by a fenced step are not written at all."""
+    skipped = frozenset(skipped_events)
     with _install_lock:
         if getattr(instance, _installed_marker, False):
             return
@@ -136,10 +184,13 @@ def install_event_fence(instance: DagsterInstance) -> None:
         def handle_new_event(event: Any, *args: Any, **kwargs: Any) -> None:
             fence = _current.get()
             dagster_event = event.dagster_event
+            if fence is None or dagster_event is None:
+                write(event, *args, **kwargs)
+                return
+            if dagster_event.event_type in skipped:
+                return
             if (
-                fence is not None
-                and dagster_event is not None
-                and event.run_id == fence.run_id
+                event.run_id == fence.run_id
                 and dagster_event.step_key == fence.step_key
                 and not fence.admits(dagster_event.event_type)
             ):

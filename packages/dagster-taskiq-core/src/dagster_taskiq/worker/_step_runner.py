@@ -131,6 +131,14 @@ class RunsSteps(Protocol):
 _UNRUNNABLE = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
 
+def skipped_events(*, capture_compute_logs: bool) -> frozenset[DagsterEventType]:
+    """The events a worker's step does not write (why: ``dagster_taskiq.worker._fence``)."""
+    skipped = {DagsterEventType.RESOURCE_INIT_STARTED}
+    if not capture_compute_logs:
+        skipped.add(DagsterEventType.LOGS_CAPTURED)
+    return frozenset(skipped)
+
+
 class StepRunner:
     """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe).
 
@@ -145,6 +153,7 @@ class StepRunner:
         self.capture_compute_logs = capture_compute_logs
         self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
         self._lock = threading.Lock()
+        self._skipped_events = skipped_events(capture_compute_logs=capture_compute_logs)
 
     def run(self, task: OpExecutionTask) -> StepOutcome:
         """Run ``task``'s step to its end; never raises for a failure of the step itself."""
@@ -155,7 +164,7 @@ class StepRunner:
         instance = instance_from_ref(
             task.instance_ref, capture_compute_logs=self.capture_compute_logs
         )
-        install_event_fence(instance)
+        install_event_fence(instance, skipped_events=self._skipped_events)
         run = instance.get_run_by_id(task.run_id)
         if run is None:
             return StepOutcome.failed(
