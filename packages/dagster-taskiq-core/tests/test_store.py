@@ -385,19 +385,44 @@ def test_connection_killed_mid_use_is_retried() -> None:
         admin.dispose()
 
 
-def test_run_version_changes_with_every_transition(make_store: MakeStore, clock: FakeClock) -> None:
+def test_outcome_version_changes_when_an_outcome_is_recorded_and_only_then(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
     store = make_store(clock=clock)
-    seen = {store.run_version("run-1")}
+    before = store.outcome_version("run-1")
     key = store.ensure_pending(task()).key
-    seen.add(store.run_version("run-1"))
     token = store.claim(key, "w", 5)
     assert token is not None
-    seen.add(store.run_version("run-1"))
     clock.advance(1)
     store.heartbeat(key, token, 5)
-    seen.add(store.run_version("run-1"))
+    assert store.outcome_version("run-1") == before  # pending, claim, heartbeat: no outcome
     clock.advance(1)
-    store.finish(key, token, result(key, token))
-    seen.add(store.run_version("run-1"))
-    assert len(seen) == 5
-    assert store.run_version("other-run") == (0, 0.0)
+    store.finish(key, token, result(key, token, TaskState.FAILED))
+    failed = store.outcome_version("run-1")
+    assert failed != before
+    # A RetryPolicy retry re-arms the record (no outcome any more), then records its own.
+    store.ensure_pending(task(retry_number=1))
+    assert store.outcome_version("run-1") == before
+    token = store.claim(key, "w", 5, retry_number=1)
+    assert token is not None
+    store.finish(key, token, result(key, token))  # same clock reading as the failure
+    assert store.outcome_version("run-1") not in (before, failed)
+    assert store.outcome_version("other-run") == (0, 0, 0.0)
+
+
+def test_run_snapshot_reads_records_and_expired_leases_by_the_store_clock(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store = make_store(clock=clock)
+    short, long_ = (store.ensure_pending(task(name)).key for name in ("short", "long"))
+    store.ensure_pending(task("waiting"))
+    assert store.claim(short, "w", 5) is not None
+    assert store.claim(long_, "w", 60) is not None
+    snapshot = store.run_snapshot("run-1")
+    assert sorted(r.step_key for r in snapshot.records) == ["long", "short", "waiting"]
+    assert snapshot.expired == frozenset()
+    clock.advance(10)
+    snapshot = store.run_snapshot("run-1")
+    assert snapshot.expired == {short}
+    assert snapshot.expired == {r.key for r in store.expired(run_id="run-1")}
+    assert store.run_snapshot("other-run").records == ()

@@ -5,12 +5,15 @@ The bookkeeping of the plan is Dagster's own ``ActiveExecution``, driven exactly
 
 * each launch goes through the idempotency store first (``ensure_pending``), so a step that is
   already COMPLETED (a resumed run) is never sent again;
-* between iterations the loop watches the store, not a fixed tick: while steps are in flight it
-  polls a cheap per-run version of the store every few milliseconds, and a worker recording a
-  step's outcome (always after the step's events) wakes it at once;
-* maintenance, once a second: a step whose record is final but whose Dagster outcome event never
-  came (the worker failed outside the step) gets its failure reported; a step whose lease expired
-  (its worker died) is reclaimed and re-enqueued with a new enqueue attempt; messages that a
+* between iterations the loop waits on the store's outcome watch, not a fixed tick: a worker
+  records a step's outcome right after the step's events, and on PostgreSQL that commit
+  notifies the run (LISTEN/NOTIFY), so a run waiting for long steps asks nothing of any
+  database; on SQLite the watch polls a cheap outcome version. The event log is read only when
+  an outcome may have come (or the loop itself logged events to read back);
+* maintenance, once a second, in one store read: a step whose record is final but whose Dagster
+  outcome event never came (the worker failed outside the step, or a notification was lost)
+  gets its events read or its failure reported; a step whose lease expired (its worker died) is
+  reclaimed and re-enqueued with a new enqueue attempt. Every few seconds, messages that a
   dead-letter queue received become step failures with the reason.
 """
 
@@ -41,7 +44,7 @@ from dagster_taskiq.errors import PayloadError
 from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.executor._event_tail import EventTail
 from dagster_taskiq.executor._tasks import make_task
-from dagster_taskiq.idempotency import IdempotencyStore
+from dagster_taskiq.idempotency import IdempotencyStore, RunSnapshot
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.messaging import STEP_TASK_NAME, DeadLetter
 from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask, TaskState
@@ -52,10 +55,10 @@ if TYPE_CHECKING:
 _log = structlog.get_logger("dagster_taskiq.executor")
 
 MAINTENANCE_INTERVAL = 1.0
-"""Seconds between store reconciliation / lease / dead-letter checks."""
+"""Seconds between store reconciliations (lost outcomes, expired leases): one read each."""
 
-WATCH_INTERVAL = 0.005
-"""Seconds between polls of the store's run version while steps are in flight."""
+DEAD_LETTER_INTERVAL = 5.0
+"""Seconds between looks at the dead-letter queue (a broker request each)."""
 
 
 @dataclasses.dataclass
@@ -98,7 +101,10 @@ class RunLoop:
         self.tail = EventTail(self.instance, self.run_id)
         self.owner = f"executor:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._next_maintenance = 0.0
-        self._version: tuple[int, float] | None = None
+        self._next_dead_letters = 0.0
+        self._read_events = True
+        """Whether the event log may hold events the loop has not read (an outcome came, or
+        the loop logged events itself): read it on the next iteration."""
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -109,63 +115,77 @@ class RunLoop:
             f"'{self.settings.backend}', lease {self.settings.visibility_timeout:g} s).",
             EngineEventData(),
         )
-        with (
-            InstanceConcurrencyContext(self.instance, self.ctx.dagster_run) as concurrency,
-            ActiveExecution(
-                self.plan,
-                retry_mode=self.settings.retries,
-                max_concurrent=self.settings.max_concurrent,
-                instance_concurrency_context=concurrency,
-                step_dependency_config=self.executor.step_dependency_config,
-            ) as active,
-        ):
-            if self.ctx.resume_from_failure:
-                yield from self._resume(active)
-            while not active.is_complete:
-                if active.check_for_interrupts():
-                    self._interrupt(active)
-                    return
-                yield from self._step(active)
-                if not _is_complete(active):
-                    self._wait(self._sleep_seconds(active))
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, returning early when a record of the run changes."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.inflight:
-                time.sleep(left)
-                return
-            time.sleep(min(WATCH_INTERVAL, left))
-            if self.store.run_version(self.run_id) != self._version:
-                return
+        watch = self.store.watch_outcomes(self.run_id)
+        try:
+            with (
+                InstanceConcurrencyContext(self.instance, self.ctx.dagster_run) as concurrency,
+                ActiveExecution(
+                    self.plan,
+                    retry_mode=self.settings.retries,
+                    max_concurrent=self.settings.max_concurrent,
+                    instance_concurrency_context=concurrency,
+                    step_dependency_config=self.executor.step_dependency_config,
+                ) as active,
+            ):
+                if self.ctx.resume_from_failure:
+                    yield from self._resume(active)
+                while not active.is_complete:
+                    if active.check_for_interrupts():
+                        self._interrupt(active)
+                        return
+                    yield from self._step(active)
+                    if not _is_complete(active) and watch.wait(self._sleep_seconds(active)):
+                        self._read_events = True
+        finally:
+            watch.close()
 
     def _step(self, active: ActiveExecution) -> Iterator[DagsterEvent]:
-        self._version = self.store.run_version(self.run_id)
-        due = time.monotonic() >= self._next_maintenance
-        # Records are read before the events, so that a record that is final here has all of
-        # its events in the log already (workers write events first, then finish).
-        records = self.store.records_for_run(self.run_id) if due else None
-        for event in self.tail.pop():
-            yield event
-            self._handle_event(active, event)
-        list(active.plan_events_iterator(self.ctx))
-        if records is not None:
+        now = time.monotonic()
+        # The snapshot is read before the events, so that a record that is final in it has all
+        # of its events in the log already (workers write events first, then finish).
+        snapshot = self.store.run_snapshot(self.run_id) if now >= self._next_maintenance else None
+        if snapshot is not None and self._outcome_unread(snapshot):
+            self._read_events = True  # an outcome whose notification never came
+        if self._read_events:
+            self._read_events = False
+            for event in self.tail.pop():
+                yield event
+                self._handle_event(active, event)
+        if list(active.plan_events_iterator(self.ctx)):
+            self._read_events = True  # skips the loop logged: read them back
+        if snapshot is not None:
             self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
-            self._reconcile(active, records)
+            self._reconcile(active, snapshot)
+        if now >= self._next_dead_letters:
+            self._next_dead_letters = now + DEAD_LETTER_INTERVAL
             self._handle_dead_letters(active)
         self._send_rearmed(active)
         list(active.concurrency_event_iterator(self.ctx))
         self._launch(active, list(active.get_steps_to_execute()))
 
+    def _outcome_unread(self, snapshot: RunSnapshot) -> bool:
+        """Whether a step in flight has a final record: its events are there to be read."""
+        for record in snapshot.records:
+            flight = self.inflight.get(record.step_key)
+            if (
+                flight is not None
+                and record.state.is_final
+                and record.retry_number == flight.retry_number
+                and not flight.outcome_reported
+            ):
+                return True
+        return False
+
     def _sleep_seconds(self, active: ActiveExecution) -> float:
+        """How long to wait for an outcome before the loop has something else to do."""
         seconds = self.settings.poll_interval
         retry_in = seconds_until_due(active)
         if retry_in is not None:
             seconds = min(seconds, retry_in)
-        if any(f.waiting_for_rearm for f in self.inflight.values()):
-            seconds = min(seconds, 0.01)
-        return max(0.0, min(seconds, self._next_maintenance - time.monotonic() + 0.001))
+        if self._read_events:
+            return 0.0
+        due = min(self._next_maintenance, self._next_dead_letters) - time.monotonic()
+        return max(0.0, min(seconds, due + 0.001))
 
     # --- events --------------------------------------------------------------------------
 
@@ -267,9 +287,9 @@ class RunLoop:
 
     # --- maintenance ---------------------------------------------------------------------
 
-    def _reconcile(self, active: ActiveExecution, records: list[IdempotencyRecord]) -> None:
-        by_step = {r.step_key: r for r in records}
-        expired = {r.key for r in self.store.expired(run_id=self.run_id)}
+    def _reconcile(self, active: ActiveExecution, snapshot: RunSnapshot) -> None:
+        by_step = {r.step_key: r for r in snapshot.records}
+        expired = snapshot.expired
         now = time.monotonic()
         resend: list[OpExecutionTask] = []
         for step_key, flight in list(self.inflight.items()):
@@ -338,6 +358,7 @@ class RunLoop:
         stack: list[str],
     ) -> None:
         flight.outcome_reported = True
+        self._read_events = True  # the failure (or retry) event logged below
         step_context = self.ctx.for_step(flight.step)
         self.executor.log_failure_or_retry_event_after_error(
             step_context,

@@ -5,7 +5,13 @@ RetryPolicy retries re-arm a FAILED record without ever recording two outcomes f
 """
 
 from dagster_taskiq.idempotency._async import AsyncIdempotencyStore
-from dagster_taskiq.idempotency._protocol import Clock, IdempotencyStore
+from dagster_taskiq.idempotency._protocol import (
+    Clock,
+    IdempotencyStore,
+    OutcomeVersion,
+    OutcomeWatch,
+    RunSnapshot,
+)
 from dagster_taskiq.idempotency._schema import SCHEMA_VERSION
 from dagster_taskiq.idempotency._sql_store import (
     DEFAULT_TABLE_PREFIX,
@@ -19,6 +25,9 @@ __all__ = [
     "AsyncIdempotencyStore",
     "Clock",
     "IdempotencyStore",
+    "OutcomeVersion",
+    "OutcomeWatch",
+    "RunSnapshot",
     "SqlIdempotencyStore",
     "StoreRetry",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from dagster_taskiq.idempotency._protocol import IdempotencyStore
+from dagster_taskiq.idempotency._protocol import IdempotencyStore, OutcomeVersion
 from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask
 
 _P = ParamSpec("_P")
@@ -39,8 +39,8 @@ class AsyncIdempotencyStore:
     async def records_for_run(self, run_id: str) -> list[IdempotencyRecord]:
         return await self._call(self.store.records_for_run, run_id)
 
-    async def run_version(self, run_id: str) -> tuple[int, float]:
-        return await self._call(self.store.run_version, run_id)
+    async def outcome_version(self, run_id: str) -> OutcomeVersion:
+        return await self._call(self.store.outcome_version, run_id)
 
     async def claim(
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
@@ -9,6 +10,37 @@ from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecut
 
 Clock = Callable[[], float]
 """Returns Unix time in seconds. Stores use the database's clock unless one is injected."""
+
+OutcomeVersion = tuple[int, int, float]
+"""Changes whenever a record of a run reaches a final state (or leaves one, to be retried)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSnapshot:
+    """Every record of one run, read in one statement, and which leases had run out then."""
+
+    records: tuple[IdempotencyRecord, ...]
+    expired: frozenset[str]
+    """Keys of the RUNNING records whose lease had run out, by the store's clock."""
+
+
+class OutcomeWatch(Protocol):
+    """Wakes a run's executor when a step outcome of the run is recorded (``finish``).
+
+    The executor waits on it while steps are in flight instead of polling the store: on
+    PostgreSQL a notification arrives with the outcome's commit (LISTEN/NOTIFY), so a waiting
+    run asks nothing of the database; elsewhere it polls a cheap outcome version with back-off.
+    """
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True as soon as an outcome of the run may have been
+        recorded since the previous call (including: the watch cannot tell, e.g. after it lost
+        and re-made its connection), False when the time ran out without one."""
+        ...
+
+    def close(self) -> None:
+        """Release what the watch holds (its connection). Idempotent."""
+        ...
 
 
 class IdempotencyStore(Protocol):
@@ -35,8 +67,16 @@ class IdempotencyStore(Protocol):
         """Every record of one run, ordered by creation time."""
         ...
 
-    def run_version(self, run_id: str) -> tuple[int, float]:
-        """A value that changes whenever any record of the run changes (cheap to poll)."""
+    def run_snapshot(self, run_id: str) -> RunSnapshot:
+        """The run's records and its expired leases, in one read."""
+        ...
+
+    def outcome_version(self, run_id: str) -> OutcomeVersion:
+        """A value that changes whenever a record of the run becomes final (cheap to poll)."""
+        ...
+
+    def watch_outcomes(self, run_id: str) -> OutcomeWatch:
+        """A watch that wakes its caller when an outcome of ``run_id`` is recorded."""
         ...
 
     def claim(

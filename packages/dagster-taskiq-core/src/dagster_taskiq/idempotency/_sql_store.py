@@ -26,7 +26,14 @@ from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.pool import StaticPool
 
 from dagster_taskiq.errors import IdempotencyError, SchemaVersionError, StoreUnavailableError
-from dagster_taskiq.idempotency._protocol import Clock
+from dagster_taskiq.idempotency._outcome_watch import (
+    CHANNEL_DIGEST_CHARS,
+    CHANNEL_PREFIX,
+    PollingOutcomeWatch,
+    PostgresOutcomeWatch,
+    outcome_channel,
+)
+from dagster_taskiq.idempotency._protocol import Clock, OutcomeVersion, OutcomeWatch, RunSnapshot
 from dagster_taskiq.idempotency._schema import (
     SCHEMA_COMPONENT,
     SCHEMA_VERSION,
@@ -96,7 +103,10 @@ class SqlIdempotencyStore:
         self._engine = _create_engine(self._url, self.masked_url, dict(engine_options or {}))
         self._dialect = self._engine.dialect.name
         self._sql = _Statements(
-            self._tables.records, self._dialect, injected_clock=clock is not None
+            self._tables.records,
+            self._dialect,
+            table_prefix=table_prefix,
+            injected_clock=clock is not None,
         )
         self._schema_lock = threading.Lock()
         self._schema_ready = False
@@ -149,12 +159,48 @@ class SqlIdempotencyStore:
 
         return self._run("records_for_run", op)
 
-    def run_version(self, run_id: str) -> tuple[int, float]:
-        def op(conn: Connection, retried: bool) -> tuple[int, float]:
-            row = conn.execute(self._sql.run_version, {"p_run_id": run_id}).one()
-            return int(row[0] or 0), float(row[1] or 0.0)
+    def run_snapshot(self, run_id: str) -> RunSnapshot:
+        def op(conn: Connection, retried: bool) -> RunSnapshot:
+            rows = conn.execute(self._sql.snapshot_run, self._params({"p_run_id": run_id}))
+            records, expired = [], set()
+            for row in rows:
+                record = self._record(row)
+                records.append(record)
+                if row.lease_expired:
+                    expired.add(record.key)
+            return RunSnapshot(records=tuple(records), expired=frozenset(expired))
 
-        return self._run("run_version", op)
+        return self._run("run_snapshot", op)
+
+    def outcome_version(self, run_id: str) -> OutcomeVersion:
+        def op(conn: Connection, retried: bool) -> OutcomeVersion:
+            row = conn.execute(self._sql.outcome_version, {"p_run_id": run_id}).one()
+            return int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)
+
+        return self._run("outcome_version", op)
+
+    @property
+    def notifies(self) -> bool:
+        """Whether ``finish`` notifies the run's watchers (PostgreSQL's LISTEN/NOTIFY)."""
+        return self._dialect == "postgresql"
+
+    def watch_outcomes(self, run_id: str) -> OutcomeWatch:
+        """LISTEN/NOTIFY on PostgreSQL (its own connection); polling on SQLite."""
+        self._ensure_schema()
+        if not self.notifies:
+            return PollingOutcomeWatch(lambda: self.outcome_version(run_id))
+        return PostgresOutcomeWatch(
+            self._listen_connection,
+            outcome_channel(self.table_prefix, run_id),
+            masked_url=self.masked_url,
+        )
+
+    def _listen_connection(self) -> Any:
+        """A psycopg connection of the engine's, taken out of its pool for good."""
+        pooled = self._engine.raw_connection()
+        driver = pooled.driver_connection
+        pooled.detach()
+        return driver
 
     def claim(
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
@@ -387,7 +433,9 @@ class _Statements:
     ``now`` is the database's clock, or the bind parameter ``:now`` when a clock is injected.
     """
 
-    def __init__(self, t: sa.Table, dialect: str, *, injected_clock: bool) -> None:
+    def __init__(
+        self, t: sa.Table, dialect: str, *, table_prefix: str, injected_clock: bool
+    ) -> None:
         now: sa.ColumnElement[float] = (
             sa.bindparam("p_now", type_=sa.Double()) if injected_clock else db_epoch()
         )
@@ -399,14 +447,20 @@ class _Statements:
         released = {"state": TaskState.PENDING.value, "owner": None, "lease_until": None}
 
         self.select_one = sa.select(t).where(key)
-        # Every transition sets updated_at and most bump attempt: together they change on each.
-        self.run_version = sa.select(
-            sa.func.sum(t.c.attempt + t.c.enqueue_attempt + t.c.retry_number) + sa.func.count(),
+        of_run = t.c.run_id == sa.bindparam("p_run_id")
+        final = t.c.state.in_([TaskState.COMPLETED.value, TaskState.FAILED.value])
+        # Reaching a final state sets updated_at; a re-armed retry leaves the final states and
+        # comes back with a higher retry number: count, sum and max change on each.
+        self.outcome_version = sa.select(
+            sa.func.count(),
+            sa.func.sum(t.c.attempt + t.c.retry_number),
             sa.func.max(t.c.updated_at),
-        ).where(t.c.run_id == sa.bindparam("p_run_id"))
-        self.select_run = (
-            sa.select(t)
-            .where(t.c.run_id == sa.bindparam("p_run_id"))
+        ).where(of_run, final)
+        self.select_run = sa.select(t).where(of_run).order_by(t.c.created_at, t.c.key)
+        lease_expired = sa.and_(t.c.state == TaskState.RUNNING.value, t.c.lease_until < now)
+        self.snapshot_run = (
+            sa.select(t, sa.case((lease_expired, True), else_=False).label("lease_expired"))
+            .where(of_run)
             .order_by(t.c.created_at, t.c.key)
         )
         self.insert_pending = (
@@ -471,7 +525,7 @@ class _Statements:
             .values(lease_until=lease_until, updated_at=now)
             .returning(t.c.attempt)
         )
-        self.finish = (
+        finish = (
             sa.update(t)
             .where(current)
             .values(
@@ -482,6 +536,17 @@ class _Statements:
             )
             .returning(t.c.attempt)
         )
+        self.finish: sa.Executable = finish
+        if dialect == "postgresql":
+            # The outcome and its notification commit together (one statement, autocommit).
+            done = finish.returning(t.c.run_id).cte("done")
+            self.finish = sa.select(
+                done.c.attempt,
+                sa.func.pg_notify(
+                    _pg_outcome_channel(table_prefix, done.c.run_id),
+                    sa.cast(done.c.attempt, sa.Text),
+                ),
+            ).select_from(done)
         self.release = (
             sa.update(t).where(current).values(**released, updated_at=now).returning(t.c.attempt)
         )
@@ -499,6 +564,15 @@ class _Statements:
         )
         self.expired = expired
         self.expired_in_run = expired.where(t.c.run_id == sa.bindparam("p_run_id"))
+
+
+def _pg_outcome_channel(table_prefix: str, run_id: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """:func:`outcome_channel` computed by PostgreSQL from a row's run id."""
+    digest = sa.func.encode(
+        sa.func.sha256(sa.func.convert_to(sa.func.concat(f"{table_prefix}:", run_id), "UTF8")),
+        "hex",
+    )
+    return sa.func.concat(CHANNEL_PREFIX, sa.func.left(digest, CHANNEL_DIGEST_CHARS))
 
 
 def _lost_creation_race(exc: sa.exc.DBAPIError) -> bool:
