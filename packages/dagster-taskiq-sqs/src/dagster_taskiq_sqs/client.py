@@ -8,6 +8,8 @@ aiobotocore-shaped SQS client (awaitable ``send_message``, ``receive_message``..
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -46,7 +48,7 @@ def aiobotocore_client_factory(settings: SqsSettings) -> ClientFactory:
 
     @contextlib.asynccontextmanager
     async def create() -> AsyncIterator[Any]:
-        session = get_session()
+        session = _session()
         credentials = await _credentials(session, settings)
         async with session.create_client(
             "sqs",
@@ -60,6 +62,38 @@ def aiobotocore_client_factory(settings: SqsSettings) -> ClientFactory:
     return create
 
 
+_loader: Any = None
+_chain_is_empty: dict[frozenset[tuple[str, str]], bool] = {}
+_lock = threading.Lock()
+
+
+def _session() -> Any:
+    """A new aiobotocore session that shares this process's botocore data loader.
+
+    Sessions are cheap but not thread- or loop-safe to share (the executor makes one broker,
+    on its own event loop, per run); the loader is what is costly: it parses botocore's JSON
+    service and endpoint models (about 30 ms) and caches them, so one per process."""
+    global _loader  # noqa: PLW0603 - a process-wide cache
+    session = get_session()
+    with _lock:
+        if _loader is None:
+            _loader = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _loader)
+    return session
+
+
+async def _chain_has_no_credentials(session: Any) -> bool:
+    """Whether the AWS credential chain finds nothing: asked once per process and ``AWS_*``
+    environment (without credentials in the environment the chain ends in the instance
+    metadata service, which takes its time)."""
+    environment = frozenset((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+    empty = _chain_is_empty.get(environment)
+    if empty is None:
+        empty = _chain_is_empty[environment] = await session.get_credentials() is None
+    return empty
+
+
 async def _credentials(session: Any, settings: SqsSettings) -> dict[str, str]:
     if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
         explicit = {
@@ -69,7 +103,7 @@ async def _credentials(session: Any, settings: SqsSettings) -> dict[str, str]:
         if settings.aws_session_token is not None:
             explicit["aws_session_token"] = settings.aws_session_token.get_secret_value()
         return explicit
-    if settings.has_custom_endpoint and await session.get_credentials() is None:
+    if settings.has_custom_endpoint and await _chain_has_no_credentials(session):
         _log.info("sqs_dummy_credentials", endpoint=settings.endpoint_url)
         return dict(DUMMY_CREDENTIALS)
     return {}
