@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, reconstructable
@@ -22,6 +24,7 @@ from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.worker import StepRunner
 from dagster_taskiq.worker._fence import StepFence
+from dagster_taskiq.worker._quiet_events import SLOW_RESOURCE_INIT, QuietEvents
 from executor_harness import SHAPES_LOCATIONS
 
 
@@ -221,7 +224,7 @@ def test_a_claim_older_than_half_its_lease_is_confirmed_with_the_store_and_may_b
     assert fence.revoked
 
 
-def test_a_thread_worker_step_writes_no_resource_init_start_nor_logs_captured(
+def test_a_thread_worker_step_writes_no_quick_resource_init_nor_logs_captured(
     instance: DagsterInstance, store: SqlIdempotencyStore
 ) -> None:
     task = _start_task(instance)
@@ -229,18 +232,37 @@ def test_a_thread_worker_step_writes_no_resource_init_start_nor_logs_captured(
     token = store.claim(task.idempotency_key, "holder", 30)
     assert token is not None
     _fence(store, task, token).run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
-    kinds = {
+    kinds = [
         e.dagster_event.event_type
         for e in instance.all_logs(task.run_id)
         if e.dagster_event is not None
-    }
+    ]
     assert DagsterEventType.RESOURCE_INIT_STARTED not in kinds
+    assert DagsterEventType.RESOURCE_INIT_SUCCESS not in kinds
     assert DagsterEventType.LOGS_CAPTURED not in kinds
-    assert {DagsterEventType.RESOURCE_INIT_SUCCESS, DagsterEventType.STEP_SUCCESS} <= kinds
+    assert kinds.count(DagsterEventType.STEP_SUCCESS) == 1
 
 
-def test_a_capturing_runner_keeps_logs_captured() -> None:
-    from dagster_taskiq.worker._step_runner import skipped_events  # noqa: PLC0415
+def _entry(event_type: DagsterEventType, timestamp: float) -> Any:
+    return SimpleNamespace(
+        dagster_event=SimpleNamespace(event_type=event_type), timestamp=timestamp
+    )
 
-    assert skipped_events(capture_compute_logs=True) == {DagsterEventType.RESOURCE_INIT_STARTED}
-    assert DagsterEventType.LOGS_CAPTURED in skipped_events(capture_compute_logs=False)
+
+def test_slow_resource_initialisation_is_written_with_its_start() -> None:
+    quiet = QuietEvents(capture_compute_logs=False)
+    held: list[Any] = []
+    start = _entry(DagsterEventType.RESOURCE_INIT_STARTED, 10.0)
+    assert quiet.to_write(start, held) == []
+    success = _entry(DagsterEventType.RESOURCE_INIT_SUCCESS, 10.0 + 2 * SLOW_RESOURCE_INIT)
+    assert quiet.to_write(success, held) == [start, success]
+    assert held == []
+    # A quick one: neither; a failure: always, after its start.
+    assert quiet.to_write(start, held) == []
+    assert quiet.to_write(_entry(DagsterEventType.RESOURCE_INIT_SUCCESS, 10.01), held) == []
+    failure = _entry(DagsterEventType.RESOURCE_INIT_FAILURE, 10.01)
+    assert quiet.to_write(start, held) == []
+    assert quiet.to_write(failure, held) == [start, failure]
+    captured = _entry(DagsterEventType.LOGS_CAPTURED, 11.0)
+    assert quiet.to_write(captured, held) == []
+    assert QuietEvents(capture_compute_logs=True).to_write(captured, held) == [captured]

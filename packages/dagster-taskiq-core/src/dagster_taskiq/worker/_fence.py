@@ -25,16 +25,8 @@ event's write (microseconds, and at least half a lease is left): only a pause lo
 half lease at exactly that point could let a second holder's outcome follow. Most steps are
 shorter than half a lease, so their outcome costs no extra store round trip.
 
-Some events are not written at all from a worker's step, because a step-per-message executor
-would otherwise log rows that ``in_process_executor`` logs once per run and that tell the user
-nothing new per step (``skipped_events``, chosen by the worker): ``RESOURCE_INIT_STARTED`` (the
-``RESOURCE_INIT_SUCCESS`` or ``_FAILURE`` that follows within the same step says the same, with
-each resource's initialisation time) and, on a thread worker that captures no compute logs,
-``LOGS_CAPTURED`` (it would point the UI at logs that do not exist).
-
-The gate wraps ``handle_new_event`` of the worker's own instances (the one path of every Dagster
-event write, ``DagsterInstance.handle_new_event``); it acts only in a thread running a fenced
-step (a context variable), so anything else the instance does is untouched.
+Events that tell the user nothing per step are left out at the same gate (the policy and its
+reasons: ``_quiet_events.py``).
 """
 
 from __future__ import annotations
@@ -43,13 +35,14 @@ import contextvars
 import functools
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
 from dagster import DagsterEventType, DagsterInstance
 
 from dagster_taskiq.idempotency import IdempotencyStore
+from dagster_taskiq.worker._quiet_events import QuietEvents
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
@@ -99,6 +92,8 @@ class StepFence:
         self.lease_seconds = lease_seconds
         self.confirmed_at = confirmed_at
         self.clock = clock
+        self.held: list[Any] = []
+        """The step's events the gate holds back for now (see ``QuietEvents``)."""
         self._revoked = threading.Event()
         self.reason: str | None = None
         self.dropped = 0
@@ -168,13 +163,9 @@ def current_fence() -> StepFence | None:
     return _current.get()
 
 
-def install_event_fence(
-    instance: DagsterInstance, *, skipped_events: Collection[DagsterEventType] = ()
-) -> None:
-    """Gate ``instance``'s event writes by the current step's fence (once per instance).
-
-    Events of a type in ``skipped_events`` written by a fenced step are not written at all."""
-    skipped = frozenset(skipped_events)
+def install_event_fence(instance: DagsterInstance, *, quiet: QuietEvents | None = None) -> None:
+    """Gate ``instance``'s event writes by the current step's fence (once per instance); with
+    ``quiet``, a fenced step's events that it leaves out are not written."""
     with _install_lock:
         if getattr(instance, _installed_marker, False):
             return
@@ -187,23 +178,30 @@ def install_event_fence(
             if fence is None or dagster_event is None:
                 write(event, *args, **kwargs)
                 return
-            if dagster_event.event_type in skipped:
-                return
-            if (
-                event.run_id == fence.run_id
-                and dagster_event.step_key == fence.step_key
-                and not fence.admits(dagster_event.event_type)
-            ):
-                fence.dropped += 1
-                _log.warning(
-                    "step_event_dropped",
-                    key=fence.key,
-                    token=fence.token,
-                    event_type=dagster_event.event_type_value,
-                    reason=fence.reason,
-                )
-                return
-            write(event, *args, **kwargs)
+            for entry in [event] if quiet is None else quiet.to_write(event, fence.held):
+                if _fenced_out(fence, entry):
+                    continue
+                write(entry, *args, **kwargs)
 
         instance.handle_new_event = handle_new_event  # type: ignore[method-assign]
         setattr(instance, _installed_marker, True)
+
+
+def _fenced_out(fence: StepFence, entry: Any) -> bool:
+    """Whether ``fence`` keeps ``entry`` (an event of its thread) out of the log (logged)."""
+    dagster_event = entry.dagster_event
+    if (
+        entry.run_id != fence.run_id
+        or dagster_event.step_key != fence.step_key
+        or fence.admits(dagster_event.event_type)
+    ):
+        return False
+    fence.dropped += 1
+    _log.warning(
+        "step_event_dropped",
+        key=fence.key,
+        token=fence.token,
+        event_type=dagster_event.event_type_value,
+        reason=fence.reason,
+    )
+    return True

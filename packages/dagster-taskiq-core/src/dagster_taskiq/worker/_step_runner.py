@@ -42,6 +42,7 @@ from dagster_taskiq.code_locations import (
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask, TaskState
 from dagster_taskiq.worker._fence import current_fence, install_event_fence
+from dagster_taskiq.worker._quiet_events import QuietEvents
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
@@ -131,14 +132,6 @@ class RunsSteps(Protocol):
 _UNRUNNABLE = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
 
-def skipped_events(*, capture_compute_logs: bool) -> frozenset[DagsterEventType]:
-    """The events a worker's step does not write (why: ``dagster_taskiq.worker._fence``)."""
-    skipped = {DagsterEventType.RESOURCE_INIT_STARTED}
-    if not capture_compute_logs:
-        skipped.add(DagsterEventType.LOGS_CAPTURED)
-    return frozenset(skipped)
-
-
 class StepRunner:
     """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe).
 
@@ -153,7 +146,7 @@ class StepRunner:
         self.capture_compute_logs = capture_compute_logs
         self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
         self._lock = threading.Lock()
-        self._skipped_events = skipped_events(capture_compute_logs=capture_compute_logs)
+        self._quiet = QuietEvents(capture_compute_logs=capture_compute_logs)
 
     def run(self, task: OpExecutionTask) -> StepOutcome:
         """Run ``task``'s step to its end; never raises for a failure of the step itself."""
@@ -164,7 +157,7 @@ class StepRunner:
         instance = instance_from_ref(
             task.instance_ref, capture_compute_logs=self.capture_compute_logs
         )
-        install_event_fence(instance, skipped_events=self._skipped_events)
+        install_event_fence(instance, quiet=self._quiet)
         run = instance.get_run_by_id(task.run_id)
         if run is None:
             return StepOutcome.failed(
