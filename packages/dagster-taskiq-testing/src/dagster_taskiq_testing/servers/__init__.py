@@ -1,4 +1,4 @@
-"""Real SQS servers for tests: moto's server in-process, LocalStack as its own process."""
+"""Real SQS servers: moto's server in this process or in its own, LocalStack in its own process."""
 
 from dagster_taskiq_testing.servers._base import SqsServer, boto3_client
 from dagster_taskiq_testing.servers.localstack import (
@@ -7,13 +7,14 @@ from dagster_taskiq_testing.servers.localstack import (
     build_localstack_env,
     localstack_env_dir,
 )
-from dagster_taskiq_testing.servers.moto import MotoServer
+from dagster_taskiq_testing.servers.moto import MotoProcessServer, MotoServer
 from dagster_taskiq_testing.servers.proxy import EndpointProxy
 
 __all__ = [
     "LOCALSTACK_PINS",
     "EndpointProxy",
     "LocalStackServer",
+    "MotoProcessServer",
     "MotoServer",
     "SqsServer",
     "boto3_client",
