@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
+    DagsterRunStatus,
     ReexecutionOptions,
     execute_job,
     reconstructable,
@@ -28,6 +30,7 @@ from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idem
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.worker import StepRunner
+from dagster_taskiq.worker._step_runner import RunCache
 from executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected
 from thread_broker import ThreadQueueBroker
 
@@ -94,3 +97,30 @@ def test_a_mapped_step_refused_after_the_run_failed_is_re_executed(
         "square[k1]": 1,
         "total": 1,
     }
+
+
+def test_a_worker_reads_a_run_once_and_its_status_before_every_step(tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        run = instance.create_run_for_job(job_shapes.chain, run_config={})
+        started = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name)
+        instance.handle_run_event(run.run_id, started)
+        full_reads = []
+        read = instance.get_run_by_id
+
+        def counting(run_id: str) -> DagsterRun | None:
+            full_reads.append(run_id)
+            return read(run_id)
+
+        instance.get_run_by_id = counting  # type: ignore[method-assign]
+        cache = RunCache()
+        first = cache.runnable(instance, run.run_id)
+        assert first is not None
+        assert first.status is DagsterRunStatus.STARTED
+        assert cache.runnable(instance, run.run_id) is first
+        assert len(full_reads) == 1  # the second step only asked for the status
+        instance.report_run_canceling(run)
+        canceling = cache.runnable(instance, run.run_id)
+        assert canceling is not None
+        assert canceling.status is DagsterRunStatus.CANCELING  # read fresh: the step is refused
+        assert cache.runnable(instance, "no-such-run") is None

@@ -47,6 +47,9 @@ _log = structlog.get_logger("dagster_taskiq.worker")
 
 _CANCELLED = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
+TAKEOVER_AFTER = 1.0
+"""Seconds into a step after which the worker extends its message itself (see _heartbeat)."""
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -331,11 +334,13 @@ class Worker:
     async def _heartbeat(self, active: _Active) -> None:
         """Extend the store lease and the message's visibility every ``heartbeat_every``.
 
-        The message is taken over from the broker's own visibility heartbeat (which kept it
-        invisible since it was received) at once, while the step starts: the step does not wait
-        for it. The store lease needs no first beat: the claim has just set it."""
+        The message is taken over from the broker's own visibility heartbeat (which keeps it
+        invisible from its receipt on) only once the step has run for ``TAKEOVER_AFTER``
+        seconds: most steps are acked before, and cost no visibility request at all. The
+        store lease needs no early beat: the claim has just set it."""
         key, lease = active.task.idempotency_key, self.options.lease_seconds
         if active.control is not None:
+            await asyncio.sleep(min(TAKEOVER_AFTER, self.options.heartbeat_every))
             try:
                 await active.control.extend(lease)
             except Exception as exc:

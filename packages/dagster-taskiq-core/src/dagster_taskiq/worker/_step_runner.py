@@ -7,6 +7,7 @@ straight to the run's (shared) Dagster instance; the outcome is summarised for t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import sys
@@ -19,6 +20,7 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
+    RunsFilter,
     deserialize_value,
 )
 
@@ -132,6 +134,46 @@ class RunsSteps(Protocol):
 _UNRUNNABLE = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
 
 
+_RUNNABLE = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.MANAGED,
+]
+
+
+class RunCache:
+    """The runs a worker's steps belong to, read once per run, with their status read fresh.
+
+    A run's config, tags and origin do not change while it runs, so its ``DagsterRun`` is read
+    (and deserialised) by the first of its steps on this worker only; every step still checks,
+    with a query that deserialises nothing, that the run may run steps (not over, not being
+    cancelled). A run that may not is read again in full, for its status."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._runs: collections.OrderedDict[str, DagsterRun] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def runnable(self, instance: DagsterInstance, run_id: str) -> DagsterRun | None:
+        """The run: the cached one while it may run steps, else as stored now (or None)."""
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            if instance.get_run_ids(RunsFilter(run_ids=[run_id], statuses=_RUNNABLE), limit=1):
+                return run
+            with self._lock:
+                self._runs.pop(run_id, None)
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in _RUNNABLE:
+            with self._lock:
+                self._runs[run_id] = run
+                while len(self._runs) > self._size:
+                    self._runs.popitem(last=False)
+        return run
+
+
 class StepRunner:
     """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe).
 
@@ -146,6 +188,7 @@ class StepRunner:
         self.capture_compute_logs = capture_compute_logs
         self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
         self._lock = threading.Lock()
+        self._runs = RunCache()
         self._quiet = QuietEvents(capture_compute_logs=capture_compute_logs)
 
     def run(self, task: OpExecutionTask) -> StepOutcome:
@@ -158,7 +201,7 @@ class StepRunner:
             task.instance_ref, capture_compute_logs=self.capture_compute_logs
         )
         install_event_fence(instance, quiet=self._quiet)
-        run = instance.get_run_by_id(task.run_id)
+        run = self._runs.runnable(instance, task.run_id)
         if run is None:
             return StepOutcome.failed(
                 "RunNotFound", f"run {task.run_id} does not exist in the instance (deleted?)"
