@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -13,6 +15,7 @@ from dagster_taskiq.idempotency._outcome_watch import (
     FAST_FOR,
     FAST_POLL,
     SLOW_POLL,
+    DataVersionProbe,
     PollingOutcomeWatch,
     PostgresOutcomeWatch,
     outcome_channel,
@@ -144,3 +147,21 @@ def test_postgres_watch_survives_its_connection_being_terminated() -> None:
         drop_store_tables(store)
         store.close()
         admin.dispose()
+
+
+def test_the_sqlite_probe_moves_when_another_connection_commits(tmp_path: Path) -> None:
+    path = tmp_path / "probe.db"
+    writer = sqlite3.connect(path)
+    writer.execute("CREATE TABLE t (n INTEGER)")
+    writer.commit()
+    probe = DataVersionProbe(sqlite3.connect(path))
+    try:
+        assert not probe.changed()
+        writer.execute("INSERT INTO t VALUES (1)")
+        assert not probe.changed()  # not committed yet
+        writer.commit()
+        assert probe.changed()
+        assert not probe.changed()
+    finally:
+        probe.close()
+        writer.close()

@@ -9,6 +9,9 @@
   once-a-second reconciliation still finds every outcome (a run is slower, never stuck).
 * :class:`PollingOutcomeWatch`: any other store (SQLite, one machine): polls the run's
   outcome version, every 5 ms while outcomes are coming, backing off to 50 ms when they are not.
+  On SQLite it first asks ``PRAGMA data_version`` (a counter in the database's shared memory
+  that moves when another connection commits; microseconds, no table read) every millisecond,
+  and reads the outcome version only when that moved.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from dagster_taskiq.idempotency._protocol import OutcomeVersion
 _log = structlog.get_logger("dagster_taskiq.idempotency")
 
 FAST_POLL = 0.005
-"""Seconds between outcome-version polls while outcomes are coming (SQLite)."""
+"""Seconds between outcome-version polls while outcomes are coming."""
+PROBE_POLL = 0.001
+"""Seconds between looks at a cheap change probe (SQLite's data_version), when there is one."""
 SLOW_POLL = 0.05
 """The longest interval the SQLite poll backs off to."""
 FAST_FOR = 0.5
@@ -46,17 +51,44 @@ def outcome_channel(table_prefix: str, run_id: str) -> str:
     return f"{CHANNEL_PREFIX}{digest[:CHANNEL_DIGEST_CHARS]}"
 
 
+class DataVersionProbe:
+    """SQLite's ``PRAGMA data_version`` on a connection of its own: has anyone committed?"""
+
+    def __init__(self, connection: Any) -> None:
+        self._conn = connection
+        self._last = self._read()
+
+    def _read(self) -> int:
+        row = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def changed(self) -> bool:
+        """True if another connection committed to the database since the last call."""
+        current = self._read()
+        if current == self._last:
+            return False
+        self._last = current
+        return True
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class PollingOutcomeWatch:
-    """Polls ``version()`` (the run's outcome version) until it changes, with back-off."""
+    """Polls ``version()`` (the run's outcome version) until it changes, with back-off; with a
+    ``probe``, only when the probe says the database changed (the probe is polled every
+    ``PROBE_POLL`` seconds while outcomes are coming)."""
 
     def __init__(
         self,
         version: Callable[[], OutcomeVersion],
         *,
+        probe: DataVersionProbe | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._version = version
+        self._probe = probe
         self._clock = clock
         self._sleep = sleep
         self._seen = version()  # before any step is sent: nothing can be missed before this
@@ -66,13 +98,15 @@ class PollingOutcomeWatch:
         """The current poll interval: fast just after an outcome, slower as time passes."""
         quiet_for = self._clock() - self._changed_at
         if quiet_for < FAST_FOR:
-            return FAST_POLL
+            return PROBE_POLL if self._probe is not None else FAST_POLL
         return min(SLOW_POLL, FAST_POLL * (1 + (quiet_for - FAST_FOR) / FAST_FOR) ** 2)
 
     def wait(self, timeout: float) -> bool:
         deadline = self._clock() + timeout
         while (left := deadline - self._clock()) > 0:
             self._sleep(min(self.interval(), left))
+            if self._probe is not None and not self._probe.changed():
+                continue
             current = self._version()
             if current != self._seen:
                 self._seen = current
@@ -81,7 +115,8 @@ class PollingOutcomeWatch:
         return False
 
     def close(self) -> None:
-        return None
+        if self._probe is not None:
+            self._probe.close()
 
 
 class PostgresOutcomeWatch:

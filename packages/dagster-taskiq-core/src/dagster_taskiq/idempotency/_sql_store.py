@@ -29,6 +29,7 @@ from dagster_taskiq.errors import IdempotencyError, SchemaVersionError, StoreUna
 from dagster_taskiq.idempotency._outcome_watch import (
     CHANNEL_DIGEST_CHARS,
     CHANNEL_PREFIX,
+    DataVersionProbe,
     PollingOutcomeWatch,
     PostgresOutcomeWatch,
     outcome_channel,
@@ -187,16 +188,19 @@ class SqlIdempotencyStore:
     def watch_outcomes(self, run_id: str) -> OutcomeWatch:
         """LISTEN/NOTIFY on PostgreSQL (its own connection); polling on SQLite."""
         self._ensure_schema()
+        if self._dialect == "sqlite" and self._url.database not in (None, "", ":memory:"):
+            probe = DataVersionProbe(self._own_connection())
+            return PollingOutcomeWatch(lambda: self.outcome_version(run_id), probe=probe)
         if not self.notifies:
             return PollingOutcomeWatch(lambda: self.outcome_version(run_id))
         return PostgresOutcomeWatch(
-            self._listen_connection,
+            self._own_connection,
             outcome_channel(self.table_prefix, run_id),
             masked_url=self.masked_url,
         )
 
-    def _listen_connection(self) -> Any:
-        """A psycopg connection of the engine's, taken out of its pool for good."""
+    def _own_connection(self) -> Any:
+        """A driver connection of the engine's (psycopg, sqlite3), out of its pool for good."""
         pooled = self._engine.raw_connection()
         driver = pooled.driver_connection
         pooled.detach()
