@@ -2,19 +2,21 @@
 
     uv run nox -s bench -- celery [--repeat N] [--skip-multiprocess] [--backends sqs,redis,nats]
                                   [--taskiq-concurrency C] [--celery-db D] [--plot PATH]
-                                  [--dagster-storage sqlite|postgres]
+                                  [--dagster-storage sqlite|postgres] [--localstack]
 
 The same jobs as ``executors`` (a 20-op chain and a 50-op fan-out into one collector, trivial
-ops) on one shared Dagster instance (a temporary ``DAGSTER_HOME`` with a ``dagster.yaml``): its
-storage SQLite by default, or with ``--dagster-storage postgres`` dagster-postgres on a fresh
-database of the local PostgreSQL (127.0.0.1:5432, user postgres; dropped at the end), the
-storage a production deployment uses. Executors:
+ops) on one shared Dagster instance (a temporary ``DAGSTER_HOME`` with a ``dagster.yaml``,
+telemetry off, from ``benchmarks._common.dagster_home``): its storage SQLite by default, or with
+``--dagster-storage postgres`` dagster-postgres on a fresh database of the local PostgreSQL
+(127.0.0.1:5432, user postgres; dropped at the end), the storage a production deployment uses.
+Executors:
 
 * ``taskiq-sqs``, ``taskiq-redis``, ``taskiq-nats``: ``taskiq_executor`` with two
   ``dagster-taskiq worker`` processes per backend (concurrency ``--taskiq-concurrency``, 2 by
   default, as in ``executors``), each pool on its own queue and SQLite idempotency store: SQS
-  over moto's server (in this process), a Redis stream at 127.0.0.1:6379, a JetStream stream at
-  127.0.0.1:4222, each backend with its default settings but a 30 s visibility timeout;
+  over moto's server in its own process (LocalStack with ``--localstack``), never in this one,
+  a Redis stream at 127.0.0.1:6379, a JetStream stream at 127.0.0.1:4222, each backend with its
+  default settings but a 30 s visibility timeout;
 * ``celery``: dagster-celery's ``celery_executor`` (``benchmarks.celery_jobs``) with two workers
   started as dagster-celery documents them (``dagster-celery worker start -A dagster_celery.app
   -y <executor config yaml>``), each with ``--concurrency 1`` (one prefork child), broker and
@@ -30,10 +32,11 @@ storage a production deployment uses. Executors:
 A warm-up round runs each job once on each executor but ``multiprocess`` untimed (workers load
 the code, the run process imports it; a multiprocess step is a fresh process anyway), then
 ``--repeat`` timed rounds follow, the executors taking turns on each job within a round, so
-background load falls on all of them alike. Reported: median wall times, ratios to
-dagster-celery, and per-step overhead p50/p95 on the chain (whose ops do no work: the time
-between one step's STEP_SUCCESS event and the next one's), and a PNG plot of that overhead by
-executor (``--plot``, ``docs/benchmarks-overhead.png`` by default).
+background load falls on all of them alike. Reported: the load average before and after (a
+1-minute figure above 1.5 makes the table noisy, not comparable, never a result), median wall
+times, ratios to dagster-celery, and per-step overhead p50/p95 on the chain (whose ops do no
+work: the time between one step's STEP_SUCCESS event and the next one's), and a PNG plot of
+that overhead by executor (``--plot``, ``docs/benchmarks-overhead.png`` by default).
 """
 
 from __future__ import annotations
@@ -51,10 +54,21 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import (
+    LoadFigures,
+    add_localstack_argument,
+    add_storage_argument,
+    aim_verdict,
+    dagster_home,
+    is_noisy,
+    load_average,
+    load_line,
+    load_verdict,
+    sqs_server,
+)
 from benchmarks.bench_executors import CHAIN, FAN_OUT, _chain_gaps
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,18 +80,6 @@ CELERY = "celery"
 MULTIPROCESS = "multiprocess"
 IN_PROCESS = "in_process"
 CELERY_WORKERS = 2
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-POSTGRES_STORAGE_YAML = """storage:
-  postgres:
-    postgres_db:
-      scheme: postgresql+psycopg2
-      hostname: 127.0.0.1
-      port: 5432
-      username: postgres
-      password: ""
-      db_name: {db_name}
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,50 +239,6 @@ def _run_one(instance: Any, executor: str, job: str, config: dict[str, Any]) -> 
     return wall, result.run_id
 
 
-@contextlib.contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL for Dagster's storage, dropped afterwards."""
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"dagster_taskiq_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@contextlib.contextmanager
-def _dagster_home(tmp: Path, storage: str) -> Iterator[Path]:
-    home = tmp / "home"
-    home.mkdir()
-    with contextlib.ExitStack() as stack:
-        yaml = DAGSTER_YAML
-        if storage == "postgres":
-            db_name = stack.enter_context(_postgres_database())
-            yaml += POSTGRES_STORAGE_YAML.format(db_name=db_name)
-        (home / "dagster.yaml").write_text(yaml)
-        with _env("DAGSTER_HOME", str(home)):
-            yield home
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench -- celery", description=__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per executor and job")
@@ -291,19 +249,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--taskiq-concurrency", type=int, default=2, help="per taskiq worker")
     parser.add_argument("--celery-db", type=int, default=11, help="Redis database for celery")
     parser.add_argument("--plot", type=Path, default=REPO_ROOT / "docs" / "benchmarks-overhead.png")
-    parser.add_argument(
-        "--dagster-storage",
-        choices=("sqlite", "postgres"),
-        default="sqlite",
-        help="the Dagster instance's storage (postgres: a fresh database on 127.0.0.1:5432)",
-    )
+    add_storage_argument(parser, both=False)
+    add_localstack_argument(parser)
     args = parser.parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
 
     from dagster import DagsterInstance  # noqa: PLC0415
 
     from dagster_taskiq.logs import configure_logging  # noqa: PLC0415
-    from dagster_taskiq_testing.servers import MotoServer  # noqa: PLC0415
 
     configure_logging("console", "WARNING")
     # dagster-celery builds its task again for every step it submits; celery 5.7 warns each time.
@@ -317,10 +270,12 @@ def main(argv: list[str]) -> int:
     gaps: dict[str, list[float]] = {}
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     queues: list[BackendQueue] = []
+    before, line = load_average("before")
+    print(line, flush=True)
     with (
         tempfile.TemporaryDirectory() as tmp_name,
-        MotoServer() as server,
-        _dagster_home(Path(tmp_name), args.dagster_storage) as home,
+        sqs_server("localstack" if args.localstack else "moto") as server,
+        dagster_home(Path(tmp_name), args.dagster_storage) as home,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
@@ -382,7 +337,8 @@ def main(argv: list[str]) -> int:
                     walls.setdefault((executor, job), []).append(wall)
                     if job == CHAIN:
                         gaps.setdefault(executor, []).extend(_chain_gaps(instance, run_id))
-    _report(executors, walls, gaps, args.repeat)
+    after = load_average("after")[0]
+    _report(executors, walls, gaps, args.repeat, (before, after))
     _plot(executors, gaps, args.plot, args.repeat)
     return 0
 
@@ -402,11 +358,14 @@ def _report(
     walls: dict[tuple[str, str], list[float]],
     gaps: dict[str, list[float]],
     repeat: int,
+    load: tuple[LoadFigures, LoadFigures],
 ) -> None:
     from dagster_taskiq_examples._summary import percentile  # noqa: PLC0415
 
+    noisy = is_noisy(*load)
     median = {key: statistics.median(values) for key, values in walls.items()}
     print(f"\nmedian of {repeat} timed run(s) after one warm-up, seconds; ratios to dagster-celery")
+    print(load_line(load[0], "before"))
     print(
         "| executor | chain_20 wall | fan_out_50 wall | chain vs celery | fan-out vs celery | "
         "per-step overhead p50 / p95 (chain) |"
@@ -421,6 +380,8 @@ def _report(
         ms = [g * 1000 for g in gaps.get(executor, [])]
         cells.append(f"{statistics.median(ms):.0f} / {percentile(ms, 0.95):.0f} ms" if ms else "-")
         print("| " + " | ".join(cells) + " |")
+    print(load_line(load[1], "after"))
+    print(load_verdict(noisy))
     print()
     for executor in executors:
         if not executor.startswith("taskiq-"):
@@ -429,7 +390,7 @@ def _report(
         met = all(r <= 0.1 for r in ratios)
         print(
             f"aim {executor} <= 0.1x dagster-celery on both jobs: chain {ratios[0]:.3f}x, "
-            f"fan-out {ratios[1]:.3f}x ({'met' if met else 'not met'}); vs in_process: chain "
+            f"fan-out {ratios[1]:.3f}x {aim_verdict(met, noisy)}; vs in_process: chain "
             f"{median[(executor, CHAIN)] / median[(IN_PROCESS, CHAIN)]:.2f}x, fan-out "
             f"{median[(executor, FAN_OUT)] / median[(IN_PROCESS, FAN_OUT)]:.2f}x"
         )
