@@ -327,6 +327,16 @@ class Cluster:
             ).fetchall()
         return len(rows)
 
+    def store_listeners(self) -> int:
+        """How many of this cluster's store connections wait on LISTEN (executors' watches)."""
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = %s AND query LIKE 'LISTEN %%'",
+                (self.app_name,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def stop_sqs(self) -> None:
         """SQS goes away: port closed, every open connection reset."""
         self.sqs_proxy.kill()

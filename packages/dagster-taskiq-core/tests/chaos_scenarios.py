@@ -640,6 +640,34 @@ def pg_terminate(c: Cluster, rng: random.Random) -> ScenarioRun:
     return run
 
 
+def pg_terminate_waiting(c: Cluster, rng: random.Random) -> ScenarioRun:
+    """Every store connection terminated, the executor's LISTEN connection among them, while
+    the run waits for long steps: their outcomes must still be seen (the watch re-listens and
+    looks; the once-a-second reconciliation finds what a lost notification did not say)."""
+    run = ScenarioRun("pg_terminate_waiting", 0)
+    times = rng.randint(1, 3)
+
+    def fault(stop: threading.Event) -> None:
+        if not _wait_busy(c, stop):
+            return
+        for _ in range(times):
+            if stop.is_set():
+                return
+            time.sleep(rng.uniform(0.2, 1.0))
+            listeners = c.store_listeners()
+            if c.terminate_store_connections():
+                run.faults += 1
+                if listeners:
+                    run.notes.append(f"{listeners} LISTEN connection(s) terminated")
+
+    with Fault(fault):
+        result = c.execute(rng.choice(SHAPES), step_seconds=(1.5, 3.0))
+    _expect_success(run, result, c)
+    if c.store.notifies and not any("LISTEN" in note for note in run.notes) and run.faults:
+        run.problems.append("no LISTEN connection was open while the run waited")
+    return run
+
+
 def pg_down(c: Cluster, rng: random.Random) -> ScenarioRun:
     """The store's database unreachable (port closed, connections reset) for 0.5-2.5 s."""
     run = ScenarioRun("pg_down", 0)
@@ -765,6 +793,7 @@ SCENARIOS: dict[str, Callable[[Cluster, random.Random], ScenarioRun]] = {
     "pg_terminate": pg_terminate,
     "pg_down": pg_down,
     "run_killed": run_killed,
+    "pg_terminate_waiting": pg_terminate_waiting,
 }
 
 
