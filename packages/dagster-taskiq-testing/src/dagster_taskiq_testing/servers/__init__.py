@@ -1,4 +1,5 @@
-"""Real SQS servers: moto's server in this process or in its own, LocalStack in its own process."""
+"""Real SQS servers: moto's server in this process or in its own, LocalStack in its own process;
+TCP proxies: one that cuts or holds connections, one that counts PostgreSQL round trips."""
 
 from dagster_taskiq_testing.servers._base import SqsServer, boto3_client
 from dagster_taskiq_testing.servers.localstack import (
@@ -8,6 +9,7 @@ from dagster_taskiq_testing.servers.localstack import (
     localstack_env_dir,
 )
 from dagster_taskiq_testing.servers.moto import MotoProcessServer, MotoServer
+from dagster_taskiq_testing.servers.pg_counter import PgCountingProxy, PgCounts
 from dagster_taskiq_testing.servers.proxy import EndpointProxy
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "LocalStackServer",
     "MotoProcessServer",
     "MotoServer",
+    "PgCountingProxy",
+    "PgCounts",
     "SqsServer",
     "boto3_client",
     "build_localstack_env",
