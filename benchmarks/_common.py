@@ -9,7 +9,7 @@
 * ``dagster_home(tmp, storage)``: a temporary ``DAGSTER_HOME`` whose ``dagster.yaml`` turns
   telemetry off and keeps Dagster's storage in SQLite (the embedded default) or PostgreSQL
   (dagster-postgres on a fresh database of 127.0.0.1:5432, user postgres, dropped at the end:
-  the storage production uses);
+  the storage production uses; ``postgres_port`` puts another port, a proxy's, in the yaml);
 * ``event_log_rows(instance, run_id)``: every event-log row a run wrote, plain log records too.
 """
 
@@ -41,7 +41,7 @@ POSTGRES_STORAGE_YAML = """storage:
     postgres_db:
       scheme: postgresql+psycopg2
       hostname: 127.0.0.1
-      port: 5432
+      port: {port}
       username: postgres
       password: ""
       db_name: {db_name}
@@ -130,8 +130,11 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def dagster_home(tmp: Path, storage: str) -> Iterator[Path]:
+def dagster_home(tmp: Path, storage: str, *, postgres_port: int = 5432) -> Iterator[Path]:
     """``tmp/home`` with its ``dagster.yaml``, as ``DAGSTER_HOME`` (worker processes inherit it).
+
+    ``postgres_port``: the port ``dagster.yaml`` names for PostgreSQL storage (e.g. a counting
+    proxy's in front of 127.0.0.1:5432, where the database is created).
 
     Create the instance (``DagsterInstance.get()``) before any worker opens it: processes that
     create a fresh SQLite instance at once can stamp two alembic heads.
@@ -144,7 +147,7 @@ def dagster_home(tmp: Path, storage: str) -> Iterator[Path]:
         yaml = DAGSTER_YAML
         if storage == "postgres":
             db_name = stack.enter_context(postgres_database())
-            yaml += POSTGRES_STORAGE_YAML.format(db_name=db_name)
+            yaml += POSTGRES_STORAGE_YAML.format(db_name=db_name, port=postgres_port)
         (home / "dagster.yaml").write_text(yaml)
         with env("DAGSTER_HOME", str(home)):
             yield home
