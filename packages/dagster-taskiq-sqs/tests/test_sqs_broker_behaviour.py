@@ -13,10 +13,13 @@ from taskiq.exceptions import SendTaskError
 from taskiq.receiver import Receiver
 from taskiq_aio_sqs import SQSBroker
 
+from dagster_taskiq import CodePointer, OpExecutionTask, idempotency_key
+from dagster_taskiq.executor._broker_thread import step_message
 from dagster_taskiq.messaging import (
     LABEL_ENQUEUE_ATTEMPT,
     LABEL_IDEMPOTENCY_KEY,
     LABEL_RETRY_NUMBER,
+    SupportsBatchSend,
     SupportsDeadLetters,
     SupportsMessageControl,
 )
@@ -397,3 +400,68 @@ async def test_every_message_event_is_logged_with_queue_id_key_and_attempt(harne
         assert entry["key"] == "run-1:a", event
         assert entry["enqueue_attempt"] == 2, event
     assert events["sqs_message_received"]["receive_count"] == 1
+
+
+def _step_messages(broker: LocalStackSqsBroker, count: int, payload: str = "{}") -> list[Any]:
+    """Step messages as the executor's bridge makes them (its ``step_message``)."""
+    messages = []
+    for n in range(count):
+        task = OpExecutionTask(
+            run_id="run-1",
+            step_key=f"leaf_{n:02d}",
+            idempotency_key=idempotency_key("run-1", f"leaf_{n:02d}"),
+            code=CodePointer(job_name="j", module=payload),
+            instance_ref={},
+            created_at=1.0,
+        )
+        messages.append(broker.formatter.dumps(step_message(task)))
+    return messages
+
+
+async def _drain(broker: LocalStackSqsBroker, count: int) -> list[str]:
+    keys = []
+    messages = broker.listen()
+    for _ in range(count):
+        message = await anext(messages)
+        keys.append(labels_of(broker, message)[LABEL_IDEMPOTENCY_KEY])
+        await message.ack()
+    await messages.aclose()
+    return keys
+
+
+async def test_a_batch_send_delivers_every_step_once_in_requests_of_ten(harness) -> None:
+    broker = await harness.broker()
+    assert isinstance(broker, SupportsBatchSend)
+    await broker.kick_batch(_step_messages(broker, 23))
+    keys = await _drain(broker, 23)
+    assert sorted(keys) == [f"run-1:leaf_{n:02d}" for n in range(23)]
+    if harness.stub is not None:
+        batches = harness.stub.calls_to("send_message_batch")
+        assert [len(c.params["Entries"]) for c in batches] == [10, 10, 3]
+
+
+async def test_a_batch_send_keeps_each_request_within_the_queue_size_limit(harness) -> None:
+    name = harness.queue_name()
+    harness.create_queue(
+        name, VisibilityTimeout=harness.visibility_timeout, MaximumMessageSize=4096
+    )
+    broker = await harness.broker(queue_name=name, dlq_enabled=False)
+    messages = _step_messages(broker, 5, payload="x" * 400)  # 1,372 bytes each: 2 fit in 4 KiB
+    await broker.kick_batch(messages)
+    assert sorted(await _drain(broker, 5)) == [f"run-1:leaf_{n:02d}" for n in range(5)]
+    if harness.stub is not None:
+        sizes = [len(c.params["Entries"]) for c in harness.stub.calls_to("send_message_batch")]
+        assert sizes == [2, 2]  # and the fifth alone, as a plain send
+        assert len(harness.stub.calls_to("send_message")) == 1
+
+
+async def test_a_batch_with_a_message_over_the_limit_sends_nothing(harness) -> None:
+    name = harness.queue_name()
+    harness.create_queue(
+        name, VisibilityTimeout=harness.visibility_timeout, MaximumMessageSize=1024
+    )
+    broker = await harness.broker(queue_name=name, dlq_enabled=False)
+    messages = _step_messages(broker, 3) + _step_messages(broker, 1, payload="x" * 2000)
+    with pytest.raises(MessageTooLargeError):
+        await broker.kick_batch(messages)
+    assert harness.counts(name) == (0, 0)

@@ -4,14 +4,16 @@ Core talks to an abstract ``taskiq.AsyncBroker``. A step is sent as a TaskIQ tas
 :data:`STEP_TASK_NAME` whose single argument is the ``OpExecutionTask`` JSON, with the labels
 below so that a broker can route, group and deduplicate it without decoding the payload.
 
-Two optional capabilities let a backend give the exactly-once machinery more than at-least-once
-delivery; a backend that lacks them still works, only with coarser recovery:
+Optional capabilities let a backend give the exactly-once machinery more than at-least-once
+delivery, or send for less; a backend that lacks them still works, only with coarser recovery
+or more requests:
 
 * :class:`SupportsMessageControl`: extend a received message's visibility while its step runs
   (the heartbeat) and release it at once (a worker shutting down gives a step back) instead of
   waiting for the visibility timeout.
 * :class:`SupportsDeadLetters`: hand the executor the messages that a dead-letter queue received,
   so that a poisoned step becomes FAILED with a reason instead of a hung run.
+* :class:`SupportsBatchSend`: send the steps that became ready together in batch requests.
 
 The helpers at the end are shared by the backends that carry the step labels as message fields
 or headers (Redis, NATS) and by every backend's own heartbeat of a received message.
@@ -22,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from taskiq.acks import AckableMessage
+from taskiq.message import BrokerMessage
 
 __all__ = [
     "LABEL_ENQUEUE_ATTEMPT",
@@ -38,6 +41,7 @@ __all__ = [
     "STEP_TASK_NAME",
     "DeadLetter",
     "MessageControl",
+    "SupportsBatchSend",
     "SupportsDeadLetters",
     "SupportsMessageControl",
     "deduplication_id",
@@ -100,6 +104,16 @@ class SupportsMessageControl(Protocol):
 
     def message_control(self, message: AckableMessage) -> MessageControl | None:
         """The control of ``message``, or None if the message did not come from this broker."""
+        ...
+
+
+@runtime_checkable
+class SupportsBatchSend(Protocol):
+    """A broker that sends several messages in fewer requests (SQS's ``SendMessageBatch``):
+    a wide fan-out then costs the broker a request per ten steps, not one per step."""
+
+    async def kick_batch(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send every message of ``messages`` (as ``kick`` would, each exactly so)."""
         ...
 
 

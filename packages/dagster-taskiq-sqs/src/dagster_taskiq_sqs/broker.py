@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -193,28 +194,69 @@ class LocalStackSqsBroker(SQSBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Send one message; refuse a FIFO delay or a body over the queue's size limit."""
+        outgoing = await self._outgoing(message)
+        response = await self._require_caller()(
+            "send_message",
+            outgoing.queue.name,
+            log_fields=outgoing.step.log_fields(),
+            **outgoing.params,
+        )
+        outgoing.log_sent(response.get("MessageId"))
+
+    async def kick_batch(self, messages: Sequence[BrokerMessage]) -> None:
+        """Send several messages with ``SendMessageBatch``: up to 10 a request and within the
+        queue's size limit for the whole request, per target queue. Each message is checked
+        as :meth:`kick` checks it, before anything is sent. An entry the batch could not send
+        for a reason of the service's is sent again on its own (with :meth:`kick`'s retries;
+        its deduplication id keeps it single); one refused for a fault of the sender raises."""
+        by_queue: dict[str, list[_Outgoing]] = {}
+        for message in messages:
+            outgoing = await self._outgoing(message)
+            by_queue.setdefault(outgoing.queue.name, []).append(outgoing)
+        for batch in (b for group in by_queue.values() for b in _batches(group)):
+            if len(batch) == 1:
+                await self.kick(batch[0].message)
+            else:
+                await self._send_batch(batch)
+
+    async def _outgoing(self, message: BrokerMessage) -> _Outgoing:
         info = await self._target_queue(message)
-        kwargs: dict[str, Any] = dict(
+        params: dict[str, Any] = dict(
             await self.build_kick_kwargs(message, self._queues[info.name], info.url)
         )
-        size = _message_size(kwargs)
+        size = _message_size(params)
         if size > info.max_message_size:
             raise MessageTooLargeError(
                 queue=info.name, size=size, limit=info.max_message_size, task_name=message.task_name
             )
-        step = StepLabels(message.labels)
+        return _Outgoing(message, info, params, size, StepLabels(message.labels))
+
+    async def _send_batch(self, batch: list[_Outgoing]) -> None:
+        queue = batch[0].queue
+        entries = [
+            {"Id": str(n), **{k: v for k, v in o.params.items() if k != "QueueUrl"}}
+            for n, o in enumerate(batch)
+        ]
         response = await self._require_caller()(
-            "send_message", info.name, log_fields=step.log_fields(), **kwargs
+            "send_message_batch", queue.name, QueueUrl=queue.url, Entries=entries
         )
-        _log.debug(
-            "sqs_message_sent",
-            queue=info.name,
-            message_id=response.get("MessageId"),
-            task_id=message.task_id,
-            group_id=kwargs.get("MessageGroupId"),
-            size=size,
-            **step.log_fields(),
-        )
+        for entry in response.get("Successful") or []:
+            batch[int(entry["Id"])].log_sent(entry.get("MessageId"))
+        for entry in response.get("Failed") or []:
+            outgoing = batch[int(entry["Id"])]
+            reason = f"{entry.get('Code')}: {entry.get('Message')}"
+            if entry.get("SenderFault"):
+                raise DagsterTaskIQSqsError(
+                    f"SQS refused message {outgoing.message.task_id} of queue {queue.name!r} in "
+                    f"a batch send: {reason}"
+                )
+            _log.warning(
+                "sqs_batch_entry_failed",
+                queue=queue.name,
+                reason=reason,
+                **outgoing.step.log_fields(),
+            )
+            await self.kick(outgoing.message)
 
     async def build_kick_kwargs(
         self,
@@ -550,6 +592,51 @@ def _step_attributes(step: StepLabels) -> dict[str, dict[str, str]]:
         if value is not None:
             attributes[name] = {"DataType": "Number", "StringValue": str(value)}
     return attributes
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outgoing:
+    """One message ready to send: its queue, ``SendMessage`` parameters and size."""
+
+    message: BrokerMessage
+    queue: QueueInfo
+    params: dict[str, Any]
+    size: int
+    step: StepLabels
+
+    def log_sent(self, message_id: str | None) -> None:
+        _log.debug(
+            "sqs_message_sent",
+            queue=self.queue.name,
+            message_id=message_id,
+            task_id=self.message.task_id,
+            group_id=self.params.get("MessageGroupId"),
+            size=self.size,
+            **self.step.log_fields(),
+        )
+
+
+BATCH_ENTRIES = 10
+"""The most entries of one SQS batch request."""
+
+
+def _batches(outgoing: list[_Outgoing]) -> list[list[_Outgoing]]:
+    """``outgoing`` (one queue's) cut into batches of at most ``BATCH_ENTRIES`` entries and at
+    most the queue's message size limit in all (SQS's limit for a batch's total payload)."""
+    batches: list[list[_Outgoing]] = []
+    current: list[_Outgoing] = []
+    total = 0
+    for item in outgoing:
+        if current and (
+            len(current) == BATCH_ENTRIES or total + item.size > item.queue.max_message_size
+        ):
+            batches.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += item.size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _message_size(kwargs: dict[str, Any]) -> int:

@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 import structlog
-from taskiq import AsyncBroker
-from taskiq.kicker import AsyncKicker
+from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware
+from taskiq.exceptions import SendTaskError
+from taskiq.labels import prepare_label
+from taskiq.utils import maybe_awaitable
 
 from dagster_taskiq.messaging import (
     LABEL_ENQUEUE_ATTEMPT,
@@ -24,6 +26,7 @@ from dagster_taskiq.messaging import (
     LABEL_STEP_KEY,
     STEP_TASK_NAME,
     DeadLetter,
+    SupportsBatchSend,
     SupportsDeadLetters,
     deduplication_id,
 )
@@ -38,6 +41,9 @@ SEND_CONCURRENCY = 16
 SEND_TIMEOUT = 60.0
 """Seconds one send may take once started (the broker's own retries run within it)."""
 
+BATCH_SEND = 50
+"""Steps handed to a broker's batch send at once (it cuts them to its own request limits)."""
+
 
 def step_labels(task: OpExecutionTask) -> dict[str, Any]:
     """The labels a step message carries (see :mod:`dagster_taskiq.messaging`)."""
@@ -51,6 +57,22 @@ def step_labels(task: OpExecutionTask) -> dict[str, Any]:
     if task.queue:
         labels[LABEL_QUEUE] = task.queue
     return labels
+
+
+def step_message(task: OpExecutionTask) -> TaskiqMessage:
+    """The TaskIQ message of a step, as ``AsyncKicker(STEP_TASK_NAME).kiq`` would make it."""
+    labels: dict[str, Any] = {}
+    labels_types: dict[str, int] = {}
+    for name, value in step_labels(task).items():
+        labels[name], labels_types[name] = prepare_label(value)
+    return TaskiqMessage(
+        task_id=deduplication_id(task.idempotency_key, task.retry_number, task.enqueue_attempt),
+        task_name=STEP_TASK_NAME,
+        labels=labels,
+        labels_types=labels_types,
+        args=[task.to_json()],
+        kwargs={},
+    )
 
 
 class BrokerThread:
@@ -89,25 +111,46 @@ class BrokerThread:
 
     async def _send_all(self, tasks: Sequence[OpExecutionTask]) -> None:
         limit = asyncio.Semaphore(SEND_CONCURRENCY)
+        size = BATCH_SEND if isinstance(self.broker, SupportsBatchSend) else 1
+        chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
-        async def send(task: OpExecutionTask) -> None:
+        async def send(chunk: Sequence[OpExecutionTask]) -> None:
             async with limit:
-                await asyncio.wait_for(self._send_one(task), self.send_timeout)
+                await asyncio.wait_for(self._send(chunk), self.send_timeout)
 
-        await asyncio.gather(*(send(task) for task in tasks))
+        await asyncio.gather(*(send(chunk) for chunk in chunks))
 
-    async def _send_one(self, task: OpExecutionTask) -> None:
-        kicker: AsyncKicker[[str], None] = AsyncKicker(
-            task_name=STEP_TASK_NAME, broker=self.broker, labels=step_labels(task)
-        )
-        task_id = deduplication_id(task.idempotency_key, task.retry_number, task.enqueue_attempt)
-        await kicker.with_task_id(task_id).kiq(task.to_json())
-        _log.debug(
-            "step_enqueued",
-            key=task.idempotency_key,
-            retry_number=task.retry_number,
-            enqueue_attempt=task.enqueue_attempt,
-        )
+    async def _send(self, tasks: Sequence[OpExecutionTask]) -> None:
+        """Send ``tasks`` as ``AsyncKicker.kiq`` sends one message (the broker's middlewares
+        around the send, ``SendTaskError`` for a failure), several at once through the
+        broker's batch send when it has one."""
+        messages = []
+        for task in tasks:
+            message = step_message(task)
+            for middleware in self.broker.middlewares:
+                if middleware.__class__.pre_send is not TaskiqMiddleware.pre_send:
+                    message = await maybe_awaitable(middleware.pre_send(message))
+            messages.append(message)
+        wire = [self.broker.formatter.dumps(m) for m in messages]
+        try:
+            if len(wire) > 1 and isinstance(self.broker, SupportsBatchSend):
+                await self.broker.kick_batch(wire)
+            else:
+                for one in wire:
+                    await self.broker.kick(one)
+        except Exception as exc:
+            raise SendTaskError from exc
+        for message in messages:
+            for middleware in reversed(self.broker.middlewares):
+                if middleware.__class__.post_send is not TaskiqMiddleware.post_send:
+                    await maybe_awaitable(middleware.post_send(message))
+        for task in tasks:
+            _log.debug(
+                "step_enqueued",
+                key=task.idempotency_key,
+                retry_number=task.retry_number,
+                enqueue_attempt=task.enqueue_attempt,
+            )
 
     @property
     def supports_dead_letters(self) -> bool:
