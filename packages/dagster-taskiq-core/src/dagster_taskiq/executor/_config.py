@@ -70,8 +70,9 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
         float,
         default_value=0.5,
         description=(
-            "Seconds between checks of the event log when no event notification arrives "
-            "(the executor is woken by the event log itself; this is only the fallback)."
+            "Longest the executor waits for a step outcome before it looks at its run again "
+            "(termination, retry delays): a recorded outcome wakes it at once (PostgreSQL "
+            "store: LISTEN/NOTIFY; SQLite: polling), and waiting costs no database query."
         ),
     ),
     "retries": get_retries_config(),
