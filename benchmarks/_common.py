@@ -3,9 +3,11 @@
 * ``sqs_server(kind)``: moto's server (``python -m moto.server``) or LocalStack, each in its own
   process as real SQS is, never in the benchmark's (where it would take CPU from the run
   process being measured);
-* ``load_average(when)``, ``load_line``, ``is_noisy``, ``load_verdict``, ``aim_verdict``: the
-  load average printed before and after every table; a 1-minute figure above ``NOISY_LOAD``
-  (before or after) makes the run noisy, not comparable, never a result;
+* ``ConditionsWatch.settle()`` / ``.stop()`` -> ``Conditions``: each table waits for the load
+  average to settle, then records it before and after and the CPU other processes used while
+  it ran; a table that started above load ``NOISY_LOAD``, or during which other processes used
+  more than ``NOISY_OTHER_CORES`` cores, is noisy, not comparable, never a result
+  (``aim_verdict`` says so next to every aim);
 * ``dagster_home(tmp, storage)``: a temporary ``DAGSTER_HOME`` whose ``dagster.yaml`` turns
   telemetry off and keeps Dagster's storage in SQLite (the embedded default) or PostgreSQL
   (dagster-postgres on a fresh database of 127.0.0.1:5432, user postgres, dropped at the end:
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +174,112 @@ def env(name: str, value: str) -> Iterator[None]:
 def event_log_rows(instance: Any, run_id: str) -> int:
     """Every row the run wrote to the event log (Dagster events and plain log records)."""
     return len(instance.all_logs(run_id))
+
+
+NOISY_OTHER_CORES = 0.5
+"""Cores' worth of CPU that other processes may use during a table before it is noisy."""
+SETTLE_TIMEOUT = 180.0
+"""Seconds a table waits for the machine's load to fall to ``NOISY_LOAD`` before it starts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditions:
+    """What the machine did while one table was measured, and whether that makes it noisy.
+
+    The load average after a table counts the benchmark's own processes (a run process, its
+    workers, the SQS server: one or two cores' worth on this machine), so it is printed but
+    does not decide: the table is noisy when the load was above ``NOISY_LOAD`` as it started,
+    or when other processes (everything but this process and its descendants) used more than
+    ``NOISY_OTHER_CORES`` cores on average while it ran."""
+
+    before: LoadFigures
+    after: LoadFigures
+    other_cores: float
+    seconds: float
+
+    @property
+    def noisy(self) -> bool:
+        return self.before[0] > NOISY_LOAD or self.other_cores > NOISY_OTHER_CORES
+
+    def lines(self) -> list[str]:
+        return [
+            load_line(self.before, "before"),
+            load_line(self.after, "after, this benchmark's own processes included"),
+            f"other processes used {self.other_cores:.2f} cores on average during the "
+            f"{self.seconds:.0f} s of the table (noisy above {NOISY_OTHER_CORES})",
+            load_verdict(self.noisy),
+        ]
+
+
+class ConditionsWatch:
+    """Starts a table once the load has settled (``settle``), then measures ``Conditions``."""
+
+    def __init__(self) -> None:
+        self.before = os.getloadavg()
+        self._busy = _busy_cpu_seconds()
+        self._ours = _own_cpu_seconds()
+        self._started = time.monotonic()
+
+    @classmethod
+    def settle(cls, timeout: float = SETTLE_TIMEOUT) -> ConditionsWatch:
+        """Wait up to ``timeout`` seconds for the 1-minute load to fall to ``NOISY_LOAD``
+        (printing it every 15 s), then start watching (a table that starts above it is noisy)."""
+        deadline = time.monotonic() + timeout
+        said = 0.0
+        while (load := os.getloadavg()[0]) > NOISY_LOAD and time.monotonic() < deadline:
+            if time.monotonic() - said >= 15:
+                print(f"waiting for the load average to fall to {NOISY_LOAD} (now {load:.2f})")
+                said = time.monotonic()
+            time.sleep(1)
+        return cls()
+
+    def stop(self) -> Conditions:
+        seconds = max(time.monotonic() - self._started, 1e-6)
+        busy = _busy_cpu_seconds() - self._busy
+        ours = _own_cpu_seconds() - self._ours
+        return Conditions(
+            before=self.before,
+            after=os.getloadavg(),
+            other_cores=max(0.0, busy - ours) / seconds,
+            seconds=seconds,
+        )
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds every core of the machine spent busy since boot (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and its descendants, those that ended and were waited for
+    included (they count in their parent's children times; ``/proc/<pid>/stat``)."""
+    stats = _process_stats()
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(stats[pid][1] for pid in tree if pid in stats) / _TICKS
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_stats() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, utime + stime + cutime + cstime in ticks) of every process."""
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    return stats

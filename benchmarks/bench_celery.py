@@ -32,12 +32,13 @@ Executors:
 A warm-up round runs each job once on each executor but ``multiprocess`` untimed (workers load
 the code, the run process imports it; a multiprocess step is a fresh process anyway), then
 ``--repeat`` timed rounds follow, the executors taking turns on each job within a round, so
-background load falls on all of them alike. Reported: the load average before and after (a
-1-minute figure above 1.5 makes the table noisy, not comparable, never a result), median wall
-times, ratios to dagster-celery, and per-step overhead p50/p95 on the chain (whose ops do no
-work: the time between one step's STEP_SUCCESS event and the next one's), and a PNG plot of
-that overhead by executor (``--plot``, ``docs/benchmarks-overhead.png`` by default).
-"""
+background load falls on all of them alike; the timed rounds wait for the load average to settle
+to 1.5. Reported: the load average before and after and the CPU other processes used meanwhile
+(a start above load 1.5, or others above half a core, makes the table noisy, not comparable,
+never a result), median wall times, ratios to dagster-celery, and per-step overhead p50/p95 on
+the chain (whose ops do no work: the time between one step's STEP_SUCCESS event and the next
+one's), and a PNG plot of that overhead by executor (``--plot``, ``docs/benchmarks-
+overhead.png`` by default)."""
 
 from __future__ import annotations
 
@@ -58,15 +59,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
-    LoadFigures,
+    Conditions,
+    ConditionsWatch,
     add_localstack_argument,
     add_storage_argument,
     aim_verdict,
     dagster_home,
-    is_noisy,
-    load_average,
-    load_line,
-    load_verdict,
     sqs_server,
 )
 from benchmarks.bench_executors import CHAIN, FAN_OUT, _chain_gaps
@@ -270,8 +268,7 @@ def main(argv: list[str]) -> int:
     gaps: dict[str, list[float]] = {}
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     queues: list[BackendQueue] = []
-    before, line = load_average("before")
-    print(line, flush=True)
+    watch: ConditionsWatch | None = None
     with (
         tempfile.TemporaryDirectory() as tmp_name,
         sqs_server("localstack" if args.localstack else "moto") as server,
@@ -326,6 +323,8 @@ def main(argv: list[str]) -> int:
         )
         for n in range(args.repeat + 1):
             label = "warm-up" if n == 0 else f"run {n}/{args.repeat}"
+            if n == 1:  # the timed rounds start on a settled machine
+                watch = ConditionsWatch.settle()
             for job in (CHAIN, FAN_OUT):
                 for executor in executors:
                     if n == 0 and executor == MULTIPROCESS:
@@ -337,8 +336,8 @@ def main(argv: list[str]) -> int:
                     walls.setdefault((executor, job), []).append(wall)
                     if job == CHAIN:
                         gaps.setdefault(executor, []).extend(_chain_gaps(instance, run_id))
-    after = load_average("after")[0]
-    _report(executors, walls, gaps, args.repeat, (before, after))
+        conditions = watch.stop() if watch is not None else None
+    _report(executors, walls, gaps, args.repeat, conditions)
     _plot(executors, gaps, args.plot, args.repeat)
     return 0
 
@@ -358,14 +357,13 @@ def _report(
     walls: dict[tuple[str, str], list[float]],
     gaps: dict[str, list[float]],
     repeat: int,
-    load: tuple[LoadFigures, LoadFigures],
+    conditions: Conditions | None,
 ) -> None:
     from dagster_taskiq_examples._summary import percentile  # noqa: PLC0415
 
-    noisy = is_noisy(*load)
+    noisy = conditions is None or conditions.noisy
     median = {key: statistics.median(values) for key, values in walls.items()}
     print(f"\nmedian of {repeat} timed run(s) after one warm-up, seconds; ratios to dagster-celery")
-    print(load_line(load[0], "before"))
     print(
         "| executor | chain_20 wall | fan_out_50 wall | chain vs celery | fan-out vs celery | "
         "per-step overhead p50 / p95 (chain) |"
@@ -380,8 +378,8 @@ def _report(
         ms = [g * 1000 for g in gaps.get(executor, [])]
         cells.append(f"{statistics.median(ms):.0f} / {percentile(ms, 0.95):.0f} ms" if ms else "-")
         print("| " + " | ".join(cells) + " |")
-    print(load_line(load[1], "after"))
-    print(load_verdict(noisy))
+    for line in conditions.lines() if conditions else []:
+        print(line)
     print()
     for executor in executors:
         if not executor.startswith("taskiq-"):

@@ -15,15 +15,16 @@ telemetry off (``benchmarks._common.dagster_home``):
 * ``multiprocess``: ``multiprocess_executor`` with ``max_concurrent: 2``;
 * ``in_process``: ``in_process_executor``.
 
-A warm-up round runs each job once on each executor untimed (the workers load the code, the
-run process imports it), then ``--repeat`` timed rounds follow; within a round the executors
-take turns on each job, so background load falls on all of them alike. Reported per storage:
-the load average before and after (a 1-minute figure above 1.5 makes the table noisy, not
-comparable, never a result), the median wall time, the median event-log rows per run (every
-row, plain log records included) and their ratio to in_process's, and per-step overhead
-p50/p95 on the chain, whose ops do no work: the time between one step's STEP_SUCCESS event and
-the next one's, which is all executor and Dagster overhead. Ratios are against the baselines
-measured in the same table; the aims are printed met / not met.
+A warm-up round runs each job once on each executor untimed (the workers load the code, the run
+process imports it), then ``--repeat`` timed rounds follow; within a round the executors take
+turns on each job, so background load falls on all of them alike. The timed rounds wait for the
+load average to settle to 1.5; reported per storage: the load average before and after and the
+CPU other processes used meanwhile (a start above load 1.5, or others above half a core, makes
+the table noisy, not comparable, never a result), the median wall time, the median event-log
+rows per run (every row, plain log records included) and their ratio to in_process's, and
+per-step overhead p50/p95 on the chain, whose ops do no work: the time between one step's
+STEP_SUCCESS event and the next one's, which is all executor and Dagster overhead. Ratios are
+against the baselines measured in the same table; the aims are printed met / not met.
 """
 
 from __future__ import annotations
@@ -39,16 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
-    LoadFigures,
+    Conditions,
+    ConditionsWatch,
     add_localstack_argument,
     add_storage_argument,
     aim_verdict,
     dagster_home,
     event_log_rows,
-    is_noisy,
-    load_average,
-    load_line,
-    load_verdict,
     sqs_server,
     storages,
 )
@@ -61,20 +59,20 @@ ERRORS_ONLY = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 @dataclasses.dataclass
 class Measurement:
-    """One table's figures: per (executor, job) wall times and event-log rows, chain gaps."""
+    """One table's figures: per (executor, job) wall times and event-log rows, chain gaps, and
+    the machine's conditions during the timed rounds."""
 
     storage: str
     sqs: str
     repeat: int
-    before: LoadFigures
-    after: LoadFigures = (0.0, 0.0, 0.0)
+    conditions: Conditions | None = None
     walls: dict[tuple[str, str], list[float]] = dataclasses.field(default_factory=dict)
     rows: dict[tuple[str, str], list[int]] = dataclasses.field(default_factory=dict)
     gaps: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @property
     def noisy(self) -> bool:
-        return is_noisy(self.before, self.after)
+        return self.conditions is None or self.conditions.noisy
 
 
 def _chain_gaps(instance: Any, run_id: str) -> list[float]:
@@ -138,9 +136,9 @@ def _measure(
 
     from dagster_taskiq_examples._cluster import DemoQueue, WorkerPool  # noqa: PLC0415
 
-    before, line = load_average("before")
-    print(f"\n== {storage} storage, SQS on {sqs}; {line}", flush=True)
-    measurement = Measurement(storage, sqs, repeat, before)
+    print(f"\n== {storage} storage, SQS on {sqs}", flush=True)
+    measurement = Measurement(storage, sqs, repeat)
+    watch: ConditionsWatch | None = None
     with (
         tempfile.TemporaryDirectory() as tmp_name,
         dagster_home(Path(tmp_name), storage),
@@ -173,6 +171,8 @@ def _measure(
         # the machine then falls on every executor alike.
         for n in range(repeat + 1):
             label = "warm-up" if n == 0 else f"run {n}/{repeat}"
+            if n == 1:  # the timed rounds start on a settled machine
+                watch = ConditionsWatch.settle()
             for job in JOBS:
                 for executor in executors:
                     config = {**configs[executor], **ERRORS_ONLY}
@@ -190,7 +190,8 @@ def _measure(
                         measurement.gaps.setdefault(executor, []).extend(
                             _chain_gaps(instance, run_id)
                         )
-    measurement.after = load_average("after")[0]
+        if watch is not None:
+            measurement.conditions = watch.stop()
     return measurement
 
 
@@ -204,7 +205,6 @@ def _report(executors: list[str], m: Measurement) -> None:
         "run(s) after one warm-up, seconds; ratios to the baselines; event-log rows per run "
         "(median, every row) and their ratio to in_process's"
     )
-    print(load_line(m.before, "before"))
     print(
         "| executor | chain_20 wall | fan_out_50 wall | chain vs in_process | "
         "fan-out vs in_process | chain vs multiprocess | fan-out vs multiprocess | "
@@ -229,8 +229,8 @@ def _report(executors: list[str], m: Measurement) -> None:
                 cell += f" ({rows[(executor, job)] / rows[('in_process', job)]:.2f}x)"
             cells.append(cell)
         print("| " + " | ".join(cells) + " |")
-    print(load_line(m.after, "after"))
-    print(load_verdict(m.noisy))
+    for line in m.conditions.lines() if m.conditions else []:
+        print(line)
     _print_aims(m, median, rows)
 
 
