@@ -118,7 +118,7 @@ def storages(choice: str) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL for Dagster's storage, dropped afterwards."""
+    """A fresh database on the local PostgreSQL (Dagster's storage, a store), dropped after."""
     import sqlalchemy as sa  # noqa: PLC0415
 
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")

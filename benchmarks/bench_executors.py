@@ -11,7 +11,8 @@ telemetry off (``benchmarks._common.dagster_home``):
 
 * ``taskiq``: ``taskiq_executor`` over SQS, moto's server in its own process (LocalStack with
   ``--localstack``), never in this one, with two ``dagster-taskiq worker`` processes
-  (concurrency 2 each) and the SQLite idempotency store;
+  (concurrency 2 each) and the idempotency store on the same kind of database as Dagster's
+  storage (SQLite with SQLite; with PostgreSQL, a fresh database of its own);
 * ``multiprocess``: ``multiprocess_executor`` with ``max_concurrent: 2``;
 * ``in_process``: ``in_process_executor``.
 
@@ -47,6 +48,7 @@ from benchmarks._common import (
     aim_verdict,
     dagster_home,
     event_log_rows,
+    postgres_database,
     sqs_server,
     storages,
 )
@@ -145,7 +147,13 @@ def _measure(
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
-        store_url = f"sqlite:///{tmp / 'store.db'}"
+        # The idempotency store goes with the storage: SQLite beside SQLite (one machine),
+        # PostgreSQL (its own fresh database) beside PostgreSQL, as production runs it.
+        if storage == "postgres":
+            store_db = stack.enter_context(postgres_database())
+            store_url = f"postgresql://postgres@127.0.0.1:5432/{store_db}"
+        else:
+            store_url = f"sqlite:///{tmp / 'store.db'}"
         queue = DemoQueue(endpoint_url=endpoint_url, region="us-east-1")
         configs: dict[str, dict[str, Any]] = {
             "taskiq": {
