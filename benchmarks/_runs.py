@@ -14,6 +14,8 @@
 * ``Workers``: ``count`` ``dagster-taskiq worker`` processes of a build, each logging (JSON) to
   its own file; ``wait_ready()`` until each logged ``worker_started``.
 * ``fresh_database(prefix)``: a database ``<prefix><hex>`` on 127.0.0.1:5432, dropped at the end.
+* ``TableConditions``: ``benchmarks._common.ConditionsWatch`` with the local PostgreSQL
+  server's CPU (``postgres_cpu_seconds()``) reported and counted as the benchmark's own;
 * ``cpu_seconds(pid)``: user + system CPU of a live process, from ``/proc/<pid>/stat``;
   ``parse_runs``: the ``--runs 1,8,32`` argument.
 
@@ -39,6 +41,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks._common import Conditions, ConditionsWatch
 from benchmarks._run_job import RESULT_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +190,41 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold " "
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the local PostgreSQL server so far: every ``postgres`` process (the
+    postmaster's children times hold the backends that have ended)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "postgres":
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class TableConditions:
+    """``ConditionsWatch`` (``benchmarks._common``) for a benchmark whose subject is the load
+    it puts on the local PostgreSQL: the server's CPU while the table ran is reported, and
+    counted as this benchmark's, not as other processes' (which make a table noisy)."""
+
+    def __init__(self) -> None:
+        self._watch = ConditionsWatch.settle()
+        self._postgres = postgres_cpu_seconds()
+
+    def stop(self) -> tuple[Conditions, float]:
+        """The conditions, and the cores PostgreSQL used on average meanwhile."""
+        conditions = self._watch.stop()
+        postgres = (postgres_cpu_seconds() - self._postgres) / conditions.seconds
+        other = max(0.0, conditions.other_cores - postgres)
+        return dataclasses.replace(conditions, other_cores=other), postgres
 
 
 def _stop(processes: list[subprocess.Popen[bytes]], grace: float) -> None:

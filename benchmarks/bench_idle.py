@@ -28,10 +28,12 @@ opening the run's instance, is then behind them), the window: max(S/2, 10) secon
 every run waits on its two sleeping steps. Reported per N and build: store round trips per
 second per run (and the executors' and workers' shares), Dagster-database round trips per
 second per run, connections opened per second per run, the most connections open at once in
-the window, the run processes' CPU per run; then the runs are released and must succeed. The aim
-(GitHub issue 13): at most 2 store round trips per second per waiting run at every N, for the
-current build. The load average is printed before and after: a 1-minute figure above 1.5 makes
-the run noisy, not comparable, never a result.
+the window, the run processes' and PostgreSQL's CPU per run; then the runs are released and
+must succeed. The aim (GitHub issue 13): at most 2 store round trips per second per waiting
+run at every N, for the current build. The table starts once the load average has settled
+(``benchmarks._common``'s ``ConditionsWatch``); it is noisy, not comparable, never a result,
+if it started above load 1.5 or if other processes used more than half a core meanwhile (the
+PostgreSQL server's CPU, reported, counts as this benchmark's).
 """
 
 from __future__ import annotations
@@ -47,14 +49,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
-    LoadFigures,
+    Conditions,
     add_localstack_argument,
     aim_verdict,
     dagster_home,
-    is_noisy,
-    load_average,
-    load_line,
-    load_verdict,
     sqs_server,
 )
 from benchmarks._runs import (
@@ -63,6 +61,7 @@ from benchmarks._runs import (
     BenchProcessError,
     Build,
     RunProcesses,
+    TableConditions,
     Workers,
     baseline_build,
     cpu_seconds,
@@ -70,6 +69,7 @@ from benchmarks._runs import (
     fresh_database,
     interrupt_once,
     parse_runs,
+    postgres_cpu_seconds,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +98,8 @@ class IdleFigures:
     dagster: PgCounts
     run_cpu: float
     """CPU seconds of all the run processes over the window."""
+    postgres_cpu: float
+    """CPU seconds of the PostgreSQL server over the window."""
 
     def per_run_second(self, counts: PgCounts) -> float:
         return counts.round_trips / self.window / self.runs
@@ -127,20 +129,19 @@ def main(argv: list[str]) -> int:
     kind = "localstack" if args.localstack else "moto"
     window = max(args.sleep / 2, 10.0)
 
-    before, line = load_average("before")
-    print(line, flush=True)
     figures: list[IdleFigures] = []
     try:
         with interrupt_once(), baseline_build(args.baseline_ref) as baseline:
             current = current_build()
+            watch = TableConditions()
             for runs in args.runs:
                 for build in (baseline, current):
                     figures.append(_measure(build, runs, args.sleep, window, kind))
+            conditions, postgres_cores = watch.stop()
     except BenchProcessError as exc:
         print(f"\nidle benchmark failed: {exc}", flush=True)
         return 1
-    after = load_average("after")[0]
-    _report(figures, kind, before, after)
+    _report(figures, kind, conditions, postgres_cores)
     return 0
 
 
@@ -212,8 +213,10 @@ def _measure(build: Build, runs: int, sleep: float, window: float, kind: str) ->
         print(f"  every step RUNNING: measuring {window:g} s", flush=True)
         starts = [proxy.snapshot(reset_peak=True) for proxy in proxies]
         cpu_start = sum(cpu_seconds(pid) for pid in processes.pids)
+        postgres_start = postgres_cpu_seconds()
         time.sleep(window)
         ends = [proxy.snapshot() for proxy in proxies]
+        postgres_end = postgres_cpu_seconds()
         processes.check_alive()
         cpu_end = sum(cpu_seconds(pid) for pid in processes.pids)
         still = _states(store_db).get("RUNNING", 0)
@@ -232,6 +235,7 @@ def _measure(build: Build, runs: int, sleep: float, window: float, kind: str) ->
             store_workers=store_workers,
             dagster=dagster,
             run_cpu=cpu_end - cpu_start,
+            postgres_cpu=postgres_end - postgres_start,
         )
         print(
             f"  store {figures.store_rate:.2f} round trips/s per run, Dagster DB "
@@ -305,21 +309,22 @@ def _wait_running(
         time.sleep(0.5)
 
 
-def _report(figures: list[IdleFigures], kind: str, before: LoadFigures, after: LoadFigures) -> None:
-    noisy = is_noisy(before, after)
+def _report(
+    figures: list[IdleFigures], kind: str, conditions: Conditions, postgres_cores: float
+) -> None:
+    noisy = conditions.noisy
     window = figures[0].window if figures else 0.0
     print(
         f"\nA waiting run's cost: PostgreSQL store and Dagster storage, SQS on {kind} (its own "
         f"process), {WORKERS} workers, 2 sleeping steps per run, a {window:g} s window"
     )
-    print(load_line(before, "before"))
     print(
         "| N | build | store round trips/s per run | executors / workers | "
         "Dagster DB round trips/s per run | connections opened/s per run (store / Dagster DB) | "
         "store connections max open (executors + workers) | Dagster DB connections max open | "
-        "run process CPU per run |"
+        "run process CPU per run | PostgreSQL CPU per run |"
     )
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
     for f in figures:
         store_opened = f.store_executors.connections_opened + f.store_workers.connections_opened
         print(
@@ -330,10 +335,15 @@ def _report(figures: list[IdleFigures], kind: str, before: LoadFigures, after: L
             f"{f.dagster.connections_opened / f.window / f.runs:.2f} | "
             f"{f.store_executors.max_open + f.store_workers.max_open} "
             f"({f.store_executors.max_open} + {f.store_workers.max_open}) | "
-            f"{f.dagster.max_open} | {100 * f.run_cpu / f.window / f.runs:.1f} % |"
+            f"{f.dagster.max_open} | {100 * f.run_cpu / f.window / f.runs:.1f} % | "
+            f"{100 * f.postgres_cpu / f.window / f.runs:.1f} % |"
         )
-    print(load_line(after, "after"))
-    print(load_verdict(noisy))
+    for line in conditions.lines():
+        print(line)
+    print(
+        f"PostgreSQL used {postgres_cores:.2f} cores on average meanwhile, counted as this "
+        "benchmark's (the load on the databases is what it measures), not as other processes'"
+    )
     print(
         "\n* store round trips/s per run: statements the store's database received (one per "
         "simple query, one per extended-protocol Sync), from run processes and workers, per "
@@ -346,7 +356,9 @@ def _report(figures: list[IdleFigures], kind: str, before: LoadFigures, after: L
         "* connections max open: the most connections open at once through each proxy during "
         "the window (the executors' and workers' peaks added: an upper bound of the store's)\n"
         "* run process CPU per run: CPU time of the run processes during the window, per run, "
-        "in % of one core"
+        "in % of one core\n"
+        "* PostgreSQL CPU per run: the same for the local PostgreSQL server (every postgres "
+        "process, ended backends included; another client's queries would count too)"
     )
     print()
     by_key = {(f.runs, f.build.name): f for f in figures}

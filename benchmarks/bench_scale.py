@@ -26,11 +26,14 @@ its own process (``python -m benchmarks._run_job``), as in production. Reported 
 * store round trips per step, and Dagster-database round trips and connections opened per
   step (PostgreSQL storage); the most store connections open at once;
 * CPU seconds per step: the workers' (``/proc/<pid>/stat`` utime + stime, before and after)
-  and the run processes' (each reports its own, from ``os.times()``, as it exits).
+  and the run processes' (each reports its own, from ``os.times()``, as it exits); the
+  PostgreSQL server's beside it.
 
 The aim (GitHub issue 13): the per-step cost (CPU seconds per step) may grow by at most 1.5x
-from the smallest N to the largest. The load average is printed before and after: a 1-minute
-figure above 1.5 makes the run noisy, not comparable, never a result.
+from the smallest N to the largest. The measured runs start once the load average has settled
+(``benchmarks._common``'s ``ConditionsWatch``); the table is noisy, not comparable, never a
+result, if it started above load 1.5 or if other processes used more than half a core
+meanwhile (the PostgreSQL server's CPU, reported per step, counts as this benchmark's).
 """
 
 from __future__ import annotations
@@ -44,15 +47,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import (
-    LoadFigures,
+    Conditions,
     add_localstack_argument,
     add_storage_argument,
     aim_verdict,
     dagster_home,
-    is_noisy,
-    load_average,
-    load_line,
-    load_verdict,
     sqs_server,
 )
 from benchmarks._runs import (
@@ -61,11 +60,13 @@ from benchmarks._runs import (
     Build,
     RunOutcome,
     RunProcesses,
+    TableConditions,
     Workers,
     current_build,
     fresh_database,
     interrupt_once,
     parse_runs,
+    postgres_cpu_seconds,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class ScaleFigures:
     dagster: PgCounts | None
     worker_cpu: float
     run_cpu: float
+    postgres_cpu: float
+    """The PostgreSQL server's CPU seconds meanwhile (not in ``cpu_per_step``)."""
 
     @property
     def steps(self) -> int:
@@ -118,20 +121,22 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     kind = "localstack" if args.localstack else "moto"
 
-    before, line = load_average("before")
-    print(line, flush=True)
     try:
         with interrupt_once():
-            figures = _measure(current_build(), args.runs, kind, args.dagster_storage)
+            figures, conditions, postgres_cores = _measure(
+                current_build(), args.runs, kind, args.dagster_storage
+            )
     except BenchProcessError as exc:
         print(f"\nscale benchmark failed: {exc}", flush=True)
         return 1
-    after = load_average("after")[0]
-    _report(figures, kind, args.dagster_storage, before, after)
+    _report(figures, kind, args.dagster_storage, conditions, postgres_cores)
     return 0
 
 
-def _measure(build: Build, all_runs: list[int], kind: str, storage: str) -> list[ScaleFigures]:
+def _measure(
+    build: Build, all_runs: list[int], kind: str, storage: str
+) -> tuple[list[ScaleFigures], Conditions, float]:
+    """Every N's figures, the table's conditions and the cores PostgreSQL used meanwhile."""
     from dagster import DagsterInstance  # noqa: PLC0415
 
     from dagster_taskiq_examples._cluster import DemoQueue  # noqa: PLC0415
@@ -179,10 +184,12 @@ def _measure(build: Build, all_runs: list[int], kind: str, storage: str) -> list
         setup = _Setup(build, run_config, tmp, store_db, store_proxy, dagster_proxy, workers)
         print("  warm-up: 1 run (untimed)", flush=True)
         _run(build, run_config, 1, tmp / "runs-warm-up")
+        watch = TableConditions()  # the measured runs start on a settled machine
         for runs in all_runs:
             print(f"\n== N={runs}: {runs} run process(es) of {JOB} at once", flush=True)
             figures.append(_measure_one(setup, runs))
-    return figures
+        conditions, postgres_cores = watch.stop()
+    return figures, conditions, postgres_cores
 
 
 def _run(
@@ -215,8 +222,10 @@ def _measure_one(setup: _Setup, runs: int) -> ScaleFigures:
     store_start = store_proxy.snapshot(reset_peak=True)
     dagster_start = dagster_proxy.snapshot(reset_peak=True) if dagster_proxy else None
     worker_start = setup.workers.cpu_seconds()
+    postgres_start = postgres_cpu_seconds()
     outcomes, wall = _run(setup.build, setup.run_config, runs, setup.tmp / f"runs-{runs}")
     worker_cpu = setup.workers.cpu_seconds() - worker_start
+    postgres_cpu = postgres_cpu_seconds() - postgres_start
     store = store_proxy.snapshot().since(store_start)
     dagster = (
         dagster_proxy.snapshot().since(dagster_start)
@@ -233,6 +242,7 @@ def _measure_one(setup: _Setup, runs: int) -> ScaleFigures:
         dagster=dagster,
         worker_cpu=worker_cpu,
         run_cpu=sum(o.cpu_seconds for o in outcomes),
+        postgres_cpu=postgres_cpu,
     )
     print(
         f"  {runs} run(s) succeeded in {wall:.1f} s: {figures.steps / wall:.1f} steps/s, "
@@ -287,23 +297,23 @@ def _report(
     figures: list[ScaleFigures],
     kind: str,
     storage: str,
-    before: LoadFigures,
-    after: LoadFigures,
+    conditions: Conditions,
+    postgres_cores: float,
 ) -> None:
-    noisy = is_noisy(before, after)
+    noisy = conditions.noisy
     print(
         f"\n{JOB} ({STEPS_PER_RUN} steps) at N concurrent runs, {WORKERS} workers x "
         f"{CONCURRENCY}, SQS on {kind} (its own process), PostgreSQL store, Dagster storage "
         f"{storage}"
     )
-    print(load_line(before, "before"))
     print(
         "| N | wall | steps/s | queueing p50 / p95 | reaction (collector) p50 / p95 | "
         "store round trips per step | Dagster DB round trips per step | "
         "Dagster DB connections opened per step | store connections max open | "
-        "worker CPU per step | run process CPU per step | CPU per step |"
+        "worker CPU per step | run process CPU per step | CPU per step | "
+        "PostgreSQL CPU per step |"
     )
-    print("|---" * 12 + "|")
+    print("|---" * 13 + "|")
     for f in figures:
         dagster = opened = "-"
         if f.dagster is not None:
@@ -313,10 +323,15 @@ def _report(
             f"| {f.runs} | {f.wall:.1f} s | {f.steps / f.wall:.1f} | {_ms(f.queueing)} | "
             f"{_ms(f.reaction)} | {f.store.round_trips / f.steps:.1f} | {dagster} | {opened} | "
             f"{f.store.max_open} | {1000 * f.worker_cpu / f.steps:.0f} ms | "
-            f"{1000 * f.run_cpu / f.steps:.0f} ms | {1000 * f.cpu_per_step:.0f} ms |"
+            f"{1000 * f.run_cpu / f.steps:.0f} ms | {1000 * f.cpu_per_step:.0f} ms | "
+            f"{1000 * f.postgres_cpu / f.steps:.0f} ms |"
         )
-    print(load_line(after, "after"))
-    print(load_verdict(noisy))
+    for line in conditions.lines():
+        print(line)
+    print(
+        f"PostgreSQL used {postgres_cores:.2f} cores on average meanwhile, counted as this "
+        "benchmark's (its databases carry the runs' state), not as other processes'"
+    )
     print(
         "\n* wall: from the first run process's start to the last one's exit; steps/s: "
         f"N x {STEPS_PER_RUN} / wall\n"
@@ -332,7 +347,10 @@ def _report(
         "(each a PostgreSQL backend started), divided by N x 52\n"
         "* store connections max open: the most open at once through the store's proxy\n"
         "* CPU per step: CPU seconds of the 4 workers (/proc, before and after) plus those the "
-        "run processes report at exit (process start and imports included), divided by N x 52"
+        "run processes report at exit (process start and imports included), divided by N x 52\n"
+        "* PostgreSQL CPU per step: the local PostgreSQL server's (every postgres process, "
+        "ended backends included; another client's queries would count too), divided by "
+        "N x 52, not in CPU per step"
     )
     if len(figures) >= 2:
         first, last = figures[0], figures[-1]
