@@ -13,7 +13,8 @@
   with the log's tail, if a run failed or a process died.
 * ``Workers``: ``count`` ``dagster-taskiq worker`` processes of a build, each logging (JSON) to
   its own file; ``wait_ready()`` until each logged ``worker_started``.
-* ``fresh_database(prefix)``: a database ``<prefix><hex>`` on 127.0.0.1:5432, dropped at the end.
+* ``fresh_database(prefix)``: a database ``<prefix><hex>`` on 127.0.0.1:5432, dropped at the end;
+  ``warn_if_few_connections(expected)``: a warning when ``max_connections`` leaves too little.
 * ``TableConditions``: ``benchmarks._common.ConditionsWatch`` with the local PostgreSQL
   server's CPU (``postgres_cpu_seconds()``) reported and counted as the benchmark's own;
 * ``cpu_seconds(pid)``: user + system CPU of a live process, from ``/proc/<pid>/stat``;
@@ -171,6 +172,30 @@ def interrupt_once() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def warn_if_few_connections(expected: int) -> None:
+    """Print a warning if the local PostgreSQL's ``max_connections`` leaves less room than the
+    ``expected`` connections (a run that cannot connect fails the benchmark)."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int, "
+            "current_setting('superuser_reserved_connections')::int, "
+            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        ).fetchone()
+    assert row is not None
+    limit, reserved, in_use = (int(x) for x in row)
+    room = limit - reserved - in_use
+    if expected > room:
+        print(
+            f"WARNING: PostgreSQL max_connections is {limit} ({in_use} in use, {reserved} "
+            f"reserved): room for {room}, and this benchmark may hold about {expected} at once "
+            "at its largest N; a run that cannot connect fails it (ALTER SYSTEM SET "
+            "max_connections = 300, then restart PostgreSQL)",
+            flush=True,
+        )
 
 
 def parse_runs(text: str) -> list[int]:

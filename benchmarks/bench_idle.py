@@ -70,6 +70,7 @@ from benchmarks._runs import (
     interrupt_once,
     parse_runs,
     postgres_cpu_seconds,
+    warn_if_few_connections,
 )
 
 if TYPE_CHECKING:
@@ -129,6 +130,9 @@ def main(argv: list[str]) -> int:
     kind = "localstack" if args.localstack else "moto"
     window = max(args.sleep / 2, 10.0)
 
+    # Per run: the executor's store connection and its LISTEN one, Dagster's short-lived
+    # ones; per worker: its store pool and Dagster's.
+    warn_if_few_connections(3 * max(args.runs) + 3 * WORKERS)
     figures: list[IdleFigures] = []
     try:
         with interrupt_once(), baseline_build(args.baseline_ref) as baseline:

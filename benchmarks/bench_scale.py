@@ -24,7 +24,7 @@ its own process (``python -m benchmarks._run_job``), as in production. Reported 
   executor's *reaction*, for each run's collector, from the last leaf's ``finished_at`` to the
   collector's ``created_at``; p50 and p95 of each;
 * store round trips per step, and Dagster-database round trips and connections opened per
-  step (PostgreSQL storage); the most store connections open at once;
+  step (PostgreSQL storage); the most connections open at once;
 * CPU seconds per step: the workers' (``/proc/<pid>/stat`` utime + stime, before and after)
   and the run processes' (each reports its own, from ``os.times()``, as it exits); the
   PostgreSQL server's beside it.
@@ -67,6 +67,7 @@ from benchmarks._runs import (
     interrupt_once,
     parse_runs,
     postgres_cpu_seconds,
+    warn_if_few_connections,
 )
 
 if TYPE_CHECKING:
@@ -121,6 +122,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     kind = "localstack" if args.localstack else "moto"
 
+    # Per run: the executor's store pool and its LISTEN connection, Dagster's short-lived
+    # ones; per worker: a store connection per step slot and Dagster's.
+    warn_if_few_connections(4 * max(args.runs) + 4 * WORKERS)
     try:
         with interrupt_once():
             figures, conditions, postgres_cores = _measure(
@@ -309,20 +313,21 @@ def _report(
     print(
         "| N | wall | steps/s | queueing p50 / p95 | reaction (collector) p50 / p95 | "
         "store round trips per step | Dagster DB round trips per step | "
-        "Dagster DB connections opened per step | store connections max open | "
+        "Dagster DB connections opened per step | connections max open (store / Dagster DB) | "
         "worker CPU per step | run process CPU per step | CPU per step | "
         "PostgreSQL CPU per step |"
     )
     print("|---" * 13 + "|")
     for f in figures:
-        dagster = opened = "-"
+        dagster = opened = dagster_open = "-"
         if f.dagster is not None:
             dagster = f"{f.dagster.round_trips / f.steps:.1f}"
             opened = f"{f.dagster.connections_opened / f.steps:.2f}"
+            dagster_open = str(f.dagster.max_open)
         print(
             f"| {f.runs} | {f.wall:.1f} s | {f.steps / f.wall:.1f} | {_ms(f.queueing)} | "
             f"{_ms(f.reaction)} | {f.store.round_trips / f.steps:.1f} | {dagster} | {opened} | "
-            f"{f.store.max_open} | {1000 * f.worker_cpu / f.steps:.0f} ms | "
+            f"{f.store.max_open} / {dagster_open} | {1000 * f.worker_cpu / f.steps:.0f} ms | "
             f"{1000 * f.run_cpu / f.steps:.0f} ms | {1000 * f.cpu_per_step:.0f} ms | "
             f"{1000 * f.postgres_cpu / f.steps:.0f} ms |"
         )
@@ -345,7 +350,8 @@ def _report(
         "workers, divided by N x 52\n"
         "* Dagster DB connections opened per step: new connections to Dagster's database "
         "(each a PostgreSQL backend started), divided by N x 52\n"
-        "* store connections max open: the most open at once through the store's proxy\n"
+        "* connections max open: the most open at once through each database's proxy while "
+        "the N runs ran (PostgreSQL's max_connections must leave room for both)\n"
         "* CPU per step: CPU seconds of the 4 workers (/proc, before and after) plus those the "
         "run processes report at exit (process start and imports included), divided by N x 52\n"
         "* PostgreSQL CPU per step: the local PostgreSQL server's (every postgres process, "
