@@ -26,6 +26,12 @@ class EventTail:
         self._seen: set[int] = set()
         self._offset = int(instance.event_log_storage.default_run_scoped_event_tailer_offset())
 
+    @property
+    def cursor(self) -> str | None:
+        """Where the tail is: every event stored (not only committed) after this moment will
+        be after this cursor, so :meth:`pop_since` from it finds them all."""
+        return self._cursor
+
     def pop(self) -> list[DagsterEvent]:
         events: list[DagsterEvent] = []
         while True:
@@ -33,6 +39,21 @@ class EventTail:
             events.extend(batch)
             if not full:
                 return events
+
+    def pop_since(self, cursor: str | None) -> list[DagsterEvent]:
+        """Like :meth:`pop`, but read again from ``cursor`` (None: the run's first event).
+
+        PostgreSQL hands out storage ids when an event is inserted and makes it visible when it
+        commits: a step's event can become visible after a later event the tail has already
+        moved past (dagster-postgres sets no tailer offset), and :meth:`pop` would never return
+        it. The executor reads again from where the tail was when it launched the step whose
+        outcome it has not seen; events already returned are not returned twice."""
+        resume = self._cursor
+        self._cursor = cursor
+        try:
+            return self.pop()
+        finally:
+            self._cursor = _later(resume, self._cursor)
 
     def _pop_batch(self) -> tuple[list[DagsterEvent], bool]:
         conn = self._instance.get_records_for_run(
@@ -54,3 +75,9 @@ class EventTail:
             ).to_string()
         self._seen |= ids
         return events, len(conn.records) == _POP_LIMIT and bool(fresh)
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a or b
+    return a if EventLogCursor.parse(a).storage_id() >= EventLogCursor.parse(b).storage_id() else b

@@ -32,6 +32,7 @@ from dagster_taskiq._dagster_compat import (
     ActiveExecution,
     DagsterEvent,
     EngineEventData,
+    EventLogCursor,
     ExecutionPlan,
     ExecutionStep,
     InstanceConcurrencyContext,
@@ -68,6 +69,8 @@ class _InFlight:
     retry_number: int
     enqueue_attempt: int
     launched_at: float
+    tail_cursor: str | None = None
+    """The event tail's cursor when the step was launched: its events all come after it."""
     waiting_for_rearm: bool = False
     """Sent for a retry whose previous attempt is not yet recorded FAILED: send when it is."""
     outcome_reported: bool = False
@@ -144,11 +147,13 @@ class RunLoop:
         # The snapshot is read before the events, so that a record that is final in it has all
         # of its events in the log already (workers write events first, then finish).
         snapshot = self.store.run_snapshot(self.run_id) if now >= self._next_maintenance else None
-        if snapshot is not None and self._outcome_unread(snapshot):
-            self._read_events = True  # an outcome whose notification never came
-        if self._read_events:
+        unread = self._outcomes_unread(snapshot) if snapshot is not None else []
+        if unread or self._read_events:
             self._read_events = False
-            for event in self.tail.pop():
+            # An outcome recorded whose event the loop has not read: a notification that never
+            # came, or an event PostgreSQL committed after later ones: read from its launch.
+            since = min(unread, key=_cursor_order) if unread else None
+            for event in self.tail.pop_since(since) if unread else self.tail.pop():
                 yield event
                 self._handle_event(active, event)
         if list(active.plan_events_iterator(self.ctx)):
@@ -163,8 +168,10 @@ class RunLoop:
         list(active.concurrency_event_iterator(self.ctx))
         self._launch(active, list(active.get_steps_to_execute()))
 
-    def _outcome_unread(self, snapshot: RunSnapshot) -> bool:
-        """Whether a step in flight has a final record: its events are there to be read."""
+    def _outcomes_unread(self, snapshot: RunSnapshot) -> list[str | None]:
+        """The launch cursors of the steps in flight whose record is final: their events are
+        in the log (a worker writes them before it records the outcome), not read yet."""
+        cursors = []
         for record in snapshot.records:
             flight = self.inflight.get(record.step_key)
             if (
@@ -173,8 +180,8 @@ class RunLoop:
                 and record.retry_number == flight.retry_number
                 and not flight.outcome_reported
             ):
-                return True
-        return False
+                cursors.append(flight.tail_cursor)
+        return cursors
 
     def _sleep_seconds(self, active: ActiveExecution) -> float:
         """How long to wait for an outcome before the loop has something else to do."""
@@ -233,6 +240,7 @@ class RunLoop:
                 retry_number=task.retry_number,
                 enqueue_attempt=0,
                 launched_at=time.monotonic(),
+                tail_cursor=self.tail.cursor,
             )
             self.inflight[step.key] = flight
             sendable = self._prepare(task, flight)
@@ -458,3 +466,8 @@ class RunLoop:
 
 def _is_complete(active: ActiveExecution) -> bool:
     return active.is_complete
+
+
+def _cursor_order(cursor: str | None) -> int:
+    """Earlier cursors first; None (the run's start) before any."""
+    return -1 if cursor is None else EventLogCursor.parse(cursor).storage_id()
