@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from dagster import DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from taskiq import AsyncBroker
 from taskiq.acks import AckableMessage
 
@@ -45,7 +45,7 @@ from dagster_taskiq.worker._threads import StepThread
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
-_CANCELLED = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+_CANCELLED = [DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED]
 
 TAKEOVER_AFTER = 1.0
 """Seconds into a step after which the worker extends its message itself (see _heartbeat)."""
@@ -365,26 +365,22 @@ class Worker:
                 return
 
     async def _watch_cancellations(self) -> None:
+        """Once every ``cancel_check_interval``, interrupt the steps of runs being cancelled:
+        one query per Dagster instance for all the runs this worker holds steps of (it reads
+        their ids only), not one per run."""
         while True:
             await asyncio.sleep(self.options.cancel_check_interval)
-            by_run: dict[str, list[_Active]] = {}
-            for active in list(self._active.values()):
-                by_run.setdefault(active.task.run_id, []).append(active)
-            for run_id, actives in by_run.items():
-                try:
-                    status = await asyncio.to_thread(self._run_status, actives[0].task)
-                except Exception as exc:
-                    _log.warning("run_status_check_failed", run_id=run_id, error=repr(exc))
-                    continue
-                if status in _CANCELLED:
-                    for active in actives:
-                        if active.thread.interrupt():
-                            _log.info("step_interrupted", key=active.task.idempotency_key)
-
-    @staticmethod
-    def _run_status(task: OpExecutionTask) -> DagsterRunStatus | None:
-        run = instance_from_ref(task.instance_ref).get_run_by_id(task.run_id)
-        return None if run is None else run.status
+            actives = list(self._active.values())
+            if not actives:
+                continue
+            try:
+                cancelled = await asyncio.to_thread(_cancelled_runs, actives)
+            except Exception as exc:
+                _log.warning("run_status_check_failed", error=repr(exc))
+                continue
+            for active in actives:
+                if active.task.run_id in cancelled and active.thread.interrupt():
+                    _log.info("step_interrupted", key=active.task.idempotency_key)
 
     # --- stopping ------------------------------------------------------------------------
 
@@ -409,6 +405,19 @@ class Worker:
                 _log.info("step_released", key=key, token=active.token)
             except Exception as exc:
                 _log.warning("release_failed", key=key, error=repr(exc))
+
+
+def _cancelled_runs(actives: list[_Active]) -> set[str]:
+    """The ids of the runs of ``actives`` that are being cancelled or were."""
+    by_instance: dict[int, tuple[DagsterInstance, set[str]]] = {}
+    for active in actives:
+        instance = instance_from_ref(active.task.instance_ref)
+        by_instance.setdefault(id(instance), (instance, set()))[1].add(active.task.run_id)
+    cancelled: set[str] = set()
+    for instance, run_ids in by_instance.values():
+        found = instance.get_run_ids(RunsFilter(run_ids=sorted(run_ids), statuses=_CANCELLED))
+        cancelled.update(found)
+    return cancelled
 
 
 async def _ack(message: AckableMessage) -> None:
