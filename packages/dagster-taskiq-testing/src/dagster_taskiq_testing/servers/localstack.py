@@ -210,6 +210,11 @@ class LocalStackServer:
         return ""
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def endpoint_url(self) -> str:
         if self._port is None:
             raise ServerUnavailableError("LocalStack was not started")
