@@ -196,18 +196,32 @@ class Conditions:
     after: LoadFigures
     other_cores: float
     seconds: float
+    database_cores: float = 0.0
+    """Cores the local PostgreSQL server used meanwhile: counted as the benchmark's own (the
+    benchmarks that use it talk to it; nothing else on this machine does)."""
 
     @property
     def noisy(self) -> bool:
         return self.before[0] > NOISY_LOAD or self.other_cores > NOISY_OTHER_CORES
 
     def lines(self) -> list[str]:
+        reasons = []
+        if self.before[0] > NOISY_LOAD:
+            reasons.append(f"the load average was above {NOISY_LOAD} as the table started")
+        if self.other_cores > NOISY_OTHER_CORES:
+            reasons.append(f"other processes used more than {NOISY_OTHER_CORES} cores")
+        verdict = (
+            f"NOISY, NOT COMPARABLE: {'; '.join(reasons)}; do not use these figures as a result"
+            if reasons
+            else QUIET
+        )
         return [
             load_line(self.before, "before"),
             load_line(self.after, "after, this benchmark's own processes included"),
             f"other processes used {self.other_cores:.2f} cores on average during the "
-            f"{self.seconds:.0f} s of the table (noisy above {NOISY_OTHER_CORES})",
-            load_verdict(self.noisy),
+            f"{self.seconds:.0f} s of the table (noisy above {NOISY_OTHER_CORES}); the local "
+            f"PostgreSQL server {self.database_cores:.2f} (counted as the benchmark's)",
+            verdict,
         ]
 
 
@@ -218,6 +232,7 @@ class ConditionsWatch:
         self.before = os.getloadavg()
         self._busy = _busy_cpu_seconds()
         self._ours = _own_cpu_seconds()
+        self._database = postgres_cpu_seconds()
         self._started = time.monotonic()
 
     @classmethod
@@ -237,11 +252,13 @@ class ConditionsWatch:
         seconds = max(time.monotonic() - self._started, 1e-6)
         busy = _busy_cpu_seconds() - self._busy
         ours = _own_cpu_seconds() - self._ours
+        database = postgres_cpu_seconds() - self._database
         return Conditions(
             before=self.before,
             after=os.getloadavg(),
-            other_cores=max(0.0, busy - ours) / seconds,
+            other_cores=max(0.0, busy - ours - database) / seconds,
             seconds=seconds,
+            database_cores=database / seconds,
         )
 
 
@@ -283,3 +300,23 @@ def _process_stats() -> dict[int, tuple[int, int]]:
             continue
         stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
     return stats
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the local PostgreSQL server so far: every ``postgres`` process (the
+    postmaster's children times hold the backends that have ended)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / _TICKS

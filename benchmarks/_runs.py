@@ -16,7 +16,7 @@
 * ``fresh_database(prefix)``: a database ``<prefix><hex>`` on 127.0.0.1:5432, dropped at the end;
   ``warn_if_few_connections(expected)``: a warning when ``max_connections`` leaves too little.
 * ``TableConditions``: ``benchmarks._common.ConditionsWatch`` with the local PostgreSQL
-  server's CPU (``postgres_cpu_seconds()``) reported and counted as the benchmark's own;
+  server's CPU reported (it counts as the benchmark's own in every table's conditions);
 * ``cpu_seconds(pid)``: user + system CPU of a live process, from ``/proc/<pid>/stat``;
   ``parse_runs``: the ``--runs 1,8,32`` argument.
 
@@ -217,39 +217,17 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of the local PostgreSQL server so far: every ``postgres`` process (the
-    postmaster's children times hold the backends that have ended)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if Path(f"/proc/{entry}/comm").read_text().strip() != "postgres":
-                continue
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:  # ended meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 class TableConditions:
-    """``ConditionsWatch`` (``benchmarks._common``) for a benchmark whose subject is the load
-    it puts on the local PostgreSQL: the server's CPU while the table ran is reported, and
-    counted as this benchmark's, not as other processes' (which make a table noisy)."""
+    """``ConditionsWatch`` (``benchmarks._common``), whose conditions count the local
+    PostgreSQL server's CPU as this benchmark's: ``stop()`` gives them and the cores PostgreSQL
+    used on average meanwhile."""
 
     def __init__(self) -> None:
         self._watch = ConditionsWatch.settle()
-        self._postgres = postgres_cpu_seconds()
 
     def stop(self) -> tuple[Conditions, float]:
-        """The conditions, and the cores PostgreSQL used on average meanwhile."""
         conditions = self._watch.stop()
-        postgres = (postgres_cpu_seconds() - self._postgres) / conditions.seconds
-        other = max(0.0, conditions.other_cores - postgres)
-        return dataclasses.replace(conditions, other_cores=other), postgres
+        return conditions, conditions.database_cores
 
 
 def _stop(processes: list[subprocess.Popen[bytes]], grace: float) -> None:

@@ -53,6 +53,7 @@ from benchmarks._common import (
     add_localstack_argument,
     aim_verdict,
     dagster_home,
+    postgres_cpu_seconds,
     sqs_server,
 )
 from benchmarks._runs import (
@@ -69,7 +70,6 @@ from benchmarks._runs import (
     fresh_database,
     interrupt_once,
     parse_runs,
-    postgres_cpu_seconds,
     warn_if_few_connections,
 )
 

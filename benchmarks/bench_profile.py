@@ -52,6 +52,7 @@ from benchmarks._common import (
     ConditionsWatch,
     add_localstack_argument,
     dagster_home,
+    postgres_cpu_seconds,
     postgres_database,
     sqs_server,
 )
@@ -60,7 +61,6 @@ from benchmarks._runs import (
     Build,
     baseline_build,
     current_build,
-    postgres_cpu_seconds,
 )
 
 JOBS = ("chain_20", "fan_out_50")

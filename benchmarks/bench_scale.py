@@ -52,6 +52,7 @@ from benchmarks._common import (
     add_storage_argument,
     aim_verdict,
     dagster_home,
+    postgres_cpu_seconds,
     sqs_server,
 )
 from benchmarks._runs import (
@@ -66,7 +67,6 @@ from benchmarks._runs import (
     fresh_database,
     interrupt_once,
     parse_runs,
-    postgres_cpu_seconds,
     warn_if_few_connections,
 )
 
