@@ -22,6 +22,7 @@ from dagster_taskiq.messaging import (
     SupportsBatchSend,
     SupportsDeadLetters,
     SupportsMessageControl,
+    SupportsReceiveLimit,
 )
 from dagster_taskiq_sqs import (
     AckError,
@@ -465,3 +466,23 @@ async def test_a_batch_with_a_message_over_the_limit_sends_nothing(harness) -> N
     with pytest.raises(MessageTooLargeError):
         await broker.kick_batch(messages)
     assert harness.counts(name) == (0, 0)
+
+
+async def test_a_receive_takes_no_more_than_the_consumer_can_start(harness, kick) -> None:
+    broker = await harness.broker(max_messages=10)
+    assert isinstance(broker, SupportsReceiveLimit)
+    startable = [3]
+    broker.limit_receives(lambda: startable[0])
+    for n in range(5):
+        await kick(broker, "run-1", f"s{n}")
+    messages = broker.listen()
+    first = [await anext(messages) for _ in range(3)]
+    startable[0] = 0  # no slot free but the one waiting: still one message, never none
+    fourth = await anext(messages)
+    for message in [*first, fourth]:
+        await message.ack()
+    await messages.aclose()
+    assert harness.counts(broker.queue_info.name) == (1, 0)  # the fifth was never taken
+    if harness.stub is not None:
+        asked = [c.params["MaxNumberOfMessages"] for c in harness.stub.calls_to("receive_message")]
+        assert asked[:2] == [3, 1]

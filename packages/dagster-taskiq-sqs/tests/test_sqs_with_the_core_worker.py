@@ -119,3 +119,38 @@ async def test_core_worker_gives_unfinished_steps_back_when_it_stops(
     assert record is not None
     assert record.state is TaskState.PENDING
     store.close()
+
+
+async def test_a_worker_takes_as_many_messages_as_it_has_free_slots(
+    stub_harness, kick, wait_until, tmp_path: Path
+) -> None:
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sender = await stub_harness.broker()
+    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
+    assert worker_broker.settings.max_messages == 10
+    runner = CountingRunner(seconds=30)
+    options = WorkerOptions(concurrency=3, lease_seconds=30, cancel_check_interval=60)
+    worker = Worker(worker_broker, store, runner, options)
+    for n in range(5):
+        task = _task(f"s{n}")
+        store.ensure_pending(task)
+        await kick(sender, "run-1", f"s{n}", payload=task.to_json())
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_until(lambda: len(runner.ran) == 3, 10, "three steps to start")
+        # One receive filled the three slots; the other two messages stayed in the queue.
+        asked = [
+            c.params["MaxNumberOfMessages"] for c in stub_harness.stub.calls_to("receive_message")
+        ]
+        assert asked[0] == 3
+        assert stub_harness.counts(sender.settings.queue) == (2, 3)
+        runner.release.set()  # the steps end; their slots take the rest
+        await wait_until(lambda: len(runner.ran) == 5, 10, "the last two steps to start")
+        await wait_until(
+            lambda: stub_harness.counts(sender.settings.queue) == (0, 0), 10, "every ack"
+        )
+    finally:
+        stop.set()
+        await running
+        store.close()

@@ -14,6 +14,7 @@ or more requests:
 * :class:`SupportsDeadLetters`: hand the executor the messages that a dead-letter queue received,
   so that a poisoned step becomes FAILED with a reason instead of a hung run.
 * :class:`SupportsBatchSend`: send the steps that became ready together in batch requests.
+* :class:`SupportsReceiveLimit`: receive as many messages at once as the worker has free slots.
 
 The helpers at the end are shared by the backends that carry the step labels as message fields
 or headers (Redis, NATS) and by every backend's own heartbeat of a received message.
@@ -44,6 +45,7 @@ __all__ = [
     "SupportsBatchSend",
     "SupportsDeadLetters",
     "SupportsMessageControl",
+    "SupportsReceiveLimit",
     "deduplication_id",
     "hashed_identity",
     "heartbeat_loop",
@@ -114,6 +116,19 @@ class SupportsBatchSend(Protocol):
 
     async def kick_batch(self, messages: Sequence[BrokerMessage]) -> None:
         """Send every message of ``messages`` (as ``kick`` would, each exactly so)."""
+        ...
+
+
+@runtime_checkable
+class SupportsReceiveLimit(Protocol):
+    """A broker whose receives can bring several messages at once (SQS's
+    ``MaxNumberOfMessages``): the consumer says how many it could start now, so that a receive
+    takes no more than that (a message taken and not started would wait, invisible to other
+    workers) and a worker with several free slots fills them in one request."""
+
+    def limit_receives(self, startable: Callable[[], int]) -> None:
+        """From now on, a receive asks for at most ``startable()`` messages (and at least one,
+        and no more than the broker's own setting)."""
         ...
 
 

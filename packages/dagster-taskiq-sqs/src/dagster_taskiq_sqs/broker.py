@@ -105,6 +105,7 @@ class LocalStackSqsBroker(SQSBroker):
         self._queue_info: dict[str, QueueInfo] = {}
         self._deliveries: dict[str, Delivery] = {}
         self._resolving = asyncio.Lock()
+        self._startable: Callable[[], int] | None = None
         self.endpoint = settings.endpoint_url or f"https://sqs.{settings.region}.amazonaws.com"
 
     def __repr__(self) -> str:
@@ -344,7 +345,7 @@ class LocalStackSqsBroker(SQSBroker):
             "receive_message",
             info.name,
             QueueUrl=info.url,
-            MaxNumberOfMessages=self.settings.max_messages,
+            MaxNumberOfMessages=self._receive_count(),
             WaitTimeSeconds=self.settings.wait_time_seconds,
             VisibilityTimeout=self.settings.taskiq_visibility_timeout,
             AttributeNames=_RECEIVE_ATTRIBUTES,
@@ -379,6 +380,16 @@ class LocalStackSqsBroker(SQSBroker):
                 )
             received.append((delivery, body.encode("utf-8")))
         return received
+
+    def limit_receives(self, startable: Callable[[], int]) -> None:
+        """A receive asks for at most ``startable()`` messages (``SupportsReceiveLimit``)."""
+        self._startable = startable
+
+    def _receive_count(self) -> int:
+        wanted = self.settings.max_messages
+        if self._startable is not None:
+            wanted = min(wanted, max(1, self._startable()))
+        return wanted
 
     def _is_stale(self, delivery: Delivery) -> bool:
         """Held (unyielded) past its visibility without a heartbeat: it is someone else's now."""

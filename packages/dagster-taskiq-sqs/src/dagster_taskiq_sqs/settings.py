@@ -115,11 +115,12 @@ class SqsSettings(BaseSettings):
     )
     wait_time_seconds: int = Field(20, ge=0, le=20, description="Long-poll wait per receive.")
     max_messages: int = Field(
-        1,
+        10,
         ge=1,
         le=10,
-        description="Messages per receive; more than the worker can start at once wait, "
-        "invisible, in the broker.",
+        description="Most messages per receive. The dagster-taskiq worker takes no more than "
+        "it has free slots (a message taken and not started would wait, invisible); another "
+        "consumer (taskiq's own worker) takes up to this many: 1 there keeps it from hoarding.",
     )
     receive_ahead: bool = Field(
         False,

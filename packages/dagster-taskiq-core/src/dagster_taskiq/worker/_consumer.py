@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -37,7 +37,12 @@ from taskiq.acks import AckableMessage
 from dagster_taskiq.errors import DagsterTaskIQError, PayloadError, StoreUnavailableError
 from dagster_taskiq.idempotency import AsyncIdempotencyStore, IdempotencyStore
 from dagster_taskiq.instances import instance_from_ref
-from dagster_taskiq.messaging import STEP_TASK_NAME, MessageControl, SupportsMessageControl
+from dagster_taskiq.messaging import (
+    STEP_TASK_NAME,
+    MessageControl,
+    SupportsMessageControl,
+    SupportsReceiveLimit,
+)
 from dagster_taskiq.payloads import ExecutionResult, OpExecutionTask
 from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
@@ -86,6 +91,24 @@ class WorkerOptions:
         return self.heartbeat_interval or self.lease_seconds / 3
 
 
+class _Slot:
+    """One of the worker's ``concurrency`` slots, held by a message from its receipt until its
+    step is over (its outcome is recorded and the message acked afterwards, off the slot)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def free(self) -> None:
+        """Give the slot back (once; later calls do nothing)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def freed(self, _: object) -> None:
+        """``free`` as a task's done callback."""
+        self.free()
+
+
 @dataclasses.dataclass
 class _Active:
     task: OpExecutionTask
@@ -115,6 +138,8 @@ class Worker:
         self.options = options or WorkerOptions()
         self._active: dict[str, _Active] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._free_slots = self.options.concurrency
+        """Slots not holding a message (those waiting for a receive included)."""
         self.processed = 0
         """Messages handled to their end (run, skipped as duplicate, or refused)."""
 
@@ -122,6 +147,9 @@ class Worker:
         """Start the broker, consume until ``stop``, drain, shut the broker down."""
         log = _log.bind(worker=self.options.worker_id)
         self.broker.is_worker_process = True
+        if isinstance(self.broker, SupportsReceiveLimit):
+            # The receive is for the slot just acquired, plus any other free one.
+            self.broker.limit_receives(lambda: self._free_slots + 1)
         await self.broker.startup()
         log.info("worker_started", concurrency=self.options.concurrency)
         watcher = asyncio.create_task(self._watch_cancellations())
@@ -143,18 +171,24 @@ class Worker:
             while not stop.is_set():
                 if not await self._acquire(slots, stopped):
                     break  # stopped while every slot was busy
+                self._free_slots -= 1
                 message = await self._next(messages, stopped)
                 if message is None:
-                    slots.release()
+                    self._release(slots)
                     break
-                task = asyncio.create_task(self._handle(message))
+                slot = _Slot(lambda: self._release(slots))
+                task = asyncio.create_task(self._handle(message, slot))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-                task.add_done_callback(lambda _: slots.release())
+                task.add_done_callback(slot.freed)
         finally:
             stopped.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await messages.aclose()
+
+    def _release(self, slots: asyncio.Semaphore) -> None:
+        self._free_slots += 1
+        slots.release()
 
     @staticmethod
     async def _acquire(slots: asyncio.Semaphore, stopped: asyncio.Future[Any]) -> bool:
@@ -188,15 +222,15 @@ class Worker:
 
     # --- one message ----------------------------------------------------------------------
 
-    async def _handle(self, message: AckableMessage) -> None:
+    async def _handle(self, message: AckableMessage, slot: _Slot) -> None:
         try:
-            await self._process(message)
+            await self._process(message, slot)
         except Exception as exc:  # never let one message take the worker down
             _log.exception("message_handling_failed", error=repr(exc))
         finally:
             self.processed += 1
 
-    async def _process(self, message: AckableMessage) -> None:
+    async def _process(self, message: AckableMessage, slot: _Slot) -> None:
         task = self._decode(message)
         if task is None:
             await _ack(message)
@@ -243,6 +277,7 @@ class Worker:
         finally:
             heartbeat.cancel()
             self._active.pop(task.idempotency_key, None)
+            slot.free()  # the step is over: the next message may start while this one ends
         if active.released:
             return  # given back to another worker while shutting down
         if fence.revoked:
