@@ -3,7 +3,7 @@
     uv run nox -s bench -- stub [--seconds S] [--localstack]
 
 The stub runs on one thread with its default settings (real clock, call log on); moto's
-server runs in this process on a loopback port and is driven by boto3. ``--localstack`` adds
+server runs in its own process on a loopback port and is driven by boto3. ``--localstack`` adds
 LocalStack (builds its cached env if needed). Aim: the stub >= 20,000 round trips/s and >= 50x
 the real server.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dagster_taskiq_testing import InMemorySqs
-from dagster_taskiq_testing.servers import LocalStackServer, MotoServer
+from dagster_taskiq_testing.servers import LocalStackServer, MotoProcessServer
 
 STUB_TARGET = 20_000.0
 RATIO_TARGET = 50.0
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     url = stub_client.create_queue(QueueName="bench")["QueueUrl"]
     rows.append(("stub (1 thread)", *measure(stub_client, url, args.seconds)))
 
-    servers: list[Any] = [MotoServer()]
+    servers: list[Any] = [MotoProcessServer()]
     if args.localstack:
         servers.append(LocalStackServer())
     for server in servers:
