@@ -28,6 +28,12 @@ def instance_ref_payload(instance: DagsterInstance) -> dict[str, Any]:
     return encoded
 
 
+POOL_RECYCLE = 3600
+"""Seconds after which a worker's Dagster storage connection is replaced."""
+POOL_OVERFLOW = 20
+"""Connections a worker's Dagster storage opens beyond its one kept open, when steps write at
+once (closed again when returned)."""
+
 _instances: dict[tuple[str, bool], DagsterInstance] = {}
 _instances_lock = threading.Lock()
 
@@ -38,7 +44,8 @@ def instance_from_ref(
     """Open (once per process, then reuse) the instance an ``instance_ref`` payload names.
 
     Without ``capture_compute_logs`` (thread workers), steps' stdout/stderr are not captured
-    per step: Dagster's capture redirects the whole process and is unsafe across threads.
+    per step: Dagster's capture redirects the whole process and is unsafe across threads. The
+    instance's storages keep their database connection open (``optimize_for_webserver``).
     """
     text = json.dumps(payload, sort_keys=True)
     with _instances_lock:
@@ -53,6 +60,12 @@ def instance_from_ref(
             if not capture_compute_logs:
                 ref = without_compute_log_capture(ref)
             instance = with_python_log_handlers_once(DagsterInstance.from_ref(ref))
+            # A worker is a long-lived process, as Dagster's webserver is: its storages keep a
+            # connection open instead of opening one per statement (dagster-postgres's default
+            # outside the webserver). No statement timeout: a step's writes are not bounded.
+            instance.optimize_for_webserver(
+                statement_timeout=0, pool_recycle=POOL_RECYCLE, max_overflow=POOL_OVERFLOW
+            )
             _instances[(text, capture_compute_logs)] = instance
         return instance
 
