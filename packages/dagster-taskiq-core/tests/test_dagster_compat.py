@@ -37,6 +37,8 @@ USED = {
     "ReconstructableJob": ["with_repository_load_data", "get_subset"],
     "RetryMode": ["for_inner_plan", "from_config"],
     "EventLogCursor": ["parse", "from_storage_id"],
+    "ExecutionPlan": ["build_subset_plan", "_replace", "known_state", "step_keys_to_execute"],
+    "ResolvedRunConfig": ["build"],
 }
 
 
@@ -123,3 +125,25 @@ def test_step_log_managers_get_python_log_handlers_without_dict_config(
         handlers = instance.get_handlers()
         assert calls == []
         assert [type(h).__name__ for h in handlers] == ["_EventListenerLogHandler"]
+
+
+def test_a_step_cut_from_the_whole_plan_is_the_plan_built_for_that_step() -> None:
+    from dagster import reconstructable  # noqa: PLC0415
+
+    import job_shapes  # noqa: PLC0415
+
+    job = reconstructable(job_shapes.chain)
+    job_def = job.get_definition()
+    whole = compat.create_execution_plan(job, run_config={})
+    resolved = compat.ResolvedRunConfig.build(job_def, {})
+    known = compat.KnownExecutionState(previous_retry_attempts={"middle": 1})
+    for step in whole.step_keys_to_execute:
+        built = compat.create_execution_plan(
+            job, run_config={}, step_keys_to_execute=[step], known_state=known
+        )
+        cut = compat.step_plan(whole, job_def, resolved, step, known)
+        assert cut.step_keys_to_execute == built.step_keys_to_execute == [step]
+        assert cut.known_state == built.known_state
+        assert cut.artifacts_persisted == built.artifacts_persisted
+        assert cut.executable_map == built.executable_map
+        assert set(cut.step_dict) == set(built.step_dict)

@@ -25,6 +25,10 @@ What each is for:
   the run is over (``DagsterEvent``, ``StepHandle``, ``StepKind``); without it, Dagster's
   re-execution from failure treats a mapped step that never started as done
   (``dagster._core.execution.plan.state._derive_state_of_past_run``).
+* ``ResolvedRunConfig``/``step_plan``: a worker builds a run's whole execution plan once and
+  cuts it to each step (``ExecutionPlan.build_subset_plan``, what ``ExecutionPlan.build`` does
+  itself with ``step_keys_to_execute``), instead of building the plan again for every step
+  (2 ms a step for a 52-step job).
 * ``with_python_log_handlers_once``: an instance that builds its dagster.yaml ``python_logs``
   handlers once, not on every step (``DagsterInstance.get_yaml_python_handlers`` runs
   ``logging.config.dictConfig`` each time, which deadlocks threads that are logging).
@@ -65,6 +69,7 @@ from dagster._core.execution.plan.step import ExecutionStep, StepKind
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.retries import get_retries_config as _get_retries_config
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.system_config.objects import ResolvedRunConfig
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster._utils.interrupts import raise_interrupts_as
@@ -88,6 +93,7 @@ __all__ = [
     "PlanOrchestrationContext",
     "ReconstructableJob",
     "ReconstructableRepository",
+    "ResolvedRunConfig",
     "RetryMode",
     "SerializableErrorInfo",
     "StepFailureData",
@@ -98,6 +104,7 @@ __all__ = [
     "report_step_not_started",
     "seconds_until_due",
     "serializable_error_info_from_exc_info",
+    "step_plan",
     "with_python_log_handlers_once",
     "without_compute_log_capture",
 ]
@@ -134,6 +141,21 @@ def report_step_not_started(
         pid=os.getpid(),
     )
     instance.report_dagster_event(event, run_id=run.run_id, log_level=logging.ERROR)
+
+
+def step_plan(
+    whole: ExecutionPlan,
+    job_def: Any,
+    resolved_run_config: ResolvedRunConfig,
+    step_key: str,
+    known_state: KnownExecutionState | None,
+) -> ExecutionPlan:
+    """``whole`` (a run's plan, built without known state) cut to ``step_key``, with the
+    step's ``known_state``: what ``create_execution_plan(..., step_keys_to_execute=[step_key],
+    known_state=known_state)`` builds, when the known state holds no dynamic mappings (which
+    change the plan's steps) and no output versions (which the cut would drop); callers check."""
+    plan: ExecutionPlan = whole.build_subset_plan([step_key], job_def, resolved_run_config)
+    return plan._replace(known_state=known_state or KnownExecutionState())
 
 
 def get_retries_config() -> Field:

@@ -25,15 +25,18 @@ from dagster import (
 )
 
 from dagster_taskiq._dagster_compat import (
+    ExecutionPlan,
     KnownExecutionState,
     ReconstructableJob,
     ReconstructableRepository,
+    ResolvedRunConfig,
     RetryMode,
     SerializableErrorInfo,
     create_execution_plan,
     execute_plan_iterator,
     report_step_not_started,
     serializable_error_info_from_exc_info,
+    step_plan,
 )
 from dagster_taskiq.code_locations import (
     CodeLocationError,
@@ -174,6 +177,53 @@ class RunCache:
         return run
 
 
+class PlanCache:
+    """Each run's whole execution plan, built by the first of its steps on this worker and cut
+    to one step for each (``step_plan``): building the plan is proportional to the job's size,
+    cutting it is not. A step whose known state holds dynamic mappings or output versions (the
+    plan's steps depend on them) gets its plan built from scratch, as before."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._plans: collections.OrderedDict[str, tuple[Any, ResolvedRunConfig, ExecutionPlan]]
+        self._plans = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def plan(
+        self,
+        job: ReconstructableJob,
+        run: DagsterRun,
+        step_key: str,
+        known_state: KnownExecutionState | None,
+    ) -> ExecutionPlan:
+        if known_state is not None and (
+            known_state.dynamic_mappings or known_state.step_output_versions
+        ):
+            return create_execution_plan(
+                job,
+                run_config=run.run_config,
+                step_keys_to_execute=[step_key],
+                known_state=known_state,
+                repository_load_data=job.repository.repository_load_data,
+            )
+        with self._lock:
+            entry = self._plans.get(run.run_id)
+        if entry is None:
+            job_def = job.get_definition()
+            whole = create_execution_plan(
+                job,
+                run_config=run.run_config,
+                repository_load_data=job.repository.repository_load_data,
+            )
+            entry = (job_def, ResolvedRunConfig.build(job_def, run.run_config), whole)
+            with self._lock:
+                self._plans[run.run_id] = entry
+                while len(self._plans) > self._size:
+                    self._plans.popitem(last=False)
+        job_def, resolved_run_config, whole = entry
+        return step_plan(whole, job_def, resolved_run_config, step_key, known_state)
+
+
 class StepRunner:
     """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe).
 
@@ -189,6 +239,7 @@ class StepRunner:
         self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
         self._lock = threading.Lock()
         self._runs = RunCache()
+        self._plans = PlanCache()
         self._quiet = QuietEvents(capture_compute_logs=capture_compute_logs)
 
     def run(self, task: OpExecutionTask) -> StepOutcome:
@@ -239,13 +290,7 @@ class StepRunner:
             if task.known_state is not None
             else None
         )
-        plan = create_execution_plan(
-            job,
-            run_config=run.run_config,
-            step_keys_to_execute=[task.step_key],
-            known_state=known_state,
-            repository_load_data=job.repository.repository_load_data,
-        )
+        plan = self._plans.plan(job, run, task.step_key, known_state)
         outcome: StepOutcome | None = None
         for event in execute_plan_iterator(
             plan,
