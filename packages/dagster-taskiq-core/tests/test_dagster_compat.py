@@ -39,6 +39,8 @@ USED = {
     "EventLogCursor": ["parse", "from_storage_id"],
     "ExecutionPlan": ["build_subset_plan", "_replace", "known_state", "step_keys_to_execute"],
     "ResolvedRunConfig": ["build"],
+    "EventLogStorage": ["optimize_for_webserver", "get_records_for_run", "dispose"],
+    "InstanceRef": ["event_storage_data"],
 }
 
 

@@ -29,6 +29,10 @@ What each is for:
   cuts it to each step (``ExecutionPlan.build_subset_plan``, what ``ExecutionPlan.build`` does
   itself with ``step_keys_to_execute``), instead of building the plan again for every step
   (2 ms a step for a 52-step job).
+* ``pooled_event_log_storage``: the executor reads the run's events through a second event
+  log storage of the instance's kind that keeps its connection open (the webserver's setting,
+  ``optimize_for_webserver``): dagster-postgres opens a connection per statement otherwise, 5 ms
+  of the 6 a read of the run's new events costs.
 * ``with_python_log_handlers_once``: an instance that builds its dagster.yaml ``python_logs``
   handlers once, not on every step (``DagsterInstance.get_yaml_python_handlers`` runs
   ``logging.config.dictConfig`` each time, which deadlocks threads that are logging).
@@ -69,6 +73,7 @@ from dagster._core.execution.plan.step import ExecutionStep, StepKind
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.retries import get_retries_config as _get_retries_config
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.system_config.objects import ResolvedRunConfig
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.error import serializable_error_info_from_exc_info
@@ -81,6 +86,7 @@ __all__ = [
     "DagsterEvent",
     "EngineEventData",
     "EventLogCursor",
+    "EventLogStorage",
     "ExecutionPlan",
     "ExecutionStep",
     "FileCodePointer",
@@ -100,6 +106,7 @@ __all__ = [
     "create_execution_plan",
     "execute_plan_iterator",
     "get_retries_config",
+    "pooled_event_log_storage",
     "raise_interrupts_as",
     "report_step_not_started",
     "seconds_until_due",
@@ -156,6 +163,25 @@ def step_plan(
     change the plan's steps) and no output versions (which the cut would drop); callers check."""
     plan: ExecutionPlan = whole.build_subset_plan([step_key], job_def, resolved_run_config)
     return plan._replace(known_state=known_state or KnownExecutionState())
+
+
+def pooled_event_log_storage(instance: DagsterInstance) -> EventLogStorage | None:
+    """A new event log storage like ``instance``'s, keeping its connection open, or None when
+    that gains nothing (SQLite: a file; in-memory and unreferenceable instances). Dispose of it
+    after use."""
+    storage = instance.event_log_storage
+    optimize = getattr(type(storage), "optimize_for_webserver", None)
+    if optimize is None or optimize is EventLogStorage.optimize_for_webserver:
+        return None  # no connection to keep (SQLite, in-memory)
+    try:
+        data = instance.get_ref().event_storage_data
+    except Exception:  # an ephemeral instance has no reference to open again
+        return None
+    if data is None:
+        return None
+    pooled: EventLogStorage = data.rehydrate(as_type=EventLogStorage)  # type: ignore[type-abstract]
+    pooled.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=2)
+    return pooled
 
 
 def get_retries_config() -> Field:

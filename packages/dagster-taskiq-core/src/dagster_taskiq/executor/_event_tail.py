@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance
 
-from dagster_taskiq._dagster_compat import DagsterEvent, EventLogCursor
+from dagster_taskiq._dagster_compat import (
+    DagsterEvent,
+    EventLogCursor,
+    pooled_event_log_storage,
+)
 
 _POP_LIMIT = 1000
 
@@ -16,15 +21,23 @@ class EventTail:
 
     As Dagster's ``StepDelegatingExecutor`` does, the cursor is moved back by the storage's
     tailer offset (PostgreSQL may commit a lower storage id after a higher one), and events
-    already returned are filtered out by storage id.
+    already returned are filtered out by storage id. On a database server (PostgreSQL) the tail
+    reads through a storage of its own that keeps its connection open (``close`` it).
     """
 
     def __init__(self, instance: DagsterInstance, run_id: str) -> None:
-        self._instance = instance
+        self._pooled = pooled_event_log_storage(instance)
+        self._reader: Any = self._pooled or instance
         self._run_id = run_id
         self._cursor: str | None = None
         self._seen: set[int] = set()
         self._offset = int(instance.event_log_storage.default_run_scoped_event_tailer_offset())
+
+    def close(self) -> None:
+        """Close the tail's own connection to the event log, if it has one."""
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            pooled.dispose()
 
     @property
     def cursor(self) -> str | None:
@@ -56,7 +69,7 @@ class EventTail:
             self._cursor = _later(resume, self._cursor)
 
     def _pop_batch(self) -> tuple[list[DagsterEvent], bool]:
-        conn = self._instance.get_records_for_run(
+        conn = self._reader.get_records_for_run(
             self._run_id, self._cursor, of_type=set(DagsterEventType), limit=_POP_LIMIT
         )
         fresh = [r for r in conn.records if r.storage_id not in self._seen]

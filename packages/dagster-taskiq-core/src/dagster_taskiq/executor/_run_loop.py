@@ -141,6 +141,7 @@ class RunLoop:
                         self._read_events = True
         finally:
             watch.close()
+            self.tail.close()
 
     def _step(self, active: ActiveExecution) -> Iterator[DagsterEvent]:
         now = time.monotonic()
