@@ -266,8 +266,66 @@ class RunOutcome:
     """``time.monotonic()`` in the benchmark's process when the run process was seen exited."""
 
 
-class RunProcesses:
+class _Processes:
+    """``count`` processes of ``build`` running ``command``, each logging to
+    ``log_dir/<kind>-<n>.log``; stopped (SIGTERM, then SIGKILL after ``grace`` s) on exit."""
+
+    kind = "process"
+    grace = 10.0
+
+    build: Build
+    command: list[str]
+    count: int
+    log_dir: Path
+
+    processes: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+    _files: list[IO[bytes]]
+
+    def _start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for n in range(1, self.count + 1):
+                path = self.log_dir / f"{self.kind}-{n}.log"
+                log = open(path, "wb")  # noqa: SIM115 - closed in __exit__
+                self._files.append(log)
+                self.logs.append(path)
+                self.processes.append(
+                    subprocess.Popen(
+                        self.command,
+                        env=self.build.env(),
+                        cwd=ROOT,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        except BaseException:
+            self.__exit__()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+    def check_alive(self) -> None:
+        """Raise, with its output's tail, if one of the processes has exited."""
+        for process, log in zip(self.processes, self.logs, strict=True):
+            if process.poll() is not None:
+                raise BenchProcessError(
+                    f"{self.kind} process {process.pid} exited early with status "
+                    f"{process.returncode}:\n{_tail(log)}"
+                )
+
+    def __exit__(self, *exc: object) -> None:
+        _stop(self.processes, grace=self.grace)
+        for log in self._files:
+            log.close()
+
+
+class RunProcesses(_Processes):
     """``count`` ``python -m benchmarks._run_job`` processes of ``build``, started at once."""
+
+    kind = "run"
 
     def __init__(
         self,
@@ -299,40 +357,9 @@ class RunProcesses:
         """``time.monotonic()`` when the first process was started."""
 
     def __enter__(self) -> RunProcesses:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
-        try:
-            for n in range(1, self.count + 1):
-                path = self.log_dir / f"run-{n}.log"
-                log = open(path, "wb")
-                self._files.append(log)
-                self.logs.append(path)
-                self.processes.append(
-                    subprocess.Popen(
-                        self.command,
-                        env=self.build.env(),
-                        cwd=ROOT,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-        except BaseException:
-            self.__exit__()
-            raise
+        self._start()
         return self
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
-
-    def check_alive(self) -> None:
-        """Raise (with its output) if a run process has already exited: runs should wait."""
-        for process, log in zip(self.processes, self.logs, strict=True):
-            if process.poll() is not None:
-                raise BenchProcessError(
-                    f"run process {process.pid} exited early with status {process.returncode}:"
-                    f"\n{_tail(log)}"
-                )
 
     def wait(self, timeout: float) -> list[RunOutcome]:
         """Wait for every run process; each one's outcome. Raises if one failed or hung."""
@@ -369,11 +396,6 @@ class RunProcesses:
             )
         return outcomes
 
-    def __exit__(self, *exc: object) -> None:
-        _stop(self.processes, grace=10)
-        for log in self._files:
-            log.close()
-
 
 def _result_line(log: Path) -> dict[str, Any] | None:
     for line in reversed(log.read_text(errors="replace").splitlines()):
@@ -386,8 +408,11 @@ def _result_line(log: Path) -> dict[str, Any] | None:
 # --- worker processes ------------------------------------------------------------------------
 
 
-class Workers:
+class Workers(_Processes):
     """``count`` ``dagster-taskiq worker`` processes of ``build`` serving ``module``."""
+
+    kind = "worker"
+    grace = 20.0
 
     def __init__(
         self,
@@ -429,38 +454,8 @@ class Workers:
         self._files: list[IO[bytes]] = []
 
     def __enter__(self) -> Workers:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for n in range(1, self.count + 1):
-                path = self.log_dir / f"worker-{n}.log"
-                log = open(path, "wb")
-                self._files.append(log)
-                self.logs.append(path)
-                self.processes.append(
-                    subprocess.Popen(
-                        self.command,
-                        env=self.build.env(),
-                        cwd=ROOT,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-        except BaseException:
-            self.__exit__()
-            raise
+        self._start()
         return self
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
-
-    def check_alive(self) -> None:
-        for process, log in zip(self.processes, self.logs, strict=True):
-            if process.poll() is not None:
-                raise BenchProcessError(
-                    f"worker process {process.pid} exited with status {process.returncode}:\n"
-                    f"{_tail(log)}"
-                )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until every worker has logged ``worker_started``."""
@@ -482,8 +477,3 @@ class Workers:
         """CPU seconds of the workers so far (all must be alive)."""
         self.check_alive()
         return sum(cpu_seconds(p.pid) for p in self.processes)
-
-    def __exit__(self, *exc: object) -> None:
-        _stop(self.processes, grace=20)
-        for log in self._files:
-            log.close()

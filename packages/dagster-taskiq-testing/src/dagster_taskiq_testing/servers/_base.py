@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -69,3 +70,15 @@ def http_get(url: str, timeout: float = 2.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
         body: bytes = response.read()
         return body
+
+
+def end_process(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM ``process`` if it runs, SIGKILL it if it has not exited after ``timeout`` s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)

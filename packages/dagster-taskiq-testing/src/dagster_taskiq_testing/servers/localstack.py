@@ -17,14 +17,19 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from typing import IO, Any
 
 from dagster_taskiq_testing._errors import ServerUnavailableError
-from dagster_taskiq_testing.servers._base import boto3_client, free_port, http_get, wait_until
+from dagster_taskiq_testing.servers._base import (
+    boto3_client,
+    end_process,
+    free_port,
+    http_get,
+    wait_until,
+)
 
 LOCALSTACK_PINS: tuple[str, ...] = (
     "localstack-core[runtime]==4.0.3",
@@ -225,13 +230,7 @@ class LocalStackServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        end_process(process, 15)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -22,7 +22,13 @@ import tempfile
 from typing import IO, Any
 
 from dagster_taskiq_testing._errors import ServerUnavailableError
-from dagster_taskiq_testing.servers._base import boto3_client, free_port, http_get, wait_until
+from dagster_taskiq_testing.servers._base import (
+    boto3_client,
+    end_process,
+    free_port,
+    http_get,
+    wait_until,
+)
 
 
 class MotoServer:
@@ -172,13 +178,7 @@ class MotoProcessServer:
         """Terminate the process (kill it if it lingers); the port then refuses connections."""
         atexit.unregister(self.stop)
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=self._stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        end_process(process, self._stop_timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
