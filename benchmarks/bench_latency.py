@@ -49,6 +49,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--store", choices=(*STORES, "both"), default="both")
     add_localstack_argument(parser)
     args = parser.parse_args(argv)
+    from dagster_taskiq.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging("console", "WARNING")  # the executor's debug events are not the result
     kind = "localstack" if args.localstack else "moto"
     stores = STORES if args.store == "both" else (args.store,)
     with sqs_server(kind) as server:
