@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from benchmarks._common import ConditionsWatch
 from dagster_taskiq import (
     CodePointer,
     ExecutionResult,
@@ -135,6 +136,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args(argv)
+    watch = ConditionsWatch.settle()
     with tempfile.TemporaryDirectory() as tmp:
         targets = {
             "PostgreSQL": args.postgres_url,
@@ -153,4 +155,6 @@ def main(argv: list[str]) -> int:
             baseline, pairs = _measure(url, args.clients, args.pairs, args.rounds)
             print(f"{name:<14} {baseline:>15,.0f} {pairs:>21,.0f} {pairs / baseline:>6.2f}x")
         print("(a pair is two round trips: 0.50x means no overhead over bare SQL)")
+    for line in watch.stop().lines():
+        print(line)
     return 0

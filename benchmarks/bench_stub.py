@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks._common import ConditionsWatch
 from dagster_taskiq_testing import InMemorySqs
 from dagster_taskiq_testing.servers import LocalStackServer, MotoProcessServer
 
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--localstack", action="store_true", help="also measure LocalStack")
     args = parser.parse_args(argv)
 
+    watch = ConditionsWatch.settle()
     rows: list[tuple[str, float, float, int]] = []
     stub = InMemorySqs()
     stub_client = stub.client()
@@ -84,6 +86,8 @@ def main(argv: list[str]) -> int:
         f"targets: stub >= {STUB_TARGET:,.0f}/s and >= {RATIO_TARGET:.0f}x moto: "
         + ("met" if ok else "NOT met")
     )
+    for line in watch.stop().lines():
+        print(line)
     return 0
 
 
