@@ -101,7 +101,9 @@ class SqlIdempotencyStore:
         self._tables: StoreTables = make_tables(table_prefix)
         self._clock = clock
         self._retry = retry or StoreRetry()
-        self._engine = _create_engine(self._url, self.masked_url, dict(engine_options or {}))
+        options = dict(engine_options or {})
+        self._engine = _create_engine(self._url, self.masked_url, options)
+        self._connect_args: dict[str, Any] = dict(options.get("connect_args") or {})
         self._dialect = self._engine.dialect.name
         self._sql = _Statements(
             self._tables.records,
@@ -200,11 +202,12 @@ class SqlIdempotencyStore:
         )
 
     def _own_connection(self) -> Any:
-        """A driver connection of the engine's (psycopg, sqlite3), out of its pool for good."""
-        pooled = self._engine.raw_connection()
-        driver = pooled.driver_connection
-        pooled.detach()
-        return driver
+        """A new driver connection (psycopg, sqlite3) with the engine's connect arguments, not
+        from its pool: a pooled one may be dead (the server restarted, the backend terminated)
+        and the watch would only learn so when it tries to LISTEN on it."""
+        dialect = self._engine.dialect
+        cargs, cparams = dialect.create_connect_args(self._engine.url)
+        return dialect.connect(*cargs, **{**cparams, **self._connect_args})
 
     def claim(
         self, key: str, owner: str, lease_seconds: float, *, retry_number: int | None = None
