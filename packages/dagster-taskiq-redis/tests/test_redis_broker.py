@@ -92,7 +92,7 @@ async def test_an_unacked_message_is_redelivered_after_the_visibility_timeout(
     await redelivered.ack()
     assert (harness.pending(), harness.length()) == (0, 0)
     with pytest.raises(AckError, match="no longer pending"):
-        await control(first, taken).extend(1.0)  # the first consumer lost it
+        await control(first, taken).extend_lease(1.0)  # the first consumer lost it
     await gone.close()
     await again.close()
 
@@ -124,7 +124,7 @@ async def test_message_control_extends_and_releases(
     controlled = control(holder, taken)
     competing = Listener(other)
     for _ in range(4):  # the worker's heartbeat, taken over through the control
-        await controlled.extend(1.0)
+        await controlled.extend_lease(1.0)
         assert await competing.nothing_for(0.5)
     await controlled.release()
     released = await competing.receive()  # at once, not after a timeout

@@ -214,7 +214,7 @@ async def test_message_control_takes_over_the_heartbeat(stub_harness, kick) -> N
     message = await anext(messages)
     control = control_of(broker, message)
     with capture_logs() as logs:
-        await control.extend(120.2)
+        await control.extend_lease(120.2)
     [extended] = [
         e
         for e in logs
@@ -385,7 +385,7 @@ async def test_every_message_event_is_logged_with_queue_id_key_and_attempt(harne
         await kick(broker, "run-1", "a", enqueue_attempt=2)
         messages = broker.listen()
         message = await anext(messages)
-        await control_of(broker, message).extend(10)
+        await control_of(broker, message).extend_lease(10)
         await message.ack()
         await messages.aclose()
     events = {entry["event"]: entry for entry in logs}

@@ -91,7 +91,7 @@ class MessageControl(Protocol):
         """How many times the message was received (SQS ``ApproximateReceiveCount``), if known."""
         ...
 
-    async def extend(self, seconds: float) -> None:
+    async def extend_lease(self, seconds: float) -> None:
         """Keep the message invisible to other consumers for ``seconds`` from now."""
         ...
 

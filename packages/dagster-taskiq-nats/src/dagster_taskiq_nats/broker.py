@@ -109,7 +109,7 @@ class NatsMessageControl:
     def receive_count(self) -> int | None:
         return self.delivery.deliveries
 
-    async def extend(self, seconds: float) -> None:
+    async def extend_lease(self, seconds: float) -> None:
         broker = self.delivery.broker
         broker.stop_heartbeat(self.delivery)
         await broker.in_progress(self.delivery)

@@ -103,7 +103,7 @@ class RedisMessageControl:
     def receive_count(self) -> int | None:
         return self.delivery.deliveries
 
-    async def extend(self, seconds: float) -> None:
+    async def extend_lease(self, seconds: float) -> None:
         broker = self.delivery.broker
         broker.stop_heartbeat(self.delivery)
         idle_ms = max(0, broker.settings.visibility_ms - round(seconds * 1000))

@@ -84,7 +84,7 @@ class SqsMessageControl:
     def receive_count(self) -> int | None:
         return self.delivery.receive_count
 
-    async def extend(self, seconds: float) -> None:
+    async def extend_lease(self, seconds: float) -> None:
         """Keep the message invisible for ``seconds`` (rounded up) from now."""
         self._owner.stop_heartbeat(self.delivery)
         await self._owner.change_visibility(

@@ -377,7 +377,7 @@ class Worker:
         if active.control is not None:
             await asyncio.sleep(min(TAKEOVER_AFTER, self.options.heartbeat_every))
             try:
-                await active.control.extend(lease)
+                await active.control.extend_lease(lease)
             except Exception as exc:
                 _log.warning("heartbeat_failed", key=key, error=repr(exc))
         while True:
@@ -386,7 +386,7 @@ class Worker:
             try:
                 held = await self.store.heartbeat(key, active.token, lease)
                 if active.control is not None:
-                    await active.control.extend(lease)
+                    await active.control.extend_lease(lease)
             except Exception as exc:
                 _log.warning("heartbeat_failed", key=key, error=repr(exc))
                 continue
