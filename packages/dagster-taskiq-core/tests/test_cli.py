@@ -16,8 +16,9 @@ from dagster_taskiq import (
     TaskState,
     idempotency_key,
 )
-from dagster_taskiq.backends import BackendNotFoundError, load_broker_factory
+from dagster_taskiq.backends import load_broker_factory
 from dagster_taskiq.cli import main
+from dagster_taskiq.errors import BackendNotFoundError
 
 
 def _task(step: str) -> OpExecutionTask:

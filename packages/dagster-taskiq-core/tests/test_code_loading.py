@@ -11,10 +11,10 @@ import pytest
 
 from dagster_taskiq.code_locations import (
     CodeLocation,
-    CodeLocationError,
     CodeLocations,
     job_in_module,
 )
+from dagster_taskiq.errors import CodeLocationError
 from dagster_taskiq.payloads import CodePointer
 
 JOB_FILE = """

@@ -13,11 +13,10 @@ from typing import Any
 
 from taskiq import AsyncBroker
 
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import BackendNotFoundError
 
 __all__ = [
     "BROKER_ENTRY_POINT_GROUP",
-    "BackendNotFoundError",
     "BrokerFactory",
     "available_backends",
     "create_broker",
@@ -35,10 +34,6 @@ _PACKAGES = {
     "redis": "dagster-taskiq-redis",
     "nats": "dagster-taskiq-nats",
 }
-
-
-class BackendNotFoundError(DagsterTaskIQError):
-    """No installed package provides the named broker backend."""
 
 
 def available_backends() -> list[str]:

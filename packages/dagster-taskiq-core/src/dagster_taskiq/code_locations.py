@@ -22,21 +22,16 @@ from dagster_taskiq._dagster_compat import (
     ReconstructableJob,
     ReconstructableRepository,
 )
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import CodeLocationError
 from dagster_taskiq.payloads import CodePointer
 
 __all__ = [
     "CodeLocation",
-    "CodeLocationError",
     "CodeLocations",
     "job_in_module",
     "load_job_definition",
     "pointer_for_job",
 ]
-
-
-class CodeLocationError(DagsterTaskIQError):
-    """A job's code cannot be pointed at, or a payload points outside the worker's locations."""
 
 
 def pointer_for_job(job: ReconstructableJob) -> CodePointer:

@@ -1,4 +1,24 @@
-"""The exception hierarchy of ``dagster_taskiq``: one root, :class:`DagsterTaskIQError`."""
+"""The one exception family of dagster-taskiq: every error it raises is a ``DagsterTaskIQError``.
+
+```
+DagsterTaskIQError
+  SettingsError            a backend's settings are invalid (each SettingProblem names the field)
+  ExecutorConfigError      an executor config value is out of range
+  BackendNotFoundError     no installed package provides the named broker backend
+  CodeLocationError        a job cannot be pointed at, or a payload points outside the worker's code
+  PayloadError             a message payload could not be decoded or validated
+  IdempotencyError         the idempotency store's errors
+    StoreUnavailableError    its database is unreachable within the retry budget
+    SchemaVersionError       its tables come from an incompatible version
+  BrokerError              a broker backend's errors
+    BrokerUnavailableError   the broker's service is unreachable within the retry budget
+    BrokerConfigurationError an existing queue / stream / consumer disagrees with the settings
+    AckError                 a message was settled twice, or is no longer this consumer's
+```
+
+A backend subclasses these and adds its service's name (``SqsUnavailableError`` is a
+``BrokerUnavailableError``); ``AckError`` is one class for every backend.
+"""
 
 from __future__ import annotations
 
@@ -67,6 +87,18 @@ def validation_problems(
     return problems
 
 
+class ExecutorConfigError(DagsterTaskIQError):
+    """An executor config value is out of range."""
+
+
+class BackendNotFoundError(DagsterTaskIQError):
+    """No installed package provides the named broker backend."""
+
+
+class CodeLocationError(DagsterTaskIQError):
+    """A job's code cannot be pointed at, or a payload points outside the worker's locations."""
+
+
 class PayloadError(DagsterTaskIQError, ValueError):
     """A message payload could not be decoded or validated.
 
@@ -89,3 +121,20 @@ class StoreUnavailableError(IdempotencyError):
 
 class SchemaVersionError(IdempotencyError):
     """The store's tables were created by an incompatible version of dagster-taskiq."""
+
+
+class BrokerError(DagsterTaskIQError):
+    """Base class of the broker backends' errors (each backend's root subclasses it)."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """The broker's service could not be reached within the retry budget."""
+
+
+class BrokerConfigurationError(BrokerError):
+    """An existing queue, stream or consumer disagrees with the settings."""
+
+
+class AckError(BrokerError):
+    """A message could not be settled: settled already (acked, released), or no longer held by
+    this consumer (received again by another after its visibility timeout)."""

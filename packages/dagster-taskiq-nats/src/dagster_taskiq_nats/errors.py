@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dagster_taskiq.errors import DagsterTaskIQError, SettingProblem, SettingsError
+from dagster_taskiq.errors import (
+    AckError,
+    BrokerConfigurationError,
+    BrokerError,
+    BrokerUnavailableError,
+    SettingProblem,
+    SettingsError,
+)
 
 __all__ = [
     "AckError",
@@ -14,7 +21,7 @@ __all__ = [
 ]
 
 
-class DagsterTaskIQNatsError(DagsterTaskIQError):
+class DagsterTaskIQNatsError(BrokerError):
     """Root of every error raised by the NATS JetStream broker."""
 
 
@@ -24,13 +31,9 @@ class NatsSettingsError(DagsterTaskIQNatsError, SettingsError):
     service = "NATS"
 
 
-class NatsUnavailableError(DagsterTaskIQNatsError):
+class NatsUnavailableError(DagsterTaskIQNatsError, BrokerUnavailableError):
     """NATS could not be reached within the retry budget."""
 
 
-class NatsConfigurationError(DagsterTaskIQNatsError):
+class NatsConfigurationError(DagsterTaskIQNatsError, BrokerConfigurationError):
     """An existing stream or consumer disagrees with the settings."""
-
-
-class AckError(DagsterTaskIQNatsError):
-    """A message was settled twice, or could not be settled with the server."""

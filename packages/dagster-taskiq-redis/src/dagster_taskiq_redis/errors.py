@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dagster_taskiq.errors import DagsterTaskIQError, SettingProblem, SettingsError
+from dagster_taskiq.errors import (
+    AckError,
+    BrokerError,
+    BrokerUnavailableError,
+    SettingProblem,
+    SettingsError,
+)
 
 __all__ = [
     "AckError",
@@ -13,7 +19,7 @@ __all__ = [
 ]
 
 
-class DagsterTaskIQRedisError(DagsterTaskIQError):
+class DagsterTaskIQRedisError(BrokerError):
     """Root of every error raised by the Redis Streams broker."""
 
 
@@ -23,9 +29,5 @@ class RedisSettingsError(DagsterTaskIQRedisError, SettingsError):
     service = "Redis"
 
 
-class RedisUnavailableError(DagsterTaskIQRedisError):
+class RedisUnavailableError(DagsterTaskIQRedisError, BrokerUnavailableError):
     """Redis could not be reached within the retry budget."""
-
-
-class AckError(DagsterTaskIQRedisError):
-    """A message was settled twice, or is no longer pending for this consumer."""

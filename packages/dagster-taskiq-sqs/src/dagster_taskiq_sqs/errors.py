@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from dagster_taskiq.errors import DagsterTaskIQError, SettingsError
+from dagster_taskiq.errors import (
+    AckError,
+    BrokerConfigurationError,
+    BrokerError,
+    BrokerUnavailableError,
+    SettingsError,
+)
 
 __all__ = [
     "AckError",
@@ -19,7 +25,7 @@ __all__ = [
 ]
 
 
-class DagsterTaskIQSqsError(DagsterTaskIQError):
+class DagsterTaskIQSqsError(BrokerError):
     """Root of every error raised by the SQS broker."""
 
 
@@ -41,7 +47,7 @@ class SqsSettingsError(DagsterTaskIQSqsError, SettingsError):
     service = "SQS"
 
 
-class SqsUnavailableError(DagsterTaskIQSqsError):
+class SqsUnavailableError(DagsterTaskIQSqsError, BrokerUnavailableError):
     """The SQS endpoint could not be reached within the retry budget."""
 
 
@@ -49,7 +55,7 @@ class QueueNotFoundError(DagsterTaskIQSqsError):
     """The queue does not exist and the settings do not allow creating it."""
 
 
-class QueueConfigurationError(DagsterTaskIQSqsError):
+class QueueConfigurationError(DagsterTaskIQSqsError, BrokerConfigurationError):
     """An existing queue's attributes disagree with the settings."""
 
 
@@ -69,7 +75,3 @@ class MessageTooLargeError(DagsterTaskIQSqsError, ValueError):
 
 class FifoDelayError(DagsterTaskIQSqsError, ValueError):
     """A per-message delay was asked for on a FIFO queue, which SQS does not support."""
-
-
-class AckError(DagsterTaskIQSqsError):
-    """A message could not be deleted, had its visibility changed, or was settled twice."""

@@ -3,7 +3,6 @@
 from dagster_taskiq.executor._config import (
     QUEUE_TAG,
     TASKIQ_EXECUTOR_CONFIG_SCHEMA,
-    ExecutorConfigError,
     ExecutorSettings,
 )
 from dagster_taskiq.executor._executor import DagsterTaskIQExecutor, taskiq_executor
@@ -12,7 +11,6 @@ __all__ = [
     "QUEUE_TAG",
     "TASKIQ_EXECUTOR_CONFIG_SCHEMA",
     "DagsterTaskIQExecutor",
-    "ExecutorConfigError",
     "ExecutorSettings",
     "taskiq_executor",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from dagster import Field, Permissive, StringSource
 
 from dagster_taskiq._dagster_compat import RetryMode, get_retries_config
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import ExecutorConfigError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
 
 QUEUE_TAG = "dagster-taskiq/queue"
@@ -77,10 +77,6 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
     ),
     "retries": get_retries_config(),
 }
-
-
-class ExecutorConfigError(DagsterTaskIQError):
-    """An executor config value is out of range."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -39,11 +39,11 @@ from dagster_taskiq._dagster_compat import (
     step_plan,
 )
 from dagster_taskiq.code_locations import (
-    CodeLocationError,
     CodeLocations,
     dagster_pointer,
     load_job_definition,
 )
+from dagster_taskiq.errors import CodeLocationError
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask, TaskState
 from dagster_taskiq.worker._fence import current_fence, install_event_fence

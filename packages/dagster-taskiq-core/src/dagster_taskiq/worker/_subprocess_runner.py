@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-from dagster_taskiq.code_locations import CodeLocationError, CodeLocations
+from dagster_taskiq.code_locations import CodeLocations
+from dagster_taskiq.errors import CodeLocationError
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask
 from dagster_taskiq.worker._fence import current_fence
