@@ -8,8 +8,8 @@ import hashlib
 
 import structlog
 from structlog.testing import capture_logs
-from taskiq.acks import AckableMessage
 
+from dagster_taskiq.brokers import heartbeat_loop, start_heartbeat, stop_heartbeat
 from dagster_taskiq.messaging import (
     LABEL_ENQUEUE_ATTEMPT,
     LABEL_IDEMPOTENCY_KEY,
@@ -17,12 +17,8 @@ from dagster_taskiq.messaging import (
     LABEL_RUN_ID,
     deduplication_id,
     hashed_identity,
-    heartbeat_loop,
-    start_heartbeat,
     step_labels,
     step_log_fields,
-    stop_heartbeat,
-    yielded_delivery,
 )
 
 _log = structlog.get_logger("test_messaging_helpers")
@@ -39,7 +35,7 @@ def test_step_labels_and_log_fields() -> None:
     assert step == {LABEL_IDEMPOTENCY_KEY: "run-1:add", LABEL_RETRY_NUMBER: "2"}
     assert step_log_fields(step) == {
         "key": "run-1:add",
-        "retry_number": "2",
+        "retry_number": 2,
         "enqueue_attempt": None,
     }
     assert step_labels({"other": 1}) == {}
@@ -117,18 +113,3 @@ async def test_start_and_stop_heartbeat() -> None:
     assert task.cancelled()
     await asyncio.sleep(0)  # the done callbacks run one loop turn later
     assert tasks == set()
-
-
-def test_yielded_delivery_only_for_an_unsettled_delivery_of_this_broker() -> None:
-    broker = object()
-    held = Held(broker=broker)
-    message = AckableMessage(data=b"", ack=held.ack)
-    assert yielded_delivery(message, Held, broker) is held
-    assert yielded_delivery(message, Held, object()) is None
-    held.settled = "acked"
-    assert yielded_delivery(message, Held, broker) is None
-
-    async def plain_ack() -> None:
-        pass
-
-    assert yielded_delivery(AckableMessage(data=b"", ack=plain_ack), Held, broker) is None

@@ -111,7 +111,7 @@ async def test_message_goes_to_the_dead_letter_queue_after_max_receive_count(har
     [letter] = letters
     assert letter.body == message.data
     assert letter.receive_count == 2
-    assert letter.message_id == message.ack.metadata.message_id  # type: ignore[attr-defined]
+    assert letter.message_id == message.ack.__self__.message_id  # type: ignore[attr-defined]
     events = {entry["event"]: entry for entry in logs}
     last = events["sqs_last_delivery_before_dead_letter_queue"]
     assert last["key"] == "run-1:poison"

@@ -17,16 +17,15 @@ or more requests:
 * :class:`SupportsReceiveLimit`: receive as many messages at once as the worker has free slots.
 
 The helpers at the end are shared by the backends that carry the step labels as message fields
-or headers (Redis, NATS) and by every backend's own heartbeat of a received message.
+or headers; what every backend does with a received message is in :mod:`dagster_taskiq.brokers`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
@@ -163,14 +162,19 @@ def step_labels(labels: Mapping[str, Any]) -> dict[str, str]:
 
 
 def step_log_fields(step: Mapping[str, str]) -> dict[str, Any]:
-    """``key``, ``retry_number`` and ``enqueue_attempt`` of a step's labels (none without a key)."""
+    """``key``, ``retry_number`` and ``enqueue_attempt`` of a step's labels (none without a key);
+    the two numbers as ints, as every backend logs them."""
     if LABEL_IDEMPOTENCY_KEY not in step:
         return {}
     return {
         "key": step[LABEL_IDEMPOTENCY_KEY],
-        "retry_number": step.get(LABEL_RETRY_NUMBER),
-        "enqueue_attempt": step.get(LABEL_ENQUEUE_ATTEMPT),
+        "retry_number": _number(step.get(LABEL_RETRY_NUMBER)),
+        "enqueue_attempt": _number(step.get(LABEL_ENQUEUE_ATTEMPT)),
     }
+
+
+def _number(text: str | None) -> int | str | None:
+    return int(text) if text is not None and text.isdigit() else text
 
 
 def hashed_identity(step: Mapping[str, str], task_id: str) -> str:
@@ -187,75 +191,16 @@ def hashed_identity(step: Mapping[str, str], task_id: str) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
-class _Logger(Protocol):
-    def warning(self, event: str, **fields: Any) -> Any: ...
+# --- until the Redis and NATS brokers are on dagster_taskiq.brokers.BrokerBase -------------------
+
+from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat  # noqa: E402
 
 
-class _HasHeartbeat(Protocol):
-    heartbeat: asyncio.Task[None] | None
-
-
-class _Delivery(Protocol):
-    @property
-    def broker(self) -> object: ...
-
-    @property
-    def settled(self) -> str | None: ...
-
-
-_D = TypeVar("_D", bound=_Delivery)
-
-
-def yielded_delivery(message: AckableMessage, kind: type[_D], broker: object) -> _D | None:
-    """The unsettled delivery of ``broker`` whose ``ack`` ``message`` carries, else None (for
-    brokers whose ``listen()`` yields ``AckableMessage(ack=delivery.ack)``)."""
+def yielded_delivery(message: AckableMessage, kind: type[Any], broker: object) -> Any:
+    """The unsettled delivery of ``broker`` whose ``ack`` ``message`` carries, else None."""
     delivery = getattr(message.ack, "__self__", None)
     if not isinstance(delivery, kind) or delivery.broker is not broker:
         return None
     if delivery.settled is not None:
         return None
     return delivery
-
-
-def start_heartbeat(
-    tasks: set[asyncio.Task[None]], beating: Coroutine[Any, Any, None]
-) -> asyncio.Task[None]:
-    """Run ``beating`` as a task kept in ``tasks`` until it ends."""
-    task = asyncio.create_task(beating)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-    return task
-
-
-def stop_heartbeat(delivery: _HasHeartbeat) -> None:
-    """Cancel the broker's own heartbeat of ``delivery`` and forget it (idempotent)."""
-    task, delivery.heartbeat = delivery.heartbeat, None
-    if task is not None and not task.done():
-        task.cancel()
-
-
-async def heartbeat_loop(
-    every: float,
-    beat: Callable[[], Awaitable[None]],
-    *,
-    stop_on: type[Exception],
-    logger: _Logger,
-    event_prefix: str,
-    log_fields: Callable[[], Mapping[str, Any]],
-) -> None:
-    """``await beat()`` every ``every`` seconds: a ``stop_on`` error (the message is settled or no
-    longer ours) ends the loop, logged as ``<prefix>_heartbeat_stopped``; any other error is
-    logged as ``<prefix>_heartbeat_failed`` and the next beat is tried."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await beat()
-        except stop_on as exc:
-            logger.warning(f"{event_prefix}_heartbeat_stopped", reason=str(exc), **log_fields())
-            return
-        except Exception as exc:
-            logger.warning(
-                f"{event_prefix}_heartbeat_failed",
-                error=f"{type(exc).__name__}: {exc}",
-                **log_fields(),
-            )

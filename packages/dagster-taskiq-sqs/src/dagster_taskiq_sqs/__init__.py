@@ -1,12 +1,12 @@
 """Amazon SQS (and LocalStack) broker for dagster-taskiq, on taskiq-aio-sqs.
 
-``LocalStackSqsBroker(SqsSettings(...))`` is a TaskIQ broker; ``create_broker(settings)`` is the
+``SqsAsyncBroker(SqsSettings(...))`` (also known as ``LocalStackSqsBroker``, the brief's name) is
+a TaskIQ broker; ``create_broker(settings)`` is the
 factory registered as the ``sqs`` backend of the ``dagster_taskiq.brokers`` entry points.
 """
 
-from dagster_taskiq_sqs.broker import LocalStackSqsBroker
+from dagster_taskiq_sqs.broker import LocalStackSqsBroker, SqsAsyncBroker
 from dagster_taskiq_sqs.client import ClientFactory, aiobotocore_client_factory
-from dagster_taskiq_sqs.delivery import SqsMessageControl
 from dagster_taskiq_sqs.errors import (
     AckError,
     DagsterTaskIQSqsError,
@@ -43,7 +43,7 @@ __all__ = [
     "QueueNotFoundError",
     "RetryBudget",
     "SettingProblem",
-    "SqsMessageControl",
+    "SqsAsyncBroker",
     "SqsSettings",
     "SqsSettingsError",
     "SqsUnavailableError",

@@ -1,0 +1,22 @@
+"""The base of every broker backend: deliveries, their states, leases, heartbeats, dead letters.
+
+A backend (``dagster_taskiq_sqs``, ``dagster_taskiq_redis``, ``dagster_taskiq_nats``) subclasses
+:class:`BrokerBase` and its TaskIQ library's broker and writes only its transport; the backends
+are found by name through the ``dagster_taskiq.brokers`` entry points
+(:mod:`dagster_taskiq.backends`).
+"""
+
+from dagster_taskiq.brokers._base import BrokerBase, DeliveryPolicy
+from dagster_taskiq.brokers._delivery import Delivery, DeliveryControl, DeliveryState
+from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat
+
+__all__ = [
+    "BrokerBase",
+    "Delivery",
+    "DeliveryControl",
+    "DeliveryPolicy",
+    "DeliveryState",
+    "heartbeat_loop",
+    "start_heartbeat",
+    "stop_heartbeat",
+]
