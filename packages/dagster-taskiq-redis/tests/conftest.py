@@ -16,7 +16,7 @@ import pytest
 import redis
 from taskiq.message import BrokerMessage
 
-from dagster_taskiq_redis import RedisSettings, RedisStreamsBroker
+from dagster_taskiq_redis import RedisBroker, RedisSettings
 from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
 from dagster_taskiq_testing.broker_tests import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
@@ -41,7 +41,7 @@ class RedisHarness:
     def __init__(self) -> None:
         self.stream = f"test-steps-{uuid.uuid4().hex[:12]}"
         self.client = redis.Redis.from_url(REDIS_URL)
-        self.brokers: list[RedisStreamsBroker] = []
+        self.brokers: list[RedisBroker] = []
 
     def settings(self, **overrides: Any) -> RedisSettings:
         values: dict[str, Any] = {
@@ -57,9 +57,9 @@ class RedisHarness:
         values.update(overrides)
         return RedisSettings(**values)
 
-    async def broker(self, **overrides: Any) -> RedisStreamsBroker:
+    async def broker(self, **overrides: Any) -> RedisBroker:
         """A started broker (shut down at the end of the test)."""
-        broker = RedisStreamsBroker(self.settings(**overrides))
+        broker = RedisBroker(self.settings(**overrides))
         await broker.startup()
         self.brokers.append(broker)
         return broker

@@ -13,20 +13,20 @@ from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 
 from dagster_taskiq.backends import available_backends, create_broker
+from dagster_taskiq.brokers import DeliveryControl
 from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_redis import (
     AckError,
-    RedisMessageControl,
-    RedisStreamsBroker,
+    RedisBroker,
     RedisUnavailableError,
 )
 from dagster_taskiq_testing.broker_tests import PATIENCE, Listener
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
-def control(broker: RedisStreamsBroker, message: AckableMessage) -> RedisMessageControl:
+def control(broker: RedisBroker, message: AckableMessage) -> DeliveryControl:
     found = broker.message_control(message)
-    assert isinstance(found, RedisMessageControl)
+    assert isinstance(found, DeliveryControl)
     return found
 
 
@@ -34,7 +34,7 @@ def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.Mo
     monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_GROUP", "from-env")
     assert "redis" in available_backends()
     broker = create_broker("redis", {"stream": "s1", "visibility_timeout": "7"})
-    assert isinstance(broker, RedisStreamsBroker)
+    assert isinstance(broker, RedisBroker)
     assert isinstance(broker, SupportsMessageControl)
     assert isinstance(broker, SupportsDeadLetters)
     assert (broker.settings.stream, broker.settings.group) == ("s1", "from-env")
@@ -241,7 +241,7 @@ async def test_closing_listen_releases_nothing_it_yielded_and_shutdown_leaves_th
 
 
 async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: None) -> None:
-    broker = RedisStreamsBroker(
+    broker = RedisBroker(
         harness.settings(
             url="redis://:secret@127.0.0.1:1",
             retry_attempts=3,

@@ -1,10 +1,10 @@
 """Redis Streams broker for dagster-taskiq, on taskiq-redis's ``RedisStreamBroker``.
 
-``RedisStreamsBroker(RedisSettings(...))`` is a TaskIQ broker; ``create_broker(settings)`` is
+``RedisBroker(RedisSettings(...))`` is a TaskIQ broker; ``create_broker(settings)`` is
 the factory registered as the ``redis`` backend of the ``dagster_taskiq.brokers`` entry points.
 """
 
-from dagster_taskiq_redis.broker import Delivery, RedisMessageControl, RedisStreamsBroker
+from dagster_taskiq_redis.broker import RedisBroker
 from dagster_taskiq_redis.errors import (
     AckError,
     DagsterTaskIQRedisError,
@@ -18,11 +18,9 @@ from dagster_taskiq_redis.settings import RedisSettings, RetryBudget
 __all__ = [
     "AckError",
     "DagsterTaskIQRedisError",
-    "Delivery",
-    "RedisMessageControl",
+    "RedisBroker",
     "RedisSettings",
     "RedisSettingsError",
-    "RedisStreamsBroker",
     "RedisUnavailableError",
     "RetryBudget",
     "SettingProblem",

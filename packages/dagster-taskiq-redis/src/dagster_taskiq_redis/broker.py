@@ -1,30 +1,27 @@
-"""``RedisStreamsBroker``: taskiq-redis's ``RedisStreamBroker`` made safe for dagster-taskiq steps.
+"""``RedisBroker``: the Redis Streams transport of dagster-taskiq, on taskiq-redis.
 
 It stays a normal TaskIQ ``AsyncBroker`` and keeps taskiq-redis's connection pool, constructor
-and ``shutdown``; it replaces the parts whose 1.2.4 behaviour loses, duplicates or delays steps
-(see ``docs/design-notes.md``, section "Redis Streams broker"):
+and ``shutdown``; what every backend does with a received message (deliveries, acks, leases,
+heartbeat, dead-letter logging) is core's :class:`~dagster_taskiq.brokers.BrokerBase`. This
+module is Redis's part (why each replaces a taskiq-redis 1.2.4 behaviour: ``docs/design-notes.md``,
+section "Redis Streams broker"):
 
 * startup creates the stream and the consumer groups from the stream's start (``0``, not
-  ``$``: a step sent before any worker started is not skipped), riding out a Redis that is not
-  up yet (stamina backoff within the budget);
+  ``$``: a step sent before any worker started is not skipped);
 * sends go through one script that drops an identical resend within ``dedup_window``;
-* ``listen()`` is pull-based: one entry per request. Before each read it reclaims an entry idle
-  for the visibility timeout (its consumer died) or dead-letters one delivered
-  ``max_deliveries`` times, in one atomic script, also when the stream is idle;
-* an entry is acked (``XACK`` + ``XDEL``) only by its ``ack``; until then a heartbeat keeps its
-  idle time low, and :meth:`message_control` / :meth:`receive_dead_letters` implement the core's
-  optional messaging protocols.
+* a receive first reclaims an entry idle for the visibility timeout (its consumer died) or
+  dead-letters one delivered ``max_deliveries`` times, in one atomic script, then reads one;
+* ack is ``XACK`` + ``XDEL``; a lease is the entry's idle time (``XCLAIM ... IDLE``, checked in
+  the same script that this consumer still owns it); release sets it to the visibility timeout.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import os
 import socket
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -33,26 +30,25 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from taskiq import AsyncBroker
-from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from dagster_taskiq import messaging
+from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
+from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
     STEP_LABELS,
     DeadLetter,
-    MessageControl,
     hashed_identity,
     step_labels,
     step_log_fields,
 )
 from dagster_taskiq_redis import scripts
-from dagster_taskiq_redis.errors import AckError, DagsterTaskIQRedisError
+from dagster_taskiq_redis.errors import DagsterTaskIQRedisError
 from dagster_taskiq_redis.retrying import call_with_retry
 from dagster_taskiq_redis.settings import RedisSettings
 
-__all__ = ["Delivery", "RedisMessageControl", "RedisStreamsBroker"]
+__all__ = ["RedisBroker"]
 
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq_redis")
@@ -64,67 +60,14 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-@dataclasses.dataclass(kw_only=True, eq=False)
-class Delivery:
-    """An entry this broker's consumer holds, from ``listen()`` until it is acked or released."""
-
-    broker: RedisStreamsBroker
-    stream: str
-    entry_id: str
-    deliveries: int | None
-    """How many times the group delivered the entry, this delivery included (None if unknown)."""
-    step: dict[str, str]
-    heartbeat: asyncio.Task[None] | None = None
-    """The broker's own idle-time heartbeat, until a caller takes over through the control."""
-    settled: str | None = None
-    """``"acked"`` or ``"released"`` once it is."""
-
-    def log_fields(self) -> dict[str, Any]:
-        return {"stream": self.stream, "entry_id": self.entry_id, "deliveries": self.deliveries}
-
-    async def ack(self) -> None:
-        """``XACK`` + ``XDEL`` (the ``ack`` of the message ``listen()`` yielded)."""
-        await self.broker._ack(self)
-
-
-class RedisMessageControl:
-    """Extend or release one delivery (``dagster_taskiq.messaging.MessageControl``).
-
-    Redis Streams know no per-message deadline: an entry can be claimed by another consumer once
-    its idle time reaches the visibility timeout. ``extend(seconds)`` sets the idle time to
-    ``visibility_timeout - seconds`` (at least 0), ``release()`` sets it to the visibility
-    timeout. The first call takes the delivery over from the broker's own heartbeat.
-    """
-
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-
-    @property
-    def receive_count(self) -> int | None:
-        return self.delivery.deliveries
-
-    async def extend_lease(self, seconds: float) -> None:
-        broker = self.delivery.broker
-        broker.stop_heartbeat(self.delivery)
-        idle_ms = max(0, broker.settings.visibility_ms - round(seconds * 1000))
-        await broker.set_idle(self.delivery, idle_ms, event="redis_idle_refreshed")
-
-    async def release(self) -> None:
-        broker = self.delivery.broker
-        broker.stop_heartbeat(self.delivery)
-        await broker.set_idle(
-            self.delivery, broker.settings.visibility_ms, event="redis_message_released"
-        )
-        self.delivery.settled = "released"
-        broker.forget(self.delivery)
-
-
-class RedisStreamsBroker(RedisStreamBroker):
+class RedisBroker(BrokerBase, RedisStreamBroker):
     """A TaskIQ broker on one Redis stream and its consumer group (``RedisSettings``).
 
     The broker listens on ``settings.stream`` and sends there, or to the stream a message's
     ``queue`` label names. The stream belongs to this broker's group: acked entries are deleted.
     """
+
+    event_prefix = "redis"
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
@@ -147,8 +90,16 @@ class RedisStreamsBroker(RedisStreamBroker):
             retry=Retry(NoBackoff(), 0),  # our retries (stamina) are the only layer
         )
         self._redis: Redis | None = None
-        self._deliveries: dict[str, Delivery] = {}
-        self._heartbeats: set[asyncio.Task[None]] = set()
+        self._hold_deliveries(
+            DeliveryPolicy(
+                queue=settings.stream,
+                visibility_timeout=settings.visibility_timeout,
+                heartbeat_enabled=settings.heartbeat_enabled,
+                heartbeat_every=settings.heartbeat_every,
+                dead_letter_queue=settings.dead_letters,
+                max_deliveries=settings.max_deliveries,
+            )
+        )
         self._check_own_history = True
         self.server = settings.redacted_url
 
@@ -192,8 +143,7 @@ class RedisStreamsBroker(RedisStreamBroker):
 
     async def shutdown(self) -> None:
         """Stop heartbeats, leave the group if holding nothing, close the pool."""
-        for delivery in list(self._deliveries.values()):
-            self.stop_heartbeat(delivery)
+        self.stop_heartbeats()
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._scripts["DELETE_IDLE_CONSUMER"](
@@ -258,45 +208,22 @@ class RedisStreamsBroker(RedisStreamBroker):
 
     # --- receiving ---------------------------------------------------------------------------
 
-    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        """Yield one entry per request: a reclaimed one first, else a new one.
-
-        Entries this consumer holds but never yielded (a read cut short when the consumer
-        closed the generator) are released for other consumers at once.
-        """
-        try:
-            while True:
-                received = await self._receive_one()
-                if received is None:
-                    continue
-                delivery, body = received
-                yield AckableMessage(data=body, ack=delivery.ack)
-        finally:
-            with contextlib.suppress(Exception):
-                await self._release_unyielded()
-
-    async def _receive_one(self) -> tuple[Delivery, bytes] | None:
+    async def _receive(self) -> list[Delivery]:
+        """One entry: a reclaimed one first (its consumer died), else a new one."""
         claimed, dead = await self._call("reclaim", lambda: self._reclaim(want=1))
         if dead:
             _log.warning(
-                "redis_dead_lettered", dead_letter_stream=self.settings.dead_letters, count=dead
+                "redis_dead_lettered", dead_letter_queue=self.settings.dead_letters, count=dead
             )
         if claimed:
             entry_id, fields, deliveries = claimed[0]
             delivery = self._deliver(_text(entry_id), _field_map(fields), int(deliveries))
-            _log.info(
-                "redis_message_reclaimed", **delivery.log_fields(), **step_log_fields(delivery.step)
-            )
-            return delivery, _field_map(fields).get(_DATA, b"")
+            _log.info("redis_message_reclaimed", **delivery.log_fields())
+            return [delivery]
         entry = await self._call("xreadgroup", self._read)
         if entry is None:
-            return None
-        entry_id, fields, deliveries = entry
-        delivery = self._deliver(entry_id, fields, deliveries)
-        _log.debug(
-            "redis_message_received", **delivery.log_fields(), **step_log_fields(delivery.step)
-        )
-        return delivery, fields.get(_DATA, b"")
+            return []
+        return [self._deliver(*entry)]
 
     async def _reclaim(self, *, want: int) -> tuple[list[Any], int]:
         dead = self.settings.dead_letters
@@ -352,31 +279,26 @@ class RedisStreamsBroker(RedisStreamBroker):
     def _deliver(
         self, entry_id: str, fields: dict[bytes, bytes], deliveries: int | None
     ) -> Delivery:
-        step = {
-            name: _text(fields[name.encode()]) for name in STEP_LABELS if name.encode() in fields
-        }
-        delivery = Delivery(
-            broker=self,
-            stream=self.settings.stream,
-            entry_id=entry_id,
-            deliveries=deliveries,
-            step=step,
+        return self._hold(
+            Delivery(
+                broker=self,
+                queue=self.settings.stream,
+                handle=entry_id,
+                message_id=entry_id,
+                receive_count=deliveries,
+                step=_step_of(fields),
+                body=fields.get(_DATA, b""),
+            )
         )
-        self._deliveries[entry_id] = delivery
-        if self.settings.dead_letters and (deliveries or 0) >= self.settings.max_deliveries:
-            _log.warning(
-                "redis_last_delivery_before_dead_letter_stream",
-                max_deliveries=self.settings.max_deliveries,
-                **delivery.log_fields(),
-            )
-        if self.settings.heartbeat_enabled:
-            delivery.heartbeat = messaging.start_heartbeat(
-                self._heartbeats, self._heartbeat(delivery)
-            )
-        return delivery
 
-    async def _release_unyielded(self) -> None:
-        """Release the entries this consumer holds without a live delivery."""
+    async def _release_unyielded(self, deliveries: list[Delivery]) -> None:
+        """Release what was received and not yielded, and the entries this consumer holds
+        without a live delivery (a read cut short when the consumer closed the generator)."""
+        await super()._release_unyielded(deliveries)
+        with contextlib.suppress(Exception):
+            await self._release_pending()
+
+    async def _release_pending(self) -> None:
         redis = self._require_redis()
         pending = await redis.xpending_range(
             self.settings.stream,
@@ -403,74 +325,44 @@ class RedisStreamsBroker(RedisStreamBroker):
 
     # --- acknowledgement, idle time ----------------------------------------------------------
 
-    async def _ack(self, delivery: Delivery) -> None:
-        if delivery.settled == "acked":
-            return
-        if delivery.settled == "released":
-            raise AckError(
-                f"entry {delivery.entry_id} of stream {delivery.stream!r} was released; acking "
-                f"it now could delete another consumer's delivery"
-            )
-        self.stop_heartbeat(delivery)
+    async def _delete(self, delivery: Delivery) -> None:
         was_pending = await self._call(
             "ack",
             lambda: self._scripts["ACK"](
-                keys=[delivery.stream], args=[self.settings.group, delivery.entry_id]
+                keys=[delivery.queue], args=[self.settings.group, delivery.handle]
             ),
         )
-        delivery.settled = "acked"
-        self.forget(delivery)
         if not was_pending:
             _log.warning(
                 "redis_ack_not_pending",
                 reason="already acked (claimed and acked by another consumer?)",
                 **delivery.log_fields(),
             )
-        _log.debug("redis_message_acked", **delivery.log_fields(), **step_log_fields(delivery.step))
 
-    def message_control(self, message: AckableMessage) -> MessageControl | None:
-        """Extend / release an entry this broker's ``listen()`` yielded (else None)."""
-        delivery = messaging.yielded_delivery(message, Delivery, self)
-        return None if delivery is None else RedisMessageControl(delivery)
+    async def _extend(self, delivery: Delivery, seconds: float) -> float:
+        # No per-message deadline: the entry may be claimed once its idle time reaches the
+        # visibility timeout, so a lease of ``seconds`` is an idle time of timeout - seconds.
+        await self._set_idle(delivery, max(0, self.settings.visibility_ms - round(seconds * 1000)))
+        return seconds
 
-    def stop_heartbeat(self, delivery: Delivery) -> None:
-        """Stop the broker's own heartbeat of ``delivery`` (idempotent)."""
-        messaging.stop_heartbeat(delivery)
+    async def _give_back(self, delivery: Delivery) -> None:
+        await self._set_idle(delivery, self.settings.visibility_ms)
 
-    def forget(self, delivery: Delivery) -> None:
-        self._deliveries.pop(delivery.entry_id, None)
-
-    async def set_idle(self, delivery: Delivery, idle_ms: int, *, event: str) -> None:
+    async def _set_idle(self, delivery: Delivery, idle_ms: int) -> None:
         """Set the idle time of an entry this consumer holds; ``AckError`` if it does not."""
-        if delivery.settled is not None:
-            raise AckError(
-                f"entry {delivery.entry_id} of stream {delivery.stream!r} is already "
-                f"{delivery.settled}"
-            )
         held = await self._call(
             "xclaim",
             lambda: self._scripts["KEEP"](
-                keys=[delivery.stream],
-                args=[self.settings.group, delivery.entry_id, self.consumer_name, idle_ms],
+                keys=[delivery.queue],
+                args=[self.settings.group, delivery.handle, self.consumer_name, idle_ms],
             ),
         )
         if not held:
             raise AckError(
-                f"entry {delivery.entry_id} of stream {delivery.stream!r} is no longer pending "
-                f"for consumer {self.consumer_name!r} (claimed by another consumer after its "
-                f"visibility timeout, or acked)"
+                f"{delivery.describe()} is no longer pending for consumer "
+                f"{self.consumer_name!r} (claimed by another consumer after its visibility "
+                f"timeout, or acked)"
             )
-        _log.debug(event, idle_ms=idle_ms, **delivery.log_fields())
-
-    async def _heartbeat(self, delivery: Delivery) -> None:
-        await messaging.heartbeat_loop(
-            self.settings.heartbeat_every,
-            lambda: self.set_idle(delivery, 0, event="redis_idle_refreshed"),
-            stop_on=AckError,
-            logger=_log,
-            event_prefix="redis",
-            log_fields=delivery.log_fields,
-        )
 
     # --- dead letters ------------------------------------------------------------------------
 
@@ -487,7 +379,7 @@ class RedisStreamsBroker(RedisStreamBroker):
             return []
         _, moved = await self._call("reclaim", lambda: self._reclaim(want=0))
         if moved:
-            _log.warning("redis_dead_lettered", dead_letter_stream=dead, count=moved)
+            _log.warning("redis_dead_lettered", dead_letter_queue=dead, count=moved)
         redis = self._require_redis()
         group, consumer = self.settings.dead_letter_group, self.consumer_name
         count = max(1, max_messages)
@@ -507,43 +399,29 @@ class RedisStreamsBroker(RedisStreamBroker):
 
         letters = []
         for entry_id, raw in await self._call("xreadgroup", read, stream=dead):
-            if not raw:
-                continue
-            fields = _field_map(raw)
-            step = {n: _text(fields[n.encode()]) for n in STEP_LABELS if n.encode() in fields}
-            count_text = fields.get(b"dead_deliveries")
-            log = {
-                "stream": self.settings.stream,
-                "dead_letter_stream": dead,
-                "entry_id": _text(fields.get(b"dead_source_id", b"")) or None,
-                "deliveries": int(count_text) if count_text else None,
-                **step_log_fields(step),
-            }
-            _log.warning("redis_dead_letter_received", **log)
-            letters.append(
-                DeadLetter(
-                    body=fields.get(_DATA, b""),
-                    receive_count=log["deliveries"],
-                    message_id=log["entry_id"],
-                    ack=self._dead_letter_ack(dead, _text(entry_id), log),
+            if raw:
+                fields = _field_map(raw)
+                deliveries = fields.get(b"dead_deliveries")
+                letters.append(
+                    self._dead_letter(
+                        body=fields.get(_DATA, b""),
+                        message_id=_text(fields.get(b"dead_source_id", b"")) or None,
+                        receive_count=int(deliveries) if deliveries else None,
+                        step=_step_of(fields),
+                        delete=self._dead_letter_delete(dead, _text(entry_id)),
+                    )
                 )
-            )
         return letters
 
-    def _dead_letter_ack(
-        self, dead: str, entry_id: str, fields: dict[str, Any]
-    ) -> Callable[[], Awaitable[None]]:
-        async def ack() -> None:
-            await self._call(
-                "ack",
-                lambda: self._scripts["ACK"](
-                    keys=[dead], args=[self.settings.dead_letter_group, entry_id]
-                ),
-                stream=dead,
-            )
-            _log.info("redis_dead_letter_acked", **fields)
+    def _dead_letter_delete(self, dead: str, entry_id: str) -> Callable[[], Awaitable[Any]]:
+        group = self.settings.dead_letter_group
+        return lambda: self._call(
+            "ack", lambda: self._scripts["ACK"](keys=[dead], args=[group, entry_id]), stream=dead
+        )
 
-        return ack
+
+def _step_of(fields: dict[bytes, bytes]) -> dict[str, str]:
+    return {name: _text(fields[name.encode()]) for name in STEP_LABELS if name.encode() in fields}
 
 
 def _text(value: Any) -> str:

@@ -7,16 +7,16 @@ from typing import Any
 
 from taskiq import AsyncBroker
 
-from dagster_taskiq_redis.broker import RedisStreamsBroker
+from dagster_taskiq_redis.broker import RedisBroker
 from dagster_taskiq_redis.settings import RedisSettings
 
 __all__ = ["create_broker"]
 
 
 def create_broker(settings: Mapping[str, Any] | None = None) -> AsyncBroker:
-    """A :class:`RedisStreamsBroker` from ``settings`` (``RedisSettings`` fields by name).
+    """A :class:`RedisBroker` from ``settings`` (``RedisSettings`` fields by name).
 
     Settings not given are read from the environment (``DAGSTER_TASKIQ_REDIS_*``) when this is
     called, never at import. Invalid values raise ``RedisSettingsError``.
     """
-    return RedisStreamsBroker(RedisSettings(**dict(settings or {})))
+    return RedisBroker(RedisSettings(**dict(settings or {})))

@@ -33,7 +33,7 @@ def env_var(field: str) -> str:
 
 
 class RedisSettings(BaseSettings):
-    """Settings of :class:`~dagster_taskiq_redis.RedisStreamsBroker`."""
+    """Settings of :class:`~dagster_taskiq_redis.RedisBroker`."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

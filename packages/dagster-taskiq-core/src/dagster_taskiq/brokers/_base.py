@@ -65,7 +65,7 @@ class BrokerBase(AsyncBroker, abc.ABC):
 
     def _hold_deliveries(self, policy: DeliveryPolicy) -> None:
         self.policy = policy
-        self._deliveries: dict[Any, Delivery] = {}
+        self._deliveries: dict[str, Delivery] = {}
         self._heartbeats: set[asyncio.Task[None]] = set()
         self._log = structlog.get_logger(f"dagster_taskiq_{self.event_prefix}")
 

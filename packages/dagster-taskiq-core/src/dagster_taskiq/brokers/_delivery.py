@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import enum
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from dagster_taskiq.messaging import step_log_fields
@@ -50,7 +50,7 @@ class Delivery:
     broker: DeliveryOwner
     queue: str
     """The queue (SQS queue, Redis stream, NATS stream) it was received from."""
-    handle: Hashable
+    handle: str
     """What the transport settles it by: SQS receipt handle, Redis entry id, NATS sequence."""
     message_id: str | None
     receive_count: int | None
