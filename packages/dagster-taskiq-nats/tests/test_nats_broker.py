@@ -13,21 +13,21 @@ from structlog.testing import capture_logs
 from taskiq.acks import AckableMessage
 
 from dagster_taskiq.backends import available_backends, create_broker
+from dagster_taskiq.brokers import DeliveryControl
 from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_nats import (
     AckError,
     NatsConfigurationError,
     NatsJetStreamBroker,
-    NatsMessageControl,
     NatsUnavailableError,
 )
 from dagster_taskiq_testing.broker_tests import Listener
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
-def control(broker: NatsJetStreamBroker, message: AckableMessage) -> NatsMessageControl:
+def control(broker: NatsJetStreamBroker, message: AckableMessage) -> DeliveryControl:
     found = broker.message_control(message)
-    assert isinstance(found, NatsMessageControl)
+    assert isinstance(found, DeliveryControl)
     return found
 
 

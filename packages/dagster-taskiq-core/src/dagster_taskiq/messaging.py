@@ -47,12 +47,8 @@ __all__ = [
     "SupportsReceiveLimit",
     "deduplication_id",
     "hashed_identity",
-    "heartbeat_loop",
-    "start_heartbeat",
     "step_labels",
     "step_log_fields",
-    "stop_heartbeat",
-    "yielded_delivery",
 ]
 
 STEP_TASK_NAME = "dagster_taskiq.execute_step"
@@ -189,18 +185,3 @@ def hashed_identity(step: Mapping[str, str], task_id: str) -> str:
         else task_id
     )
     return hashlib.sha256(identity.encode()).hexdigest()
-
-
-# --- until the Redis and NATS brokers are on dagster_taskiq.brokers.BrokerBase -------------------
-
-from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat  # noqa: E402
-
-
-def yielded_delivery(message: AckableMessage, kind: type[Any], broker: object) -> Any:
-    """The unsettled delivery of ``broker`` whose ``ack`` ``message`` carries, else None."""
-    delivery = getattr(message.ack, "__self__", None)
-    if not isinstance(delivery, kind) or delivery.broker is not broker:
-        return None
-    if delivery.settled is not None:
-        return None
-    return delivery

@@ -4,7 +4,7 @@
 the factory registered as the ``nats`` backend of the ``dagster_taskiq.brokers`` entry points.
 """
 
-from dagster_taskiq_nats.broker import Delivery, NatsJetStreamBroker, NatsMessageControl
+from dagster_taskiq_nats.broker import NatsJetStreamBroker
 from dagster_taskiq_nats.errors import (
     AckError,
     DagsterTaskIQNatsError,
@@ -19,10 +19,8 @@ from dagster_taskiq_nats.settings import NatsSettings, RetryBudget, Storage
 __all__ = [
     "AckError",
     "DagsterTaskIQNatsError",
-    "Delivery",
     "NatsConfigurationError",
     "NatsJetStreamBroker",
-    "NatsMessageControl",
     "NatsSettings",
     "NatsSettingsError",
     "NatsUnavailableError",

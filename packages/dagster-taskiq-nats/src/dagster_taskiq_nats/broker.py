@@ -1,29 +1,28 @@
-"""``NatsJetStreamBroker``: taskiq-nats's pull-based JetStream broker made safe for steps.
+"""``NatsJetStreamBroker``: the NATS JetStream transport of dagster-taskiq, on taskiq-nats.
 
 It stays a normal TaskIQ ``AsyncBroker`` and keeps taskiq-nats's constructor, client and
-``shutdown``; it replaces the parts whose 0.7.0 behaviour loses, duplicates or hides steps (see
+``shutdown``; what every backend does with a received message (deliveries, acks, leases,
+heartbeat, dead-letter logging) is core's :class:`~dagster_taskiq.brokers.BrokerBase`. This
+module is JetStream's part (why each replaces a taskiq-nats 0.7.0 behaviour:
 ``docs/design-notes.md``, section "NATS JetStream broker"):
 
-* startup connects with stamina backoff, creates the stream (work-queue retention, duplicate
-  window) and the durable pull consumer (explicit acks, ack wait = ``visibility_timeout``,
-  ``max_deliver`` = ``max_deliveries``) and refuses existing ones whose configuration disagrees,
-  listing each difference (taskiq-nats reuses a mismatching stream silently);
-* sends carry ``Nats-Msg-Id`` from the step's idempotency key, retry number and enqueue
-  attempt, so JetStream drops an identical resend within its duplicate window;
-* ``listen()`` pulls one message per request; a message is acked (confirmed by the server) only
-  by its ``ack``; until then in-progress acks (``+WPI``) reset its ack wait;
-* a message delivered ``max_deliveries`` times makes JetStream publish a max-deliveries
-  advisory; a dead-letter stream captures those, and :meth:`receive_dead_letters` turns each
-  into the original message (read by its stream sequence).
+* startup connects, creates the stream (work-queue retention, duplicate window) and the durable
+  pull consumer (explicit acks, ack wait = ``visibility_timeout``, ``max_deliver``), and refuses
+  existing ones whose configuration disagrees, listing each difference;
+* sends carry ``Nats-Msg-Id`` from the step's identity: JetStream drops an identical resend
+  within its duplicate window;
+* a receive pulls one message; ack is a confirmed ack, a lease an in-progress ack (``+WPI``,
+  always the whole ack wait), release a NAK;
+* a message delivered ``max_deliveries`` times makes JetStream publish an advisory, which a
+  dead-letter stream captures; a dead letter is the original message read by its sequence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -41,91 +40,37 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 from taskiq import AsyncBroker
-from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq_nats import PullBasedJetStreamBroker
 
-from dagster_taskiq import messaging
+from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
     STEP_LABELS,
     DeadLetter,
-    MessageControl,
     hashed_identity,
     step_labels,
     step_log_fields,
 )
-from dagster_taskiq_nats.errors import AckError, DagsterTaskIQNatsError, NatsConfigurationError
+from dagster_taskiq_nats.errors import DagsterTaskIQNatsError, NatsConfigurationError
 from dagster_taskiq_nats.retrying import DisconnectedError, call_with_retry
 from dagster_taskiq_nats.settings import NatsSettings, Storage
 
-__all__ = ["Delivery", "NatsJetStreamBroker", "NatsMessageControl"]
+__all__ = ["NatsJetStreamBroker"]
 
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq_nats")
 _MSG_ID = "Nats-Msg-Id"
 
 
-@dataclasses.dataclass(kw_only=True, eq=False)
-class Delivery:
-    """A message this broker's ``listen()`` yielded, until it is acked or released."""
-
-    broker: NatsJetStreamBroker
-    msg: Msg
-    stream_seq: int
-    deliveries: int
-    step: dict[str, str]
-    heartbeat: asyncio.Task[None] | None = None
-    """The broker's own in-progress acks, until a caller takes over through the control."""
-    settled: str | None = None
-    """``"acked"`` or ``"released"`` once it is."""
-
-    def log_fields(self) -> dict[str, Any]:
-        return {
-            "stream": self.broker.settings.stream,
-            "stream_seq": self.stream_seq,
-            "deliveries": self.deliveries,
-            **step_log_fields(self.step),
-        }
-
-    async def ack(self) -> None:
-        """Acknowledge (and wait for JetStream to confirm): the message is removed."""
-        await self.broker._ack(self)
-
-
-class NatsMessageControl:
-    """Extend or release one delivery (``dagster_taskiq.messaging.MessageControl``).
-
-    JetStream's ack wait is a property of the consumer: an in-progress ack restarts it, for
-    ``visibility_timeout`` seconds whatever ``extend`` asks for. ``release()`` is a NAK: the
-    message is redelivered at once (the redelivery counts towards ``max_deliveries``). The
-    first call takes the delivery over from the broker's own in-progress acks.
-    """
-
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-
-    @property
-    def receive_count(self) -> int | None:
-        return self.delivery.deliveries
-
-    async def extend_lease(self, seconds: float) -> None:
-        broker = self.delivery.broker
-        broker.stop_heartbeat(self.delivery)
-        await broker.in_progress(self.delivery)
-
-    async def release(self) -> None:
-        broker = self.delivery.broker
-        broker.stop_heartbeat(self.delivery)
-        await broker.nak(self.delivery)
-
-
-class NatsJetStreamBroker(PullBasedJetStreamBroker):
+class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
     """A TaskIQ broker on one JetStream stream and its durable pull consumer (``NatsSettings``).
 
     The broker pulls from ``settings.consumer`` and publishes on ``settings.subject``, or on the
     subject a message's ``queue`` label names (a stream must capture it).
     """
+
+    event_prefix = "nats"
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
@@ -154,8 +99,16 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             pull_consume_timeout=settings.fetch_timeout,
         )
         self._storage = storage
-        self._deliveries: dict[int, Delivery] = {}
-        self._heartbeats: set[asyncio.Task[None]] = set()
+        self._hold_deliveries(
+            DeliveryPolicy(
+                queue=settings.stream,
+                visibility_timeout=settings.visibility_timeout,
+                heartbeat_enabled=settings.heartbeat_enabled,
+                heartbeat_every=settings.heartbeat_every,
+                dead_letter_queue=settings.dead_letters,
+                max_deliveries=settings.max_deliveries,
+            )
+        )
         self._dead_subscription: JetStreamContext.PullSubscription | None = None
         self._started = False
         self.server = settings.redacted_servers
@@ -310,9 +263,7 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
 
     async def shutdown(self) -> None:
         """Stop heartbeats and close the connection."""
-        for delivery in list(self._deliveries.values()):
-            self.stop_heartbeat(delivery)
-        self._deliveries.clear()
+        self.stop_heartbeats()
         self._started = False
         try:
             await self.client.close()
@@ -363,15 +314,25 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
 
     # --- receiving ---------------------------------------------------------------------------
 
-    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        """Yield one message per pull request (no batch waits unseen in the client)."""
+    async def _receive(self) -> list[Delivery]:
+        """One pull of one message (no batch waits unseen in the client)."""
         self._require_started()
-        while True:
-            msg = await self._call("fetch", self._fetch_one)
-            if msg is None:
-                continue
-            delivery = self._deliver(msg)
-            yield AckableMessage(data=msg.data, ack=delivery.ack)
+        msg = await self._call("fetch", self._fetch_one)
+        if msg is None:
+            return []
+        headers = msg.headers or {}
+        seq = str(msg.metadata.sequence.stream)
+        delivery = Delivery(
+            broker=self,
+            queue=self.settings.stream,
+            handle=seq,
+            message_id=seq,
+            receive_count=msg.metadata.num_delivered,
+            step={name: headers[name] for name in STEP_LABELS if name in headers},
+            body=msg.data,
+            transport=msg,
+        )
+        return [self._hold(delivery)]
 
     async def _fetch_one(self) -> Msg | None:
         try:
@@ -382,96 +343,26 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             return None
         return messages[0] if messages else None
 
-    def _deliver(self, msg: Msg) -> Delivery:
-        metadata = msg.metadata
-        headers = msg.headers or {}
-        delivery = Delivery(
-            broker=self,
-            msg=msg,
-            stream_seq=metadata.sequence.stream,
-            deliveries=metadata.num_delivered,
-            step={name: headers[name] for name in STEP_LABELS if name in headers},
-        )
-        self._deliveries[delivery.stream_seq] = delivery
-        if self.settings.heartbeat_enabled:
-            delivery.heartbeat = messaging.start_heartbeat(
-                self._heartbeats, self._heartbeat(delivery)
-            )
-        event = "nats_message_received" if delivery.deliveries == 1 else "nats_message_redelivered"
-        _log.debug(event, **delivery.log_fields())
-        if self.settings.dead_letters and delivery.deliveries >= self.settings.max_deliveries:
-            _log.warning(
-                "nats_last_delivery_before_dead_letters",
-                max_deliveries=self.settings.max_deliveries,
-                **delivery.log_fields(),
-            )
-        return delivery
-
     # --- acknowledgement, ack wait -----------------------------------------------------------
 
-    async def _ack(self, delivery: Delivery) -> None:
-        if delivery.settled == "acked":
-            return
-        if delivery.settled == "released":
-            raise AckError(
-                f"message {delivery.stream_seq} of stream {self.settings.stream!r} was released "
-                f"(NAK); it may be another consumer's delivery now"
-            )
-        self.stop_heartbeat(delivery)
+    async def _delete(self, delivery: Delivery) -> None:
+        msg: Msg = delivery.transport
+        timeout = self.settings.request_timeout
         await self._call(
-            "ack",
-            lambda: delivery.msg.ack_sync(timeout=self.settings.request_timeout),
-            **step_log_fields(delivery.step),
+            "ack", lambda: msg.ack_sync(timeout=timeout), **step_log_fields(delivery.step)
         )
-        delivery.settled = "acked"
-        self._forget(delivery)
-        _log.debug("nats_message_acked", **delivery.log_fields())
 
-    def message_control(self, message: AckableMessage) -> MessageControl | None:
-        """Extend / release a message this broker's ``listen()`` yielded (else None)."""
-        delivery = messaging.yielded_delivery(message, Delivery, self)
-        return None if delivery is None else NatsMessageControl(delivery)
-
-    def stop_heartbeat(self, delivery: Delivery) -> None:
-        """Stop the broker's own in-progress acks of ``delivery`` (idempotent)."""
-        messaging.stop_heartbeat(delivery)
-
-    def _forget(self, delivery: Delivery) -> None:
-        self._deliveries.pop(delivery.stream_seq, None)
-
-    async def in_progress(self, delivery: Delivery) -> None:
-        """Restart the message's ack wait (``+WPI``)."""
-        if delivery.settled is not None:
-            raise AckError(
-                f"message {delivery.stream_seq} of stream {self.settings.stream!r} is already "
-                f"{delivery.settled}"
-            )
+    async def _extend(self, delivery: Delivery, seconds: float) -> float:
+        # JetStream's ack wait belongs to the consumer: +WPI restarts it, whatever ``seconds``.
         if not self.client.is_connected:
             raise DisconnectedError(f"not connected to {self.server}: in-progress ack not sent")
-        await delivery.msg.in_progress()
-        _log.debug("nats_in_progress_sent", **delivery.log_fields())
+        msg: Msg = delivery.transport
+        await msg.in_progress()
+        return self.settings.visibility_timeout
 
-    async def nak(self, delivery: Delivery) -> None:
-        """Give the message back for redelivery now."""
-        if delivery.settled is not None:
-            raise AckError(
-                f"message {delivery.stream_seq} of stream {self.settings.stream!r} is already "
-                f"{delivery.settled}"
-            )
-        await self._call("nak", delivery.msg.nak, **step_log_fields(delivery.step))
-        delivery.settled = "released"
-        self._forget(delivery)
-        _log.info("nats_message_released", **delivery.log_fields())
-
-    async def _heartbeat(self, delivery: Delivery) -> None:
-        await messaging.heartbeat_loop(
-            self.settings.heartbeat_every,
-            lambda: self.in_progress(delivery),
-            stop_on=AckError,
-            logger=_log,
-            event_prefix="nats",
-            log_fields=delivery.log_fields,
-        )
+    async def _give_back(self, delivery: Delivery) -> None:
+        msg: Msg = delivery.transport
+        await self._call("nak", msg.nak, **step_log_fields(delivery.step))
 
     # --- dead letters ------------------------------------------------------------------------
 
@@ -502,12 +393,12 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             return []
         letters = []
         for advisory in advisories:
-            letter = await self._dead_letter(advisory)
+            letter = await self._read_dead_letter(advisory)
             if letter is not None:
                 letters.append(letter)
         return letters
 
-    async def _dead_letter(self, advisory: Msg) -> DeadLetter | None:
+    async def _read_dead_letter(self, advisory: Msg) -> DeadLetter | None:
         try:
             event = json.loads(advisory.data)
             seq = int(event["stream_seq"])
@@ -523,32 +414,22 @@ class NatsJetStreamBroker(PullBasedJetStreamBroker):
             await advisory.ack_sync(timeout=self.settings.request_timeout)
             return None
         headers = original.headers or {}
-        step = {name: headers[name] for name in STEP_LABELS if name in headers}
         deliveries = event.get("deliveries")
-        fields = {
-            "stream": stream,
-            "dead_letter_stream": self.settings.dead_letters,
-            "stream_seq": seq,
-            "deliveries": deliveries,
-            **step_log_fields(step),
-        }
-        _log.warning("nats_dead_letter_received", **fields)
 
-        async def ack() -> None:
+        async def delete() -> None:
             with contextlib.suppress(NotFoundError):
                 await self._call("delete_msg", lambda: self.js.delete_msg(stream, seq))
+            timeout = self.settings.request_timeout
             await self._call(
-                "ack",
-                lambda: advisory.ack_sync(timeout=self.settings.request_timeout),
-                stream=self.settings.dead_letters,
+                "ack", lambda: advisory.ack_sync(timeout=timeout), stream=self.settings.dead_letters
             )
-            _log.info("nats_dead_letter_acked", **fields)
 
-        return DeadLetter(
+        return self._dead_letter(
             body=original.data or b"",
-            receive_count=int(deliveries) if deliveries is not None else None,
             message_id=str(seq),
-            ack=ack,
+            receive_count=int(deliveries) if deliveries is not None else None,
+            step={name: headers[name] for name in STEP_LABELS if name in headers},
+            delete=delete,
         )
 
 
