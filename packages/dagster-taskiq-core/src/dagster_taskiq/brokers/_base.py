@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import structlog
 from taskiq import AsyncBroker
