@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -30,14 +31,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
 from nats.js.errors import NotFoundError
 from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage
@@ -52,9 +45,10 @@ from dagster_taskiq.messaging import (
     step_labels,
     step_log_fields,
 )
-from dagster_taskiq_nats.errors import DagsterTaskIQNatsError, NatsConfigurationError
+from dagster_taskiq_nats import streams
+from dagster_taskiq_nats.errors import DagsterTaskIQNatsError
 from dagster_taskiq_nats.retrying import DisconnectedError, call_with_retry
-from dagster_taskiq_nats.settings import NatsSettings, Storage
+from dagster_taskiq_nats.settings import NatsSettings
 
 __all__ = ["NatsJetStreamBroker"]
 
@@ -74,31 +68,16 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
-        storage = StorageType.MEMORY if settings.storage is Storage.MEMORY else StorageType.FILE
         super().__init__(
             settings.server_list,
             subject=settings.subject,
             stream_name=settings.stream,
             durable=settings.consumer,
-            stream_config=StreamConfig(
-                name=settings.stream,
-                subjects=[settings.subject],
-                retention=RetentionPolicy.WORK_QUEUE,
-                storage=storage,
-                duplicate_window=settings.duplicate_window,
-            ),
-            consumer_config=ConsumerConfig(
-                durable_name=settings.consumer,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=settings.visibility_timeout,
-                max_deliver=settings.max_deliveries if settings.dead_letters else -1,
-                filter_subject=settings.subject,
-                deliver_policy=DeliverPolicy.ALL,
-            ),
+            stream_config=streams.stream_config(settings),
+            consumer_config=streams.consumer_config(settings),
             pull_consume_batch=1,
             pull_consume_timeout=settings.fetch_timeout,
         )
-        self._storage = storage
         self._hold_deliveries(
             DeliveryPolicy(
                 queue=settings.stream,
@@ -120,31 +99,21 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
 
     async def startup(self) -> None:
         """Connect (with backoff), create or check the stream, consumer and dead letters."""
+        settings = self.settings
         await self._call("connect", self._connect)
         self.js = self.client.jetstream(timeout=self.settings.request_timeout)
-        await self._call("add_stream", lambda: self._ensure_stream(self.stream_config))
-        await self._call(
-            "add_consumer",
-            lambda: self._ensure_consumer(self.settings.stream, self._consumer_config()),
-        )
-        dead = self.settings.dead_letters
-        if dead is not None:
-            dead_stream = StreamConfig(
-                name=dead,
-                subjects=[self.settings.advisory_subject],
-                retention=RetentionPolicy.WORK_QUEUE,
-                storage=self._storage,
-            )
-            dead_consumer = ConsumerConfig(
-                durable_name=self.settings.dead_letter_consumer,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.visibility_timeout,
-                max_deliver=-1,
-                deliver_policy=DeliverPolicy.ALL,
-            )
-            await self._call("add_stream", lambda: self._ensure_stream(dead_stream), stream=dead)
+        configs = [(streams.stream_config(settings), streams.consumer_config(settings))]
+        if settings.dead_letters is not None:
+            configs.append(streams.dead_letter_configs(settings))
+        for stream, consumer in configs:
+            name = str(stream.name)
             await self._call(
-                "add_consumer", lambda: self._ensure_consumer(dead, dead_consumer), stream=dead
+                "add_stream", partial(streams.ensure_stream, self.js, stream), stream=name
+            )
+            await self._call(
+                "add_consumer",
+                partial(streams.ensure_consumer, self.js, name, consumer),
+                stream=name,
             )
         self.consumer = await self._call(
             "pull_subscribe",
@@ -158,7 +127,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             stream=self.settings.stream,
             subject=self.settings.subject,
             consumer=self.settings.consumer,
-            dead_letter_stream=dead,
+            dead_letter_queue=settings.dead_letters,
             servers=self.server,
             worker=self.is_worker_process,
         )
@@ -195,71 +164,6 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
 
     async def _on_reconnected(self) -> None:
         _log.info("nats_reconnected", servers=self.server)
-
-    def _consumer_config(self) -> ConsumerConfig:
-        config = self.consumer_config
-        assert config is not None  # set in __init__
-        return config
-
-    async def _ensure_stream(self, config: StreamConfig) -> None:
-        name = str(config.name)
-        try:
-            info = await self.js.stream_info(name)
-        except NotFoundError:
-            await self.js.add_stream(config=config)
-            return
-        have = info.config
-        differences = []
-        for subject in config.subjects or []:
-            if subject not in (have.subjects or []):
-                differences.append(f"subjects {have.subjects} lack {subject!r}")
-        if have.retention != config.retention:
-            differences.append(f"retention is {have.retention}, want {config.retention}")
-        if have.storage != config.storage:
-            differences.append(
-                f"storage is {have.storage}, want {config.storage} (setting storage)"
-            )
-        if config.duplicate_window and not _close(have.duplicate_window, config.duplicate_window):
-            differences.append(
-                f"duplicate_window is {have.duplicate_window} s, want {config.duplicate_window} s "
-                f"(setting duplicate_window)"
-            )
-        if differences:
-            raise NatsConfigurationError(
-                f"stream {name!r} exists with another configuration: {'; '.join(differences)}. "
-                f"Delete it, or change the settings to match"
-            )
-
-    async def _ensure_consumer(self, stream: str, config: ConsumerConfig) -> None:
-        durable = str(config.durable_name)
-        try:
-            info = await self.js.consumer_info(stream, durable)
-        except NotFoundError:
-            await self.js.add_consumer(stream, config=config)
-            return
-        have = info.config
-        differences = []
-        if have.ack_policy != config.ack_policy:
-            differences.append(f"ack_policy is {have.ack_policy}, want {config.ack_policy}")
-        if not _close(have.ack_wait, config.ack_wait):
-            differences.append(
-                f"ack_wait is {have.ack_wait} s, want {config.ack_wait} s "
-                f"(setting visibility_timeout)"
-            )
-        if (have.max_deliver or -1) != (config.max_deliver or -1):
-            differences.append(
-                f"max_deliver is {have.max_deliver}, want {config.max_deliver} "
-                f"(settings max_deliveries / dead_letters_enabled)"
-            )
-        if (have.filter_subject or None) != (config.filter_subject or None):
-            differences.append(
-                f"filter_subject is {have.filter_subject!r}, want {config.filter_subject!r}"
-            )
-        if differences:
-            raise NatsConfigurationError(
-                f"consumer {durable!r} of stream {stream!r} exists with another configuration: "
-                f"{'; '.join(differences)}. Delete it, or change the settings to match"
-            )
 
     async def shutdown(self) -> None:
         """Stop heartbeats and close the connection."""
@@ -431,7 +335,3 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             step={name: headers[name] for name in STEP_LABELS if name in headers},
             delete=delete,
         )
-
-
-def _close(have: float | None, want: float | None) -> bool:
-    return abs((have or 0.0) - (want or 0.0)) < 1e-3
