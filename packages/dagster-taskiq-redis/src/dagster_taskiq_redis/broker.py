@@ -18,9 +18,6 @@ section "Redis Streams broker"):
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -37,13 +34,13 @@ from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
 from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
-    STEP_LABELS,
     DeadLetter,
     hashed_identity,
     step_labels,
     step_log_fields,
 )
 from dagster_taskiq_redis import scripts
+from dagster_taskiq_redis.entries import DATA, default_consumer_name, field_map, step_of, text
 from dagster_taskiq_redis.errors import DagsterTaskIQRedisError
 from dagster_taskiq_redis.retrying import call_with_retry
 from dagster_taskiq_redis.settings import RedisSettings
@@ -52,12 +49,6 @@ __all__ = ["RedisBroker"]
 
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq_redis")
-_DATA = b"data"
-
-
-def default_consumer_name() -> str:
-    """``host:pid:random``: unique per broker, readable in ``XINFO CONSUMERS``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class RedisBroker(BrokerBase, RedisStreamBroker):
@@ -181,7 +172,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         stream = str(message.labels.get(LABEL_QUEUE) or self.settings.stream)
         step = step_labels(message.labels)
         dedup_key = f"{stream}:dedup:{hashed_identity(step, message.task_id)}"
-        fields: list[Any] = [_DATA, message.message, b"task_id", message.task_id]
+        fields: list[Any] = [DATA, message.message, b"task_id", message.task_id]
         for name, value in step.items():
             fields += [name, value]
         window_ms = round(self.settings.dedup_window * 1000)
@@ -201,7 +192,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         _log.debug(
             "redis_message_sent",
             stream=stream,
-            entry_id=_text(entry_id),
+            entry_id=text(entry_id),
             task_id=message.task_id,
             **step_log_fields(step),
         )
@@ -217,7 +208,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             )
         if claimed:
             entry_id, fields, deliveries = claimed[0]
-            delivery = self._deliver(_text(entry_id), _field_map(fields), int(deliveries))
+            delivery = self._deliver(text(entry_id), field_map(fields), int(deliveries))
             _log.info("redis_message_reclaimed", **delivery.log_fields())
             return [delivery]
         entry = await self._call("xreadgroup", self._read)
@@ -257,9 +248,9 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
                 )
                 for _, entries in own or []:
                     for entry_id, fields in entries:
-                        key = _text(entry_id)
+                        key = text(entry_id)
                         if key not in self._deliveries and fields:
-                            return key, _field_map(fields), None
+                            return key, field_map(fields), None
                 self._check_own_history = False
             fetched: Any = await redis.xreadgroup(
                 self.settings.group,
@@ -273,7 +264,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             raise
         for _, entries in fetched or []:
             for entry_id, fields in entries:
-                return _text(entry_id), _field_map(fields), 1
+                return text(entry_id), field_map(fields), 1
         return None
 
     def _deliver(
@@ -286,8 +277,8 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
                 handle=entry_id,
                 message_id=entry_id,
                 receive_count=deliveries,
-                step=_step_of(fields),
-                body=fields.get(_DATA, b""),
+                step=step_of(fields),
+                body=fields.get(DATA, b""),
             )
         )
 
@@ -309,7 +300,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             consumername=self.consumer_name,
         )
         for item in pending:
-            entry_id = _text(item["message_id"])
+            entry_id = text(item["message_id"])
             if entry_id in self._deliveries:
                 continue
             await self._scripts["KEEP"](
@@ -400,15 +391,15 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         letters = []
         for entry_id, raw in await self._call("xreadgroup", read, stream=dead):
             if raw:
-                fields = _field_map(raw)
+                fields = field_map(raw)
                 deliveries = fields.get(b"dead_deliveries")
                 letters.append(
                     self._dead_letter(
-                        body=fields.get(_DATA, b""),
-                        message_id=_text(fields.get(b"dead_source_id", b"")) or None,
+                        body=fields.get(DATA, b""),
+                        message_id=text(fields.get(b"dead_source_id", b"")) or None,
                         receive_count=int(deliveries) if deliveries else None,
-                        step=_step_of(fields),
-                        delete=self._dead_letter_delete(dead, _text(entry_id)),
+                        step=step_of(fields),
+                        delete=self._dead_letter_delete(dead, text(entry_id)),
                     )
                 )
         return letters
@@ -418,23 +409,3 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         return lambda: self._call(
             "ack", lambda: self._scripts["ACK"](keys=[dead], args=[group, entry_id]), stream=dead
         )
-
-
-def _step_of(fields: dict[bytes, bytes]) -> dict[str, str]:
-    return {name: _text(fields[name.encode()]) for name in STEP_LABELS if name.encode() in fields}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _field_map(fields: Any) -> dict[bytes, bytes]:
-    """An entry's fields as a dict: redis-py gives a dict; a script gives a flat list."""
-    if isinstance(fields, dict):
-        return {_bytes(k): _bytes(v) for k, v in fields.items()}
-    flat = list(fields or [])
-    return {_bytes(flat[i]): _bytes(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-
-
-def _bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()

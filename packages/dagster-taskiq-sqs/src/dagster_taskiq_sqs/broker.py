@@ -32,20 +32,14 @@ from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
 from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import LABEL_QUEUE, DeadLetter, step_log_fields
 from dagster_taskiq_sqs.client import ClientFactory, aiobotocore_client_factory
-from dagster_taskiq_sqs.errors import (
-    DagsterTaskIQSqsError,
-    FifoDelayError,
-    MessageTooLargeError,
-)
-from dagster_taskiq_sqs.message_ids import (
-    StepLabels,
-    message_deduplication_id,
-    message_group_id,
-)
+from dagster_taskiq_sqs.errors import DagsterTaskIQSqsError, MessageTooLargeError
+from dagster_taskiq_sqs.message_ids import StepLabels
 from dagster_taskiq_sqs.messages import (
     Outgoing,
     batches,
+    fifo_params,
     message_size,
+    receive_count,
     step_attributes,
     step_labels_of,
     visibility_seconds,
@@ -272,17 +266,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
         kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": message.message.decode("utf-8")}
         step = StepLabels(message.labels)
         if resolved.is_fifo:
-            delay = message.labels.get("delay")
-            if delay not in (None, 0, "0", "", 0.0):
-                raise FifoDelayError(
-                    f"task {message.task_name!r} asks for a {delay} s delay, but queue "
-                    f"{resolved.name!r} is FIFO and SQS does not support per-message delays "
-                    f"on FIFO queues; drop the 'delay' label or use a standard queue"
-                )
-            kwargs["MessageGroupId"] = message_group_id(
-                self.settings.group_strategy, step, message.labels, message.task_id
-            )
-            kwargs["MessageDeduplicationId"] = message_deduplication_id(step, message.task_id)
+            kwargs.update(fifo_params(message, resolved.name, self.settings.group_strategy))
         else:
             delay_seconds = self._resolve_delay_seconds(message, resolved)
             if delay_seconds is not None:
@@ -328,7 +312,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
                     queue=info.name,
                     handle=handle,
                     message_id=raw.get("MessageId"),
-                    receive_count=_receive_count(raw),
+                    receive_count=receive_count(raw),
                     step=step_labels_of(raw.get("MessageAttributes")),
                     body=body.encode("utf-8"),
                     transport=info.url,
@@ -412,7 +396,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
         for raw in response.get("Messages") or []:
             body, handle = raw.get("Body"), raw.get("ReceiptHandle")
             if isinstance(body, str) and isinstance(handle, str):
-                count = _receive_count(raw)
+                count = receive_count(raw)
                 letters.append(
                     self._dead_letter(
                         body=body.encode("utf-8"),
@@ -427,11 +411,6 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
     def _dead_letter_delete(self, dead: QueueInfo, handle: str) -> Callable[[], Awaitable[Any]]:
         caller = self._require_caller()
         return lambda: caller("delete_message", dead.name, QueueUrl=dead.url, ReceiptHandle=handle)
-
-
-def _receive_count(raw: dict[str, Any]) -> int | None:
-    value = (raw.get("Attributes") or {}).get("ApproximateReceiveCount")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 LocalStackSqsBroker = SqsAsyncBroker

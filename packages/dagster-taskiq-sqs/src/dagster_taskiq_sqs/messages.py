@@ -17,15 +17,18 @@ from dagster_taskiq.messaging import (
     LABEL_RETRY_NUMBER,
     step_labels,
 )
-from dagster_taskiq_sqs.message_ids import StepLabels
+from dagster_taskiq_sqs.errors import FifoDelayError
+from dagster_taskiq_sqs.message_ids import StepLabels, message_deduplication_id, message_group_id
 from dagster_taskiq_sqs.queues import QueueInfo
-from dagster_taskiq_sqs.settings import MAX_VISIBILITY_TIMEOUT
+from dagster_taskiq_sqs.settings import MAX_VISIBILITY_TIMEOUT, GroupStrategy
 
 __all__ = [
     "BATCH_ENTRIES",
     "Outgoing",
     "batches",
+    "fifo_params",
     "message_size",
+    "receive_count",
     "step_attributes",
     "step_labels_of",
     "visibility_seconds",
@@ -35,6 +38,29 @@ _log = structlog.get_logger("dagster_taskiq_sqs")
 
 BATCH_ENTRIES = 10
 """The most entries of one SQS batch request."""
+
+
+def fifo_params(message: BrokerMessage, queue: str, strategy: GroupStrategy) -> dict[str, str]:
+    """A FIFO send's ``MessageGroupId`` and ``MessageDeduplicationId``; a delay is refused (SQS
+    has no per-message delay on FIFO queues)."""
+    delay = message.labels.get("delay")
+    if delay not in (None, 0, "0", "", 0.0):
+        raise FifoDelayError(
+            f"task {message.task_name!r} asks for a {delay} s delay, but queue {queue!r} is FIFO "
+            f"and SQS does not support per-message delays on FIFO queues; drop the 'delay' label "
+            f"or use a standard queue"
+        )
+    step = StepLabels(message.labels)
+    return {
+        "MessageGroupId": message_group_id(strategy, step, message.labels, message.task_id),
+        "MessageDeduplicationId": message_deduplication_id(step, message.task_id),
+    }
+
+
+def receive_count(raw: Mapping[str, Any]) -> int | None:
+    """A received message's ``ApproximateReceiveCount`` (None when the server did not say)."""
+    value = (raw.get("Attributes") or {}).get("ApproximateReceiveCount")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def step_attributes(step: StepLabels) -> dict[str, dict[str, str]]:
