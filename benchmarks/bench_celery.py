@@ -297,7 +297,7 @@ def main(argv: list[str]) -> int:
                     "config": {
                         "broker": {"backend": backend, "settings": queue.broker_settings()},
                         "store_url": store_url,
-                        "taskiq_visibility_timeout": float(queue.visibility_timeout),
+                        "visibility_timeout": float(queue.visibility_timeout),
                     }
                 }
             }

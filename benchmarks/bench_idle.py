@@ -196,7 +196,7 @@ def _measure(build: Build, runs: int, sleep: float, window: float, kind: str) ->
                 "config": {
                     "broker": {"backend": "sqs", "settings": settings},
                     "store_url": executors_proxy.url(store_db),
-                    "taskiq_visibility_timeout": float(LEASE_SECONDS),
+                    "visibility_timeout": float(LEASE_SECONDS),
                 }
             },
             "ops": {"nap_a": nap, "nap_b": nap},

@@ -220,7 +220,7 @@ def _driver(argv: list[str]) -> int:
                 "config": {
                     "broker": {"backend": "sqs", "settings": queue.broker_settings()},
                     "store_url": store_url,
-                    "taskiq_visibility_timeout": float(queue.visibility_timeout),
+                    "visibility_timeout": float(queue.visibility_timeout),
                 }
             },
             **ERRORS_ONLY,

@@ -180,7 +180,7 @@ def _measure(
                 "config": {
                     "broker": {"backend": "sqs", "settings": queue.broker_settings()},
                     "store_url": store_proxy.url(store_db),
-                    "taskiq_visibility_timeout": float(queue.visibility_timeout),
+                    "visibility_timeout": float(queue.visibility_timeout),
                 }
             },
             **ERRORS_ONLY,

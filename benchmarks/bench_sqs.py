@@ -89,7 +89,7 @@ def _settings(endpoint: str, queue: str, *, receive_ahead: bool) -> SqsSettings:
         create_queues_if_missing=True,
         max_messages=10,
         wait_time_seconds=1,
-        taskiq_visibility_timeout=60,
+        visibility_timeout=60,
         **CREDENTIALS,
     )
 

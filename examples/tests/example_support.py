@@ -11,5 +11,5 @@ def executor_config(queue: DemoQueue, store_url: str) -> dict[str, Any]:
     return {
         "broker": {"backend": "sqs", "settings": queue.broker_settings()},
         "store_url": store_url,
-        "taskiq_visibility_timeout": float(queue.visibility_timeout),
+        "visibility_timeout": float(queue.visibility_timeout),
     }

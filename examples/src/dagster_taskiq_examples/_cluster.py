@@ -33,7 +33,7 @@ class DemoQueue:
             "queue_name": self.queue_name,
             "region": self.region,
             "create_queues_if_missing": True,
-            "taskiq_visibility_timeout": self.visibility_timeout,
+            "visibility_timeout": self.visibility_timeout,
             "wait_time_seconds": 1,
             "receive_ahead": True,
         }

@@ -204,7 +204,7 @@ def _run_config(
             "config": {
                 "broker": {"backend": "sqs", "settings": queue.broker_settings()},
                 "store_url": store_url,
-                "taskiq_visibility_timeout": float(queue.visibility_timeout),
+                "visibility_timeout": float(queue.visibility_timeout),
             }
         },
     }

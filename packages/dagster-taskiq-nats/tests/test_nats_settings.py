@@ -12,7 +12,7 @@ def test_defaults() -> None:
     settings = NatsSettings()
     assert settings.server_list == ["nats://127.0.0.1:4222"]
     assert (settings.stream, settings.subject) == ("DAGSTER_TASKIQ", "dagster-taskiq.steps")
-    assert settings.dead_letters == "DAGSTER_TASKIQ_DLQ"
+    assert settings.dead_letter_queue == "DAGSTER_TASKIQ_DLQ"
     assert settings.advisory_subject == (
         "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DAGSTER_TASKIQ.dagster-taskiq-workers"
     )
@@ -26,7 +26,7 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DAGSTER_TASKIQ_NATS_DEAD_LETTERS_ENABLED", "false")
     settings = NatsSettings(stream="STEPS")
     assert settings.server_list == ["nats://a:4222", "nats://b:4222"]
-    assert (settings.max_deliveries, settings.dead_letters) == (3, None)
+    assert (settings.max_deliveries, settings.dead_letter_queue) == (3, None)
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ async def test_an_identical_resend_is_dropped_and_a_new_enqueue_attempt_is_not(
 
 
 async def test_deduplication_can_be_turned_off(harness: Any, message: Callable[..., Any]) -> None:
-    broker = await harness.broker(dedup_window=0)
+    broker = await harness.broker(deduplication_window=0)
     await broker.kick(message("run-1:add"))
     await broker.kick(message("run-1:add"))
     assert harness.length() == 2

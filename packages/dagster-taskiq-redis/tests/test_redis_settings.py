@@ -11,7 +11,7 @@ from dagster_taskiq_testing.broker_tests import assert_one_setting_problem
 def test_defaults() -> None:
     settings = RedisSettings()
     assert settings.url == "redis://127.0.0.1:6379"
-    assert settings.dead_letters == "dagster-taskiq-dlq"
+    assert settings.dead_letter_queue == "dagster-taskiq-dlq"
     assert settings.visibility_ms == 300_000
     assert settings.heartbeat_every == 100.0
 
@@ -21,7 +21,7 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_MAX_DELIVERIES", "3")
     monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_DEAD_LETTERS_ENABLED", "false")
     settings = RedisSettings(stream="steps")
-    assert (settings.url, settings.max_deliveries, settings.dead_letters) == (
+    assert (settings.url, settings.max_deliveries, settings.dead_letter_queue) == (
         "redis://cache:6380/2",
         3,
         None,

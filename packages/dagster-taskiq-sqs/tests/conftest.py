@@ -68,7 +68,7 @@ class Harness:
         values: dict[str, Any] = {
             "queue_name": self.queue_name(),
             "create_queues_if_missing": True,
-            "taskiq_visibility_timeout": self.visibility_timeout,
+            "visibility_timeout": self.visibility_timeout,
             "max_messages": 10,
             "wait_time_seconds": 20 if self.is_stub else 1,
             "retry_attempts": 3,

@@ -95,7 +95,7 @@ async def test_unacked_message_is_redelivered_after_the_visibility_timeout(harne
 
 
 async def test_message_goes_to_the_dead_letter_queue_after_max_receive_count(harness, kick) -> None:
-    broker = await harness.broker(heartbeat_enabled=False, max_receive_count=2)
+    broker = await harness.broker(heartbeat_enabled=False, max_deliveries=2)
     await kick(broker, "run-1", "poison", payload='{"poison": true}')
     messages = broker.listen()
     with capture_logs() as logs:
@@ -180,7 +180,7 @@ async def test_heartbeat_keeps_a_long_task_invisible_past_the_timeout(
 ) -> None:
     interval = 0.05 if harness.is_stub else 0.5
     timeout = harness.visibility_timeout if harness.is_stub else 2
-    broker = await harness.broker(heartbeat_interval=interval, taskiq_visibility_timeout=timeout)
+    broker = await harness.broker(heartbeat_interval=interval, visibility_timeout=timeout)
     await kick(broker, "run-1", "long")
     messages = broker.listen()
     message = await anext(messages)
@@ -319,7 +319,7 @@ async def test_payload_over_the_queue_maximum_is_refused_with_size_and_limit(har
     harness.create_queue(
         name, VisibilityTimeout=harness.visibility_timeout, MaximumMessageSize=1024
     )
-    broker = await harness.broker(queue_name=name, dlq_enabled=False)
+    broker = await harness.broker(queue_name=name, dead_letters_enabled=False)
     assert broker.queue_info.max_message_size == 1024
     with pytest.raises(SendTaskError) as excinfo:
         await kick(broker, "run-1", "big", payload="x" * 2000)
@@ -341,17 +341,17 @@ async def test_existing_queue_that_disagrees_with_the_settings_is_refused(harnes
         await harness.broker(queue_name=name)
     message = str(excinfo.value)
     assert f"VisibilityTimeout is {harness.visibility_timeout + 7}" in message
-    assert "DAGSTER_TASKIQ_SQS_TASKIQ_VISIBILITY_TIMEOUT" in message
+    assert "DAGSTER_TASKIQ_SQS_VISIBILITY_TIMEOUT" in message
     assert "no RedrivePolicy" in message
-    assert "DAGSTER_TASKIQ_SQS_DLQ_ENABLED" in message
+    assert "DAGSTER_TASKIQ_SQS_DEAD_LETTERS_ENABLED" in message
 
 
 async def test_redrive_policy_with_another_max_receive_count_is_refused(harness) -> None:
-    first = await harness.broker(max_receive_count=3)
+    first = await harness.broker(max_deliveries=3)
     with pytest.raises(QueueConfigurationError) as excinfo:
-        await harness.broker(queue_name=first.settings.queue, max_receive_count=5)
+        await harness.broker(queue_name=first.settings.queue, max_deliveries=5)
     assert "maxReceiveCount is 3" in str(excinfo.value)
-    assert "DAGSTER_TASKIQ_SQS_MAX_RECEIVE_COUNT" in str(excinfo.value)
+    assert "DAGSTER_TASKIQ_SQS_MAX_DELIVERIES" in str(excinfo.value)
 
 
 async def test_existing_queue_that_matches_is_used_as_it_is(harness, kick) -> None:
@@ -446,7 +446,7 @@ async def test_a_batch_send_keeps_each_request_within_the_queue_size_limit(harne
     harness.create_queue(
         name, VisibilityTimeout=harness.visibility_timeout, MaximumMessageSize=4096
     )
-    broker = await harness.broker(queue_name=name, dlq_enabled=False)
+    broker = await harness.broker(queue_name=name, dead_letters_enabled=False)
     messages = _step_messages(broker, 5, payload="x" * 400)  # 1,372 bytes each: 2 fit in 4 KiB
     await broker.kick_batch(messages)
     assert sorted(await _drain(broker, 5)) == [f"run-1:leaf_{n:02d}" for n in range(5)]
@@ -461,7 +461,7 @@ async def test_a_batch_with_a_message_over_the_limit_sends_nothing(harness) -> N
     harness.create_queue(
         name, VisibilityTimeout=harness.visibility_timeout, MaximumMessageSize=1024
     )
-    broker = await harness.broker(queue_name=name, dlq_enabled=False)
+    broker = await harness.broker(queue_name=name, dead_letters_enabled=False)
     messages = _step_messages(broker, 3) + _step_messages(broker, 1, payload="x" * 2000)
     with pytest.raises(MessageTooLargeError):
         await broker.kick_batch(messages)

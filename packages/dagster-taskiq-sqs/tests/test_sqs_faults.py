@@ -26,7 +26,7 @@ def _settings(endpoint_url: str, **overrides: Any) -> SqsSettings:
         "aws_access_key_id": "test",
         "aws_secret_access_key": "test",
         "create_queues_if_missing": True,
-        "taskiq_visibility_timeout": 6,
+        "visibility_timeout": 6,
         "wait_time_seconds": 1,
         "max_messages": 10,
         "connect_timeout": 1.0,

@@ -43,7 +43,7 @@ FROM_ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "aws_access_key_id": ("AKIDEXAMPLE", "AKIDEXAMPLE"),
     "aws_secret_access_key": ("wJalrXUtnFEMI", "wJalrXUtnFEMI"),
     "aws_session_token": ("token-1", "token-1"),
-    "taskiq_visibility_timeout": ("600", 600),
+    "visibility_timeout": ("600", 600),
     "wait_time_seconds": ("5", 5),
     "max_messages": ("7", 7),
     "receive_ahead": ("true", True),
@@ -51,9 +51,9 @@ FROM_ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "deduplication_scope": ("messageGroup", DeduplicationScope.MESSAGE_GROUP),
     "fifo_throughput_limit": ("perMessageGroupId", FifoThroughputLimit.PER_MESSAGE_GROUP_ID),
     "group_strategy": ("per_run", GroupStrategy.PER_RUN),
-    "dlq_enabled": ("false", False),
-    "dlq_name": ("work-dead.fifo", "work-dead.fifo"),
-    "max_receive_count": ("9", 9),
+    "dead_letters_enabled": ("false", False),
+    "dead_letter_queue_name": ("work-dead.fifo", "work-dead.fifo"),
+    "max_deliveries": ("9", 9),
     "create_queues_if_missing": ("true", True),
     "retry_attempts": ("4", 4),
     "retry_initial_delay": ("0.5", 0.5),
@@ -81,7 +81,7 @@ def test_every_field_from_its_environment_variable(monkeypatch: pytest.MonkeyPat
     for field, (_, expected) in FROM_ENVIRONMENT.items():
         assert _value(settings, field) == expected, field
     assert settings.is_fifo
-    assert settings.dead_letter_queue is None  # dlq_enabled=false
+    assert settings.dead_letter_queue is None  # dead_letters_enabled=false
     assert settings.heartbeat_every == 10.0
     assert settings.has_custom_endpoint
 
@@ -94,7 +94,7 @@ def test_defaults_without_environment() -> None:
     assert settings.endpoint_url is None
     assert not settings.has_custom_endpoint
     assert settings.region == "us-east-1"
-    assert settings.taskiq_visibility_timeout == 300
+    assert settings.visibility_timeout == 300
     assert settings.heartbeat_every == 100
     assert settings.group_strategy is GroupStrategy.PER_STEP
     assert not settings.create_queues_if_missing
@@ -163,9 +163,9 @@ INVALID: list[tuple[str, str, str]] = [
     ("queue_name", "http://localhost:4566/", "names no queue"),
     ("endpoint_url", "localhost:4566", "not an http(s) URL with a host"),
     ("region", "EU West", "not a region name like 'us-east-1'"),
-    ("taskiq_visibility_timeout", "0", "greater than or equal to 1"),
-    ("taskiq_visibility_timeout", "43201", "less than or equal to 43200"),
-    ("taskiq_visibility_timeout", "soon", "valid integer"),
+    ("visibility_timeout", "0", "greater than or equal to 1"),
+    ("visibility_timeout", "43201", "less than or equal to 43200"),
+    ("visibility_timeout", "soon", "valid integer"),
     ("wait_time_seconds", "21", "less than or equal to 20"),
     ("wait_time_seconds", "-1", "greater than or equal to 0"),
     ("max_messages", "0", "greater than or equal to 1"),
@@ -177,12 +177,12 @@ INVALID: list[tuple[str, str, str]] = [
     ("fifo_throughput_limit", "fast", "'perQueue' or 'perMessageGroupId'"),
     ("fifo_throughput_limit", "perMessageGroupId", "needs deduplication_scope 'messageGroup'"),
     ("group_strategy", "per_op", "'per_step', 'per_run' or 'single'"),
-    ("dlq_enabled", "perhaps", "valid boolean"),
-    ("dlq_name", "dead", "must end in '.fifo'"),
-    ("dlq_name", "dagster-taskiq.fifo", "must differ from the queue itself"),
-    ("dlq_name", "bad name!", "not a valid SQS queue name"),
-    ("max_receive_count", "0", "greater than or equal to 1"),
-    ("max_receive_count", "1001", "less than or equal to 1000"),
+    ("dead_letters_enabled", "perhaps", "valid boolean"),
+    ("dead_letter_queue_name", "dead", "must end in '.fifo'"),
+    ("dead_letter_queue_name", "dagster-taskiq.fifo", "must differ from the queue itself"),
+    ("dead_letter_queue_name", "bad name!", "not a valid SQS queue name"),
+    ("max_deliveries", "0", "greater than or equal to 1"),
+    ("max_deliveries", "1001", "less than or equal to 1000"),
     ("create_queues_if_missing", "sometimes", "valid boolean"),
     ("retry_attempts", "0", "greater than or equal to 1"),
     ("retry_initial_delay", "0", "greater than 0"),
@@ -191,7 +191,7 @@ INVALID: list[tuple[str, str, str]] = [
     ("connect_timeout", "0", "greater than 0"),
     ("heartbeat_enabled", "x", "valid boolean"),
     ("heartbeat_interval", "0", "greater than 0"),
-    ("heartbeat_interval", "300", "must be shorter than taskiq_visibility_timeout (300 s)"),
+    ("heartbeat_interval", "300", "must be shorter than visibility_timeout (300 s)"),
     ("aws_access_key_id", "AKIDEXAMPLE", "set both aws_access_key_id and aws_secret_access_key"),
     ("aws_secret_access_key", "s3cr3t-value", "set both aws_access_key_id and"),
 ]
@@ -239,7 +239,30 @@ def test_settings_error_is_in_the_package_hierarchy() -> None:
 def test_standard_queue_rejects_fifo_only_settings() -> None:
     with pytest.raises(SqsSettingsError, match=r"deduplication_scope .*applies to FIFO"):
         SqsSettings(queue_name="standard", deduplication_scope="messageGroup")
-    with pytest.raises(SqsSettingsError, match=r"dlq_name .*must not end in '\.fifo'"):
-        SqsSettings(queue_name="standard", dlq_name="dead.fifo")
+    with pytest.raises(
+        SqsSettingsError, match=r"dead_letter_queue_name .*must not end in '\.fifo'"
+    ):
+        SqsSettings(queue_name="standard", dead_letter_queue_name="dead.fifo")
     with pytest.raises(SqsSettingsError, match=r"fifo .*has no '\.fifo' suffix"):
         SqsSettings(queue_name="standard", fifo=True)
+
+
+def test_taskiq_visibility_timeout_is_the_alias_of_visibility_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert SqsSettings(taskiq_visibility_timeout=60).visibility_timeout == 60
+    monkeypatch.setenv("DAGSTER_TASKIQ_SQS_TASKIQ_VISIBILITY_TIMEOUT", "70")
+    assert SqsSettings().visibility_timeout == 70
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("max_receive_count", "max_deliveries"),
+        ("dlq_enabled", "dead_letters_enabled"),
+        ("dlq_name", "dead_letter_queue_name"),
+    ],
+)
+def test_a_renamed_setting_names_its_new_name(old: str, new: str) -> None:
+    with pytest.raises(SqsSettingsError, match=f"renamed: use {new} "):
+        SqsSettings(**{old: 1})

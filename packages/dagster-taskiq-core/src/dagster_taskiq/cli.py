@@ -107,7 +107,7 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     type=float,
     default=300.0,
     show_default=True,
-    help="Step lease and message visibility, seconds (the executor's taskiq_visibility_timeout).",
+    help="Step lease and message visibility, seconds (the executor's visibility_timeout).",
 )
 @click.option(
     "--heartbeat-interval", type=float, default=None, help="Default: a third of the lease."

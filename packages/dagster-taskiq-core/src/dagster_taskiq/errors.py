@@ -23,7 +23,6 @@ A backend subclasses these and adds its service's name (``SqsUnavailableError`` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Iterable, Mapping
 from typing import Any, ClassVar
 
 
@@ -33,14 +32,19 @@ class DagsterTaskIQError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class SettingProblem:
-    """One invalid setting of a broker backend: the field, the variable it is read from, why."""
+    """One invalid setting of a broker backend: the field, the variables it is read from, why."""
 
     field: str
-    env_var: str
+    env_vars: tuple[str, ...]
     message: str
 
+    @property
+    def env_var(self) -> str:
+        """The most specific variable the field is read from."""
+        return self.env_vars[0]
+
     def __str__(self) -> str:
-        return f"{self.field} ({self.env_var}): {self.message}"
+        return f"{self.field} ({' / '.join(self.env_vars)}): {self.message}"
 
 
 class SettingsError(DagsterTaskIQError, ValueError):
@@ -55,36 +59,6 @@ class SettingsError(DagsterTaskIQError, ValueError):
         self.problems = problems
         lines = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(f"invalid {self.service} settings:\n{lines}")
-
-
-def validation_problems(
-    errors: Iterable[Mapping[str, Any]],
-    *,
-    env_prefix: str,
-    fields: Container[str],
-    redacted_field: str | None = None,
-) -> list[SettingProblem]:
-    """A settings model's validation errors (pydantic's ``errors(include_url=False)``) as problems.
-
-    A field named by its variable (``<PREFIX>FIELD``) is named by the field again; an unknown one
-    is "no such setting". The message shows the value given, except a ``redacted_field`` value with
-    an ``@`` (credentials in a URL): ``<redacted>``.
-    """
-    problems = []
-    for error in errors:
-        field = str(error["loc"][0]) if error["loc"] else ""
-        if field.lower().startswith(env_prefix.lower()):
-            field = field[len(env_prefix) :].lower()
-        known = field in fields
-        message = error["msg"]
-        if error["type"] != "extra_forbidden":
-            shown = error["input"]
-            if field == redacted_field and isinstance(shown, str) and "@" in shown:
-                shown = "<redacted>"
-            message = f"{message}, got {shown!r}"
-        env_var = env_prefix + field.upper() if known else "no such setting"
-        problems.append(SettingProblem(field, env_var, message))
-    return problems
 
 
 class ExecutorConfigError(DagsterTaskIQError):

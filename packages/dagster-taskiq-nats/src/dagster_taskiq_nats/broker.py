@@ -36,7 +36,7 @@ from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage
 from taskiq_nats import PullBasedJetStreamBroker
 
-from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
+from dagster_taskiq.brokers import BrokerBase, Delivery
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
     STEP_LABELS,
@@ -78,16 +78,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             pull_consume_batch=1,
             pull_consume_timeout=settings.fetch_timeout,
         )
-        self._hold_deliveries(
-            DeliveryPolicy(
-                queue=settings.stream,
-                visibility_timeout=settings.visibility_timeout,
-                heartbeat_enabled=settings.heartbeat_enabled,
-                heartbeat_every=settings.heartbeat_every,
-                dead_letter_queue=settings.dead_letters,
-                max_deliveries=settings.max_deliveries,
-            )
-        )
+        self._hold_deliveries(settings.delivery_policy())
         self._dead_subscription: JetStreamContext.PullSubscription | None = None
         self._started = False
         self.server = settings.redacted_servers
@@ -103,7 +94,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
         await self._call("connect", self._connect)
         self.js = self.client.jetstream(timeout=self.settings.request_timeout)
         configs = [(streams.stream_config(settings), streams.consumer_config(settings))]
-        if settings.dead_letters is not None:
+        if settings.dead_letter_queue is not None:
             configs.append(streams.dead_letter_configs(settings))
         for stream, consumer in configs:
             name = str(stream.name)
@@ -127,7 +118,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             stream=self.settings.stream,
             subject=self.settings.subject,
             consumer=self.settings.consumer,
-            dead_letter_queue=settings.dead_letters,
+            dead_letter_queue=settings.dead_letter_queue,
             servers=self.server,
             worker=self.is_worker_process,
         )
@@ -277,7 +268,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
         deletes the message from the stream; one left unacked comes back after the visibility
         timeout. An advisory whose message is gone already is acked and skipped."""
         self._require_started()
-        dead = self.settings.dead_letters
+        dead = self.settings.dead_letter_queue
         if dead is None:
             return []
         consumer = self.settings.dead_letter_consumer
@@ -325,7 +316,9 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
                 await self._call("delete_msg", lambda: self.js.delete_msg(stream, seq))
             timeout = self.settings.request_timeout
             await self._call(
-                "ack", lambda: advisory.ack_sync(timeout=timeout), stream=self.settings.dead_letters
+                "ack",
+                lambda: advisory.ack_sync(timeout=timeout),
+                stream=self.settings.dead_letter_queue,
             )
 
         return self._dead_letter(

@@ -43,7 +43,7 @@ def stream_config(settings: NatsSettings) -> StreamConfig:
         subjects=[settings.subject],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=_storage(settings),
-        duplicate_window=settings.duplicate_window,
+        duplicate_window=settings.deduplication_window,
     )
 
 
@@ -53,7 +53,7 @@ def consumer_config(settings: NatsSettings) -> ConsumerConfig:
         durable_name=settings.consumer,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.visibility_timeout,
-        max_deliver=settings.max_deliveries if settings.dead_letters else -1,
+        max_deliver=settings.max_deliveries if settings.dead_letter_queue else -1,
         filter_subject=settings.subject,
         deliver_policy=DeliverPolicy.ALL,
     )
@@ -61,9 +61,9 @@ def consumer_config(settings: NatsSettings) -> ConsumerConfig:
 
 def dead_letter_configs(settings: NatsSettings) -> tuple[StreamConfig, ConsumerConfig]:
     """The dead-letter stream (capturing max-deliveries advisories) and its consumer."""
-    assert settings.dead_letters is not None
+    assert settings.dead_letter_queue is not None
     stream = StreamConfig(
-        name=settings.dead_letters,
+        name=settings.dead_letter_queue,
         subjects=[settings.advisory_subject],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=_storage(settings),
@@ -98,7 +98,7 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     if config.duplicate_window and not _close(have.duplicate_window, config.duplicate_window):
         differences.append(
             f"duplicate_window is {have.duplicate_window} s, want {config.duplicate_window} s "
-            f"(setting duplicate_window)"
+            f"(setting deduplication_window)"
         )
     if differences:
         raise NatsConfigurationError(

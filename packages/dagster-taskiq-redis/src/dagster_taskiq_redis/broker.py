@@ -30,7 +30,7 @@ from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
+from dagster_taskiq.brokers import BrokerBase, Delivery
 from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
@@ -81,16 +81,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             retry=Retry(NoBackoff(), 0),  # our retries (stamina) are the only layer
         )
         self._redis: Redis | None = None
-        self._hold_deliveries(
-            DeliveryPolicy(
-                queue=settings.stream,
-                visibility_timeout=settings.visibility_timeout,
-                heartbeat_enabled=settings.heartbeat_enabled,
-                heartbeat_every=settings.heartbeat_every,
-                dead_letter_queue=settings.dead_letters,
-                max_deliveries=settings.max_deliveries,
-            )
-        )
+        self._hold_deliveries(settings.delivery_policy())
         self._check_own_history = True
         self.server = settings.redacted_url
 
@@ -108,7 +99,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         }
         await self._call("ping", self._require_redis().ping)
         await self._create_group(self.settings.stream, self.settings.group)
-        dead = self.settings.dead_letters
+        dead = self.settings.dead_letter_queue
         if dead is not None:
             await self._create_group(dead, self.settings.dead_letter_group)
         _log.info(
@@ -175,7 +166,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         fields: list[Any] = [DATA, message.message, b"task_id", message.task_id]
         for name, value in step.items():
             fields += [name, value]
-        window_ms = round(self.settings.dedup_window * 1000)
+        window_ms = round(self.settings.deduplication_window * 1000)
         entry_id = await self._call(
             "xadd",
             lambda: self._scripts["KICK"](keys=[stream, dedup_key], args=[window_ms, *fields]),
@@ -204,7 +195,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         claimed, dead = await self._call("reclaim", lambda: self._reclaim(want=1))
         if dead:
             _log.warning(
-                "redis_dead_lettered", dead_letter_queue=self.settings.dead_letters, count=dead
+                "redis_dead_lettered", dead_letter_queue=self.settings.dead_letter_queue, count=dead
             )
         if claimed:
             entry_id, fields, deliveries = claimed[0]
@@ -217,7 +208,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         return [self._deliver(*entry)]
 
     async def _reclaim(self, *, want: int) -> tuple[list[Any], int]:
-        dead = self.settings.dead_letters
+        dead = self.settings.dead_letter_queue
         result = await self._scripts["RECLAIM"](
             keys=[self.settings.stream, dead or f"{self.settings.stream}-unused-dlq"],
             args=[
@@ -365,7 +356,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         its ``ack`` (``XACK`` + ``XDEL``); one left unacked is handed out again after the
         visibility timeout.
         """
-        dead = self.settings.dead_letters
+        dead = self.settings.dead_letter_queue
         if dead is None:
             return []
         _, moved = await self._call("reclaim", lambda: self._reclaim(want=0))

@@ -28,7 +28,7 @@ from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage
 from taskiq_aio_sqs import SQSBroker, SQSQueue
 
-from dagster_taskiq.brokers import BrokerBase, Delivery, DeliveryPolicy
+from dagster_taskiq.brokers import BrokerBase, Delivery
 from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import LABEL_QUEUE, DeadLetter, step_log_fields
 from dagster_taskiq_sqs.client import ClientFactory, aiobotocore_client_factory
@@ -80,7 +80,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
             use_task_id_for_deduplication=False,
             wait_time_seconds=settings.wait_time_seconds,
             max_number_of_messages=settings.max_messages,
-            visibility_timeout=settings.taskiq_visibility_timeout,
+            visibility_timeout=settings.visibility_timeout,
             enable_heartbeat=False,  # ours (below) retries, logs and can be taken over
         )
         self.settings = settings
@@ -89,14 +89,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
         self._caller: SqsCaller | None = None
         self._queue_info: dict[str, QueueInfo] = {}
         self._hold_deliveries(
-            DeliveryPolicy(
-                queue=settings.queue,
-                visibility_timeout=settings.taskiq_visibility_timeout,
-                heartbeat_enabled=settings.heartbeat_enabled,
-                heartbeat_every=settings.heartbeat_every,
-                max_deliveries=settings.max_receive_count,
-                receive_ahead=settings.receive_ahead,
-            )
+            dataclasses.replace(settings.delivery_policy(), receive_ahead=settings.receive_ahead)
         )
         self._heartbeats = self._heartbeat_tasks  # SQSBroker.shutdown cancels these
         self._resolving = asyncio.Lock()
@@ -170,7 +163,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
                 is_fifo=info.is_fifo,
                 max_number_of_messages=self.settings.max_messages,
                 wait_time_seconds=self.settings.wait_time_seconds,
-                visibility_timeout=self.settings.taskiq_visibility_timeout,
+                visibility_timeout=self.settings.visibility_timeout,
             )
 
     def _require_caller(self) -> SqsCaller:
@@ -299,7 +292,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
             QueueUrl=info.url,
             MaxNumberOfMessages=self._receive_count(),
             WaitTimeSeconds=self.settings.wait_time_seconds,
-            VisibilityTimeout=self.settings.taskiq_visibility_timeout,
+            VisibilityTimeout=self.settings.visibility_timeout,
             AttributeNames=_RECEIVE_ATTRIBUTES,
             MessageAttributeNames=["All"],
         )
@@ -376,7 +369,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
 
         Each stays in the dead-letter queue, invisible for the visibility timeout, until its
         ``ack`` deletes it. ``receive_count`` is SQS's count less this receive: the times the
-        message was received from the source queue (``max_receive_count``) on a first look.
+        message was received from the source queue (``max_deliveries``) on a first look.
         """
         info = self.queue_info
         dead = info.dead_letter

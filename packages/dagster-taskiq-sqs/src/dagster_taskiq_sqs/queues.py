@@ -95,9 +95,7 @@ async def _resolve(
         arn=attributes.get("QueueArn"),
         is_fifo=attributes.get("FifoQueue", "false").lower() == "true",
         max_message_size=int(attributes.get("MaximumMessageSize", DEFAULT_MAXIMUM_MESSAGE_SIZE)),
-        visibility_timeout=int(
-            attributes.get("VisibilityTimeout", settings.taskiq_visibility_timeout)
-        ),
+        visibility_timeout=int(attributes.get("VisibilityTimeout", settings.visibility_timeout)),
     )
     return info, attributes
 
@@ -152,7 +150,7 @@ def _fifo_attributes(settings: SqsSettings) -> dict[str, str]:
 
 def _dlq_attributes(settings: SqsSettings, name: str) -> dict[str, str]:
     attributes = {
-        "VisibilityTimeout": str(settings.taskiq_visibility_timeout),
+        "VisibilityTimeout": str(settings.visibility_timeout),
         "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
     }
     if name.endswith(FIFO_SUFFIX):
@@ -163,14 +161,14 @@ def _dlq_attributes(settings: SqsSettings, name: str) -> dict[str, str]:
 def _queue_attributes(
     settings: SqsSettings, name: str, dead_letter: QueueInfo | None
 ) -> dict[str, str]:
-    attributes = {"VisibilityTimeout": str(settings.taskiq_visibility_timeout)}
+    attributes = {"VisibilityTimeout": str(settings.visibility_timeout)}
     if name.endswith(FIFO_SUFFIX):
         attributes.update(_fifo_attributes(settings))
     if dead_letter is not None:
         attributes["RedrivePolicy"] = json.dumps(
             {
                 "deadLetterTargetArn": dead_letter.arn,
-                "maxReceiveCount": settings.max_receive_count,
+                "maxReceiveCount": settings.max_deliveries,
             }
         )
     return attributes
@@ -196,9 +194,9 @@ def _check(
             f" in '.fifo'"
         )
     visibility = attributes.get("VisibilityTimeout")
-    if visibility is not None and int(visibility) != settings.taskiq_visibility_timeout:
+    if visibility is not None and int(visibility) != settings.visibility_timeout:
         problems.append(
-            f"VisibilityTimeout is {visibility}, {_setting(settings, 'taskiq_visibility_timeout')}"
+            f"VisibilityTimeout is {visibility}, {_setting(settings, 'visibility_timeout')}"
         )
     if fifo and is_fifo:
         for attribute, field in (
@@ -228,12 +226,13 @@ def _redrive_problems(
         if policy:
             return [
                 f"it has a RedrivePolicy to {policy.get('deadLetterTargetArn')!r} but "
-                f"{_setting(settings, 'dlq_enabled')}: its dead letters would never be read"
+                f"{_setting(settings, 'dead_letters_enabled')}: its dead letters would never be "
+                f"read"
             ]
         return []
     if not policy:
         return [
-            f"it has no RedrivePolicy, but {_setting(settings, 'dlq_enabled')} "
+            f"it has no RedrivePolicy, but {_setting(settings, 'dead_letters_enabled')} "
             f"(dead-letter queue {dead_letter.name!r})"
         ]
     problems = []
@@ -241,13 +240,11 @@ def _redrive_problems(
     if dead_letter.arn is not None and target != dead_letter.arn:
         problems.append(
             f"RedrivePolicy sends dead letters to {target!r}, not to {dead_letter.arn!r} "
-            f"(dlq_name ({' / '.join(settings.env_vars('dlq_name'))}) is "
-            f"{settings.dlq_name!r})"
+            f"({_setting(settings, 'dead_letter_queue_name')})"
         )
     receives = policy.get("maxReceiveCount")
-    if receives is not None and int(receives) != settings.max_receive_count:
+    if receives is not None and int(receives) != settings.max_deliveries:
         problems.append(
-            f"RedrivePolicy maxReceiveCount is {receives}, "
-            f"{_setting(settings, 'max_receive_count')}"
+            f"RedrivePolicy maxReceiveCount is {receives}, {_setting(settings, 'max_deliveries')}"
         )
     return problems

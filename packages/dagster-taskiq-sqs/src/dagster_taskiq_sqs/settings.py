@@ -4,7 +4,9 @@ Values come from the keyword arguments first, then from the environment (prefix
 ``DAGSTER_TASKIQ_SQS_``; the endpoint also from ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL``,
 the region also from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``). Credentials left unset come from
 the AWS credential chain when the client is created. Nothing is read at import time: only when
-``SqsSettings(...)`` is called.
+``SqsSettings(...)`` is called. The fields every backend shares (visibility timeout, dead
+letters, heartbeat, retries) and their checks are core's
+:class:`~dagster_taskiq.brokers.BrokerSettings`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import enum
 import re
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
+from dagster_taskiq.brokers import BrokerSettings
+from dagster_taskiq.errors import SettingProblem
 from dagster_taskiq.retrying import RetryBudget
-from dagster_taskiq_sqs.errors import SettingProblem, SqsSettingsError
+from dagster_taskiq_sqs.errors import SqsSettingsError
 
 __all__ = [
     "ENV_PREFIX",
@@ -68,20 +73,21 @@ def _env(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-class SqsSettings(BaseSettings):
-    """Settings of :class:`~dagster_taskiq_sqs.LocalStackSqsBroker`.
+class SqsSettings(BrokerSettings):
+    """Settings of :class:`~dagster_taskiq_sqs.SqsAsyncBroker`.
 
     Invalid values raise :class:`~dagster_taskiq_sqs.errors.SqsSettingsError`, whose message
     names every offending setting and the environment variable(s) it is read from.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        extra="forbid",
-        populate_by_name=True,
-        frozen=True,
-        env_ignore_empty=True,
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
+    settings_error = SqsSettingsError
+    secret_fields = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+    renamed: ClassVar[Mapping[str, str]] = {
+        "max_receive_count": "max_deliveries",
+        "dlq_enabled": "dead_letters_enabled",
+        "dlq_name": "dead_letter_queue_name",
+    }
 
     # --- where -----------------------------------------------------------------------------
     queue_name: str = Field(
@@ -107,11 +113,15 @@ class SqsSettings(BaseSettings):
     aws_session_token: SecretStr | None = None
 
     # --- the queue -------------------------------------------------------------------------
-    taskiq_visibility_timeout: int = Field(
+    visibility_timeout: int = Field(  # whole seconds, as SQS takes them
         300,
         ge=1,
         le=MAX_VISIBILITY_TIMEOUT,
-        description="Seconds a received message stays invisible without a heartbeat.",
+        validation_alias=AliasChoices(
+            _env("visibility_timeout"), _env("taskiq_visibility_timeout")
+        ),
+        description="Seconds a received message stays invisible without a heartbeat. "
+        "Alias: taskiq_visibility_timeout.",
     )
     wait_time_seconds: int = Field(20, ge=0, le=20, description="Long-poll wait per receive.")
     max_messages: int = Field(
@@ -133,53 +143,17 @@ class SqsSettings(BaseSettings):
     deduplication_scope: DeduplicationScope = DeduplicationScope.QUEUE
     fifo_throughput_limit: FifoThroughputLimit = FifoThroughputLimit.PER_QUEUE
     group_strategy: GroupStrategy = GroupStrategy.PER_STEP
-    dlq_enabled: bool = Field(True, description="Give the queue a dead-letter queue.")
-    dlq_name: str | None = Field(
+    dead_letter_queue_name: str | None = Field(
         None, description="Dead-letter queue name; default '<queue>-dlq[.fifo]'."
-    )
-    max_receive_count: int = Field(
-        5, ge=1, le=1000, description="Receives before a message moves to the dead-letter queue."
     )
     create_queues_if_missing: bool = Field(
         False, description="Create the queue and its dead-letter queue when they do not exist."
     )
 
-    # --- resilience ------------------------------------------------------------------------
-    retry_attempts: int = Field(10, ge=1, description="Attempts per call to an unreachable SQS.")
-    retry_initial_delay: float = Field(0.1, gt=0, description="First backoff, seconds.")
-    retry_max_delay: float = Field(5.0, gt=0, description="Longest backoff, seconds.")
-    retry_timeout: float = Field(60.0, gt=0, description="Total seconds to keep retrying.")
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
-    heartbeat_enabled: bool = Field(
-        True, description="Extend a received message's visibility until it is acked."
-    )
-    heartbeat_interval: float | None = Field(
-        None, gt=0, description="Seconds between extensions; default a third of the timeout."
-    )
-
-    _SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
-    )
-
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise SqsSettingsError(_problems(exc)) from None
-        problems = self._cross_field_problems()
-        if problems:
-            raise SqsSettingsError(problems)
+    def __init__(self, **values: Any) -> None:  # keyword arguments or the environment
+        super().__init__(**values)
 
     # --- derived values --------------------------------------------------------------------
-
-    @classmethod
-    def env_vars(cls, field: str) -> tuple[str, ...]:
-        """The environment variables a field is read from, most specific first."""
-        info = cls.model_fields[field]
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            return tuple(str(choice) for choice in alias.choices)
-        return (_env(field),)
 
     @property
     def queue_url(self) -> str | None:
@@ -197,14 +171,10 @@ class SqsSettings(BaseSettings):
 
     @property
     def dead_letter_queue(self) -> str | None:
-        """The dead-letter queue's name, or None when ``dlq_enabled`` is false."""
-        if not self.dlq_enabled:
+        """The dead-letter queue's name, or None when ``dead_letters_enabled`` is false."""
+        if not self.dead_letters_enabled:
             return None
-        return self.dlq_name or dead_letter_queue_name(self.queue)
-
-    @property
-    def heartbeat_every(self) -> float:
-        return self.heartbeat_interval or self.taskiq_visibility_timeout / 3
+        return self.dead_letter_queue_name or dead_letter_queue_name(self.queue)
 
     @property
     def has_custom_endpoint(self) -> bool:
@@ -214,17 +184,13 @@ class SqsSettings(BaseSettings):
         host = urllib.parse.urlsplit(self.endpoint_url).hostname or ""
         return not host.endswith(_AWS_HOST_SUFFIXES)
 
-    @property
-    def retry_budget(self) -> RetryBudget:
-        return RetryBudget.from_settings(self)
-
     # --- validation ------------------------------------------------------------------------
 
-    def _cross_field_problems(self) -> list[SettingProblem]:
+    def _transport_problems(self) -> list[SettingProblem]:
         problems: list[SettingProblem] = []
 
         def problem(field: str, message: str) -> None:
-            problems.append(SettingProblem(field, self.env_vars(field), message))
+            problems.append(self.problem(field, message))
 
         name_error = _queue_name_problem(self.queue_name)
         if name_error:
@@ -242,18 +208,6 @@ class SqsSettings(BaseSettings):
             problem(field, "set both aws_access_key_id and aws_secret_access_key, or neither")
         if name_error is None:
             self._fifo_problems(problem)
-        delay_problem = RetryBudget.delay_problem(self.retry_initial_delay, self.retry_max_delay)
-        if delay_problem:
-            problem("retry_max_delay", delay_problem)
-        if (
-            self.heartbeat_interval is not None
-            and self.heartbeat_interval >= self.taskiq_visibility_timeout
-        ):
-            problem(
-                "heartbeat_interval",
-                f"must be shorter than taskiq_visibility_timeout "
-                f"({self.taskiq_visibility_timeout} s), got {self.heartbeat_interval}",
-            )
         return problems
 
     def _fifo_problems(self, problem: Any) -> None:
@@ -289,25 +243,25 @@ class SqsSettings(BaseSettings):
         dlq = self.dead_letter_queue
         if dlq is None:
             return
-        if self.dlq_name is not None:
-            dlq_error = _queue_name_problem(self.dlq_name, url_allowed=False)
+        if self.dead_letter_queue_name is not None:
+            dlq_error = _queue_name_problem(self.dead_letter_queue_name, url_allowed=False)
             if dlq_error:
-                problem("dlq_name", dlq_error)
+                problem("dead_letter_queue_name", dlq_error)
                 return
         elif len(dlq) > MAX_QUEUE_NAME:
             problem(
-                "dlq_name",
+                "dead_letter_queue_name",
                 f"the default {dlq!r} is longer than {MAX_QUEUE_NAME} characters; set one",
             )
             return
         if dlq.endswith(FIFO_SUFFIX) != fifo:
             problem(
-                "dlq_name",
+                "dead_letter_queue_name",
                 f"{dlq!r} must {'' if fifo else 'not '}end in '.fifo': SQS requires a "
                 f"dead-letter queue of the same type as {self.queue!r}",
             )
         if dlq == self.queue:
-            problem("dlq_name", f"must differ from the queue itself ({self.queue!r})")
+            problem("dead_letter_queue_name", f"must differ from the queue itself ({self.queue!r})")
 
 
 def dead_letter_queue_name(queue: str) -> str:
@@ -339,23 +293,3 @@ def _queue_name_problem(value: str, *, url_allowed: bool = True) -> str | None:
             f"'-' and '_', optionally ending in '.fifo'), got {value!r}"
         )
     return None
-
-
-def _problems(exc: ValidationError) -> list[SettingProblem]:
-    by_alias: dict[str, str] = {}
-    for name in SqsSettings.model_fields:
-        for var in SqsSettings.env_vars(name):
-            by_alias[var.lower()] = name
-    problems = []
-    for error in exc.errors(include_url=False):
-        where = str(error["loc"][0]) if error["loc"] else ""
-        field = by_alias.get(where.lower(), where)
-        if field in SqsSettings.model_fields:
-            env_vars = SqsSettings.env_vars(field)
-        else:
-            env_vars = ("no such setting",)
-        message = error["msg"]
-        if field not in SqsSettings._SECRET_FIELDS and error["type"] != "extra_forbidden":
-            message = f"{message}, got {error['input']!r}"
-        problems.append(SettingProblem(field, env_vars, message))
-    return problems

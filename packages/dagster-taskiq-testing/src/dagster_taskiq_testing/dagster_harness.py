@@ -130,7 +130,7 @@ class InProcessTaskIQ:
             "queue_name": self.queue_name,
             "create_queues_if_missing": True,
             "wait_time_seconds": 1,
-            "taskiq_visibility_timeout": int(self.visibility_timeout),
+            "visibility_timeout": int(self.visibility_timeout),
             **self.broker_settings,
         }
 
@@ -141,7 +141,7 @@ class InProcessTaskIQ:
             "config": {
                 "broker": {"backend": "memory", "settings": self.settings()},
                 "store_url": self.store_url,
-                "taskiq_visibility_timeout": self.visibility_timeout,
+                "visibility_timeout": self.visibility_timeout,
                 "poll_interval": 0.2,
             }
         }

@@ -9,9 +9,12 @@ are found by name through the ``dagster_taskiq.brokers`` entry points
 from dagster_taskiq.brokers._base import BrokerBase, DeliveryPolicy
 from dagster_taskiq.brokers._delivery import Delivery, DeliveryControl, DeliveryState
 from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat
+from dagster_taskiq.brokers._settings import VISIBILITY_TIMEOUT_ALIAS, BrokerSettings
 
 __all__ = [
+    "VISIBILITY_TIMEOUT_ALIAS",
     "BrokerBase",
+    "BrokerSettings",
     "Delivery",
     "DeliveryControl",
     "DeliveryPolicy",

@@ -9,6 +9,7 @@ from typing import Any
 from dagster import Field, Permissive, StringSource
 
 from dagster_taskiq._dagster_compat import RetryMode, get_retries_config
+from dagster_taskiq.brokers import VISIBILITY_TIMEOUT_ALIAS
 from dagster_taskiq.errors import ExecutorConfigError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
 
@@ -53,13 +54,19 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
         default_value=DEFAULT_TABLE_PREFIX,
         description="Prefix of the idempotency store's table names.",
     ),
-    "taskiq_visibility_timeout": Field(
+    "visibility_timeout": Field(
         float,
-        default_value=DEFAULT_VISIBILITY_TIMEOUT,
+        is_required=False,
         description=(
-            "Seconds a step's lease (and its message's visibility) lasts without a heartbeat. "
-            "A step whose worker stops heartbeating for longer is run again."
+            "Seconds a step's lease (and its message's visibility) lasts without a heartbeat "
+            f"(default {DEFAULT_VISIBILITY_TIMEOUT:g}). A step whose worker stops heartbeating "
+            "for longer is run again. Alias: taskiq_visibility_timeout."
         ),
+    ),
+    VISIBILITY_TIMEOUT_ALIAS: Field(
+        float,
+        is_required=False,
+        description="The one alias of visibility_timeout (its name in earlier releases).",
     ),
     "max_concurrent": Field(
         int,
@@ -95,7 +102,7 @@ class ExecutorSettings:
     def __post_init__(self) -> None:
         if self.visibility_timeout <= 0 or self.visibility_timeout > 43200:
             raise ExecutorConfigError(
-                f"taskiq_visibility_timeout must be in (0, 43200] seconds (SQS allows 12 h), "
+                f"visibility_timeout must be in (0, 43200] seconds (SQS allows 12 h), "
                 f"got {self.visibility_timeout}"
             )
         if self.max_concurrent is not None and self.max_concurrent < 1:
@@ -112,10 +119,23 @@ class ExecutorSettings:
             broker_settings=dict(broker.get("settings") or {}),
             store_url=config.get("store_url"),
             table_prefix=config.get("table_prefix", DEFAULT_TABLE_PREFIX),
-            visibility_timeout=float(
-                config.get("taskiq_visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
-            ),
+            visibility_timeout=_visibility_timeout(config),
             max_concurrent=config.get("max_concurrent"),
             poll_interval=float(config.get("poll_interval", 0.5)),
             retries=retries or RetryMode.ENABLED,
         )
+
+
+def _visibility_timeout(config: Mapping[str, Any]) -> float:
+    """``visibility_timeout``, or its alias ``taskiq_visibility_timeout``; not both."""
+    given = {
+        key: config[key]
+        for key in ("visibility_timeout", VISIBILITY_TIMEOUT_ALIAS)
+        if key in config
+    }
+    if len(given) == 2:
+        raise ExecutorConfigError(
+            f"give visibility_timeout or its alias {VISIBILITY_TIMEOUT_ALIAS}, not both "
+            f"(got {given['visibility_timeout']} and {given[VISIBILITY_TIMEOUT_ALIAS]})"
+        )
+    return float(next(iter(given.values()), DEFAULT_VISIBILITY_TIMEOUT))
