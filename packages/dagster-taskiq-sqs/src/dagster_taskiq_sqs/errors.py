@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from dagster_taskiq.errors import (
     AckError,
     BrokerConfigurationError,
     BrokerError,
     BrokerUnavailableError,
+    SettingProblem,
     SettingsError,
 )
 
@@ -27,18 +26,6 @@ __all__ = [
 
 class DagsterTaskIQSqsError(BrokerError):
     """Root of every error raised by the SQS broker."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SettingProblem:
-    """One invalid setting: the field, the environment variables it is read from, why."""
-
-    field: str
-    env_vars: tuple[str, ...]
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field} ({' / '.join(self.env_vars)}): {self.message}"
 
 
 class SqsSettingsError(DagsterTaskIQSqsError, SettingsError):
