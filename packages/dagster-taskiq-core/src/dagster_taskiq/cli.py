@@ -103,14 +103,17 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--concurrency", type=int, default=os.cpu_count() or 1, show_default=True)
 @click.option(
     "--visibility-timeout",
-    "lease",
+    "visibility_timeout",
     type=float,
     default=300.0,
     show_default=True,
     help="Step lease and message visibility, seconds (the executor's visibility_timeout).",
 )
 @click.option(
-    "--heartbeat-interval", type=float, default=None, help="Default: a third of the lease."
+    "--heartbeat-interval",
+    type=float,
+    default=None,
+    help="Default: a third of the visibility timeout.",
 )
 @click.option("--grace-period", type=float, default=30.0, show_default=True)
 @click.option(
@@ -137,7 +140,7 @@ def worker(
     python_files: tuple[str, ...],
     working_directory: str | None,
     concurrency: int,
-    lease: float,
+    visibility_timeout: float,
     heartbeat_interval: float | None,
     grace_period: float,
     isolation: str,
@@ -162,7 +165,7 @@ def worker(
     broker = create_broker(backend, _parse_settings(broker_settings))
     options = WorkerOptions(
         concurrency=concurrency,
-        lease_seconds=lease,
+        lease_seconds=visibility_timeout,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
     )
