@@ -1,4 +1,4 @@
-"""The generic retry helper every broker backend uses (``dagster_taskiq.retrying``)."""
+"""The one retry helper of the store and every broker backend (``dagster_taskiq.retrying``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from dagster_taskiq.retrying import RetryBudget, call_with_retry
+from dagster_taskiq.retrying import RetryBudget, Retrying, call_with_retry
 
 _log = structlog.get_logger("test_retrying")
 
@@ -37,10 +37,29 @@ class Flaky:
         self.calls = 0
 
     async def __call__(self) -> str:
+        return self.sync()
+
+    def sync(self) -> str:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
         return "done"
+
+
+def _policy(budget: RetryBudget) -> Retrying:
+    return Retrying(
+        budget=budget,
+        is_transient=_is_transient,
+        logger=_log,
+        event_prefix="demo",
+        target={"server": "demo://h:1", "stream": "steps"},
+        unreachable="Demo at demo://h:1 unreachable for stream 'steps'",
+        error=GaveUpError,
+    )
+
+
+def _call_sync(call: Flaky, budget: RetryBudget) -> str:
+    return _policy(budget).call_sync("send", call.sync, log_fields={"key": "run:step"})
 
 
 async def _call(call: Flaky, budget: RetryBudget) -> str:
@@ -152,3 +171,111 @@ def test_budget_from_settings_and_delay_problem() -> None:
     assert RetryBudget.delay_problem(1.0, 0.5) == (
         "must be at least retry_initial_delay (1.0), got 0.5"
     )
+
+
+# --- the blocking variant (the store's) ----------------------------------------------------
+
+
+def test_sync_transient_errors_are_retried_then_the_call_succeeds() -> None:
+    call = Flaky(TransientError("refused"), TransientError("reset"))
+    with capture_logs() as logs:
+        assert _call_sync(call, _budget(attempts=3)) == "done"
+    assert call.calls == 3
+    retries = [log for log in logs if log["event"] == "demo_retry"]
+    assert [log["attempt"] for log in retries] == [1, 2]
+    assert [log["error"] for log in retries] == ["TransientError: refused", "TransientError: reset"]
+    assert retries[0]["server"] == "demo://h:1"
+    assert retries[0]["key"] == "run:step"
+    assert retries[0]["log_level"] == "warning"
+    assert not [log for log in logs if log["event"] == "demo_unavailable"]
+
+
+def test_sync_a_spent_budget_raises_the_error_naming_the_target_and_the_budget() -> None:
+    call = Flaky(*[TransientError("refused") for _ in range(3)])
+    with capture_logs() as logs, pytest.raises(GaveUpError) as raised:
+        _call_sync(call, _budget(attempts=3))
+    assert call.calls == 3
+    message = str(raised.value)
+    assert message.startswith(
+        "Demo at demo://h:1 unreachable for stream 'steps' (send): gave up after 3 attempt(s) in "
+    )
+    assert message.endswith(
+        " s (budget: 3 attempts, 30 s; settings retry_attempts / retry_timeout). "
+        "Last error: TransientError: refused"
+    )
+    assert isinstance(raised.value.__cause__, TransientError)
+    assert [log["attempt"] for log in logs if log["event"] == "demo_retry"] == [1, 2]
+    (unavailable,) = [log for log in logs if log["event"] == "demo_unavailable"]
+    assert unavailable["attempts"] == 3
+    assert unavailable["stream"] == "steps"
+    assert unavailable["log_level"] == "error"
+
+
+def test_sync_a_non_transient_error_is_raised_at_once_unlogged() -> None:
+    call = Flaky(TransientError("refused"), ValueError("bad parameter"))
+    with capture_logs() as logs, pytest.raises(ValueError, match="bad parameter") as raised:
+        _call_sync(call, _budget(attempts=5))
+    assert call.calls == 2
+    assert raised.value.__cause__ is None
+    assert [log["event"] for log in logs if str(log["event"]).startswith("demo_")] == [
+        "demo_retry"  # the transient failure before it, not the ValueError
+    ]
+
+    first = Flaky(ValueError("bad parameter"))
+    with capture_logs() as logs, pytest.raises(ValueError, match="bad parameter"):
+        _call_sync(first, _budget(attempts=5))
+    assert first.calls == 1
+    assert not [log for log in logs if str(log["event"]).startswith("demo_")]
+
+
+@pytest.mark.parametrize("variant", ["sync", "async"])
+async def test_a_budget_of_one_attempt_gives_up_on_the_first_failure(variant: str) -> None:
+    call = Flaky(TransientError("refused"))
+    budget = _budget(attempts=1)
+
+    async def attempt() -> str:
+        if variant == "sync":
+            return _call_sync(call, budget)
+        return await _policy(budget).call("send", call)
+
+    with capture_logs() as logs, pytest.raises(GaveUpError, match=r"gave up after 1 attempt\(s\)"):
+        await attempt()
+    assert call.calls == 1
+    assert [log["event"] for log in logs if str(log["event"]).startswith("demo_")] == [
+        "demo_unavailable"
+    ]
+
+
+def test_a_policy_names_where_its_budget_is_set_and_renders_errors_its_way() -> None:
+    policy = Retrying(
+        budget=_budget(attempts=2),
+        is_transient=_is_transient,
+        logger=_log,
+        event_prefix="store",
+        target={"store": "sqlite:///x.db"},
+        unreachable="idempotency store sqlite:///x.db unreachable",
+        error=GaveUpError,
+        budget_hint="the store's retry budget",
+        describe=lambda exc: f"driver said {exc}",
+    )
+    call = Flaky(TransientError("locked"), TransientError("locked"))
+    with capture_logs() as logs, pytest.raises(GaveUpError) as raised:
+        policy.call_sync("claim", call.sync)
+    assert str(raised.value).endswith(
+        "(budget: 2 attempts, 30 s; the store's retry budget). Last error: driver said locked"
+    )
+    ours = [log for log in logs if str(log["event"]).startswith("store_")]
+    assert [log["event"] for log in ours] == ["store_retry", "store_unavailable"]
+    assert [log["error"] for log in ours] == ["driver said locked", "driver said locked"]
+
+
+def test_budget_jitter_can_be_given_and_a_budget_is_checked() -> None:
+    budget = RetryBudget(attempts=3, initial_delay=0.05, max_delay=2.0, timeout=30.0, jitter=0.25)
+    assert budget.jitter == 0.25
+    assert repr(budget) == (
+        "RetryBudget(attempts=3, initial_delay=0.05, max_delay=2.0, timeout=30.0, jitter=0.25)"
+    )
+    with pytest.raises(ValueError, match=r"attempts must be >= 1, got 0"):
+        RetryBudget(attempts=0, initial_delay=0.1, max_delay=1.0, timeout=1.0)
+    with pytest.raises(ValueError, match=r"timeout must be >= 0, got -1"):
+        RetryBudget(attempts=1, initial_delay=0.1, max_delay=1.0, timeout=-1)

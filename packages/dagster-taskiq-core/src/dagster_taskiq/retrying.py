@@ -1,24 +1,34 @@
-"""One retry helper for every broker backend: stamina's jittered exponential backoff.
+"""One retry helper for the idempotency store and every broker backend: stamina's backoff.
 
-A backend wraps each call to its service in :func:`call_with_retry` with its own predicate of
-transient errors, its log event prefix (``<prefix>_retry`` for every retry, ``<prefix>_unavailable``
-once the budget is spent), the fields that name its target (SQS: ``endpoint`` and ``queue``; Redis:
-``server`` and ``stream``; NATS: ``servers`` and ``stream``) and the error it raises when the
-budget is spent. A non-transient error is raised at once, unlogged. The budget bounds the time: at
-most ``timeout`` plus one backoff plus one call.
+A caller builds one :class:`Retrying` per service it talks to, with its predicate of transient
+errors, its log event prefix (``<prefix>_retry`` for every retry, ``<prefix>_unavailable`` once
+the budget is spent), the fields that name its target (SQS: ``endpoint`` and ``queue``; Redis:
+``server`` and ``stream``; NATS: ``servers`` and ``stream``; the store: ``store``) and the error
+it raises when the budget is spent; then wraps each call in :meth:`Retrying.call` (coroutines,
+the brokers) or :meth:`Retrying.call_sync` (blocking calls, the store). Both behave alike: a
+non-transient error is raised at once, unlogged; the budget bounds the time (at most
+``timeout`` plus one backoff plus one call). :func:`call_with_retry` is the one-shot async form.
+
+The first try runs outside stamina (its retry context costs ~15 µs a call, and the store is on
+every step's hot path); its transient failure is replayed as stamina's first attempt, so the
+attempts, the waits and the logs are those of a loop that had started with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 import stamina
 
-__all__ = ["RetryBudget", "call_with_retry"]
+__all__ = ["RetryBudget", "Retrying", "call_with_retry"]
 
 _T = TypeVar("_T")
+
+SETTINGS_HINT = "settings retry_attempts / retry_timeout"
+"""Where a broker's budget is set, named in the error raised when it is spent."""
 
 
 class _Logger(Protocol):
@@ -28,17 +38,40 @@ class _Logger(Protocol):
 
 
 class RetryBudget:
-    """How long to keep trying an unreachable service: stamina's jittered exponential backoff."""
+    """How long to keep trying an unreachable service: stamina's jittered exponential backoff.
 
-    __slots__ = ("attempts", "initial_delay", "max_delay", "timeout")
+    ``attempts`` counts the first try; ``timeout`` (seconds) ends the retries whatever the
+    attempts left. The wait before retry *n* is ``initial_delay * 2 ** (n - 1)`` plus a random
+    ``jitter``, at most ``max_delay``. ``jitter`` defaults to ``min(1.0, initial_delay)`` (keeps
+    small budgets small); give it to spread many clients further apart after an outage.
+    """
+
+    __slots__ = ("_jitter", "attempts", "initial_delay", "max_delay", "timeout")
 
     def __init__(
-        self, *, attempts: int, initial_delay: float, max_delay: float, timeout: float
+        self,
+        *,
+        attempts: int,
+        initial_delay: float,
+        max_delay: float,
+        timeout: float,
+        jitter: float | None = None,
     ) -> None:
+        if attempts < 1:
+            raise ValueError(f"RetryBudget.attempts must be >= 1, got {attempts}")
+        for name, value in (
+            ("initial_delay", initial_delay),
+            ("max_delay", max_delay),
+            ("timeout", timeout),
+            ("jitter", jitter or 0.0),
+        ):
+            if value < 0:
+                raise ValueError(f"RetryBudget.{name} must be >= 0, got {value}")
         self.attempts = attempts
         self.initial_delay = initial_delay
         self.max_delay = max_delay
         self.timeout = timeout
+        self._jitter = jitter
 
     @classmethod
     def from_settings(cls, settings: Any) -> RetryBudget:
@@ -60,13 +93,219 @@ class RetryBudget:
 
     @property
     def jitter(self) -> float:
-        """Random extra wait per retry, at most the initial delay (keeps small budgets small)."""
-        return min(1.0, self.initial_delay)
+        """Random extra wait per retry: as given, else at most the initial delay."""
+        return min(1.0, self.initial_delay) if self._jitter is None else self._jitter
 
     def __repr__(self) -> str:
+        jitter = "" if self._jitter is None else f", jitter={self._jitter}"
         return (
             f"RetryBudget(attempts={self.attempts}, initial_delay={self.initial_delay}, "
-            f"max_delay={self.max_delay}, timeout={self.timeout})"
+            f"max_delay={self.max_delay}, timeout={self.timeout}{jitter})"
+        )
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, how retry logs and errors show the failure by default."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Retrying:
+    """The retry policy of one service: built once, then every call goes through it.
+
+    ``is_transient`` says which failures are worth retrying; ``logger``, ``event_prefix`` and
+    ``target`` (the fields naming the service, e.g. ``{"server": ..., "stream": ...}``) shape the
+    ``<prefix>_retry`` / ``<prefix>_unavailable`` events; ``error(message)`` is raised from the
+    last failure once the budget is spent, the message starting with ``unreachable`` (e.g.
+    ``"Redis at redis://h:6379 unreachable for stream 's'"``) and naming ``budget_hint`` (where
+    the budget is set). ``describe`` renders a failure in logs and messages (the store shows
+    the driver's error, not SQLAlchemy's statement and parameters).
+    """
+
+    __slots__ = (
+        "budget",
+        "budget_hint",
+        "describe",
+        "error",
+        "event_prefix",
+        "is_transient",
+        "logger",
+        "target",
+        "unreachable",
+    )
+
+    def __init__(
+        self,
+        *,
+        budget: RetryBudget,
+        is_transient: Callable[[BaseException], bool],
+        logger: _Logger,
+        event_prefix: str,
+        target: Mapping[str, Any],
+        unreachable: str,
+        error: Callable[[str], Exception],
+        budget_hint: str = SETTINGS_HINT,
+        describe: Callable[[BaseException], str] = describe_error,
+    ) -> None:
+        self.budget = budget
+        self.is_transient = is_transient
+        self.logger = logger
+        self.event_prefix = event_prefix
+        self.target = dict(target)
+        self.unreachable = unreachable
+        self.error = error
+        self.budget_hint = budget_hint
+        self.describe = describe
+
+    def __repr__(self) -> str:
+        return f"Retrying({self.event_prefix!r}, {self.target!r}, {self.budget!r})"
+
+    async def call(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        log_fields: Mapping[str, Any] | None = None,
+    ) -> _T:
+        """``await call()``, retrying the failures ``is_transient`` accepts within the budget.
+
+        Each retry is logged as ``<event_prefix>_retry`` (``operation``, the ``target`` fields,
+        ``attempt``, ``next_wait``, ``error``, then ``log_fields``). When the budget is spent,
+        ``<event_prefix>_unavailable`` is logged (``attempts`` and ``elapsed`` instead of
+        ``attempt`` and ``next_wait``) and the policy's ``error`` is raised from the last error.
+        """
+        started = time.monotonic()
+        try:
+            return await call()
+        except Exception as exc:
+            if not self.is_transient(exc):
+                raise
+            first = self._replayable(operation, exc, started, log_fields)
+        attempts_made = 1
+        try:
+            async for attempt in self._attempts(started):
+                with attempt, self._announced(operation, attempt, started, log_fields):
+                    attempts_made = attempt.num
+                    if attempt.num == 1:
+                        raise first
+                    return await call()
+        except Exception as exc:
+            if not self.is_transient(exc):
+                raise
+            raise self._gave_up(operation, exc, attempts_made, started, log_fields) from exc
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    def call_sync(
+        self,
+        operation: str,
+        call: Callable[[], _T],
+        *,
+        log_fields: Mapping[str, Any] | None = None,
+    ) -> _T:
+        """``call()``, retrying like :meth:`call` (same budget, logs and error), blocking."""
+        started = time.monotonic()
+        try:
+            return call()
+        except Exception as exc:
+            if not self.is_transient(exc):
+                raise
+            first = self._replayable(operation, exc, started, log_fields)
+        attempts_made = 1
+        try:
+            for attempt in self._attempts(started):
+                with attempt, self._announced(operation, attempt, started, log_fields):
+                    attempts_made = attempt.num
+                    if attempt.num == 1:
+                        raise first
+                    return call()
+        except Exception as exc:
+            if not self.is_transient(exc):
+                raise
+            raise self._gave_up(operation, exc, attempts_made, started, log_fields) from exc
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    # --- the parts both loops share -------------------------------------------------------
+
+    def _replayable(
+        self,
+        operation: str,
+        exc: Exception,
+        started: float,
+        log_fields: Mapping[str, Any] | None,
+    ) -> Exception:
+        """The first try's transient failure, to replay as stamina's first attempt; the
+        policy's error instead if the budget has no retry left (one attempt, or no time)."""
+        if self._retry_left(1, started):
+            return exc
+        raise self._gave_up(operation, exc, 1, started, log_fields) from exc
+
+    def _retry_left(self, attempt: int, started: float) -> bool:
+        """Whether stamina tries again after ``attempt`` failed (attempts and time left)."""
+        budget = self.budget
+        return attempt < budget.attempts and time.monotonic() - started < budget.timeout
+
+    def _attempts(self, started: float) -> Any:
+        """stamina's attempts (sync and async iterable); the first replays the first try, and
+        the timeout is what that try left of the budget's."""
+        budget = self.budget
+        return stamina.retry_context(
+            on=self.is_transient,
+            attempts=budget.attempts,
+            timeout=max(budget.timeout - (time.monotonic() - started), 1e-6),
+            wait_initial=budget.initial_delay,
+            wait_max=budget.max_delay,
+            wait_jitter=budget.jitter,
+        )
+
+    @contextlib.contextmanager
+    def _announced(
+        self,
+        operation: str,
+        attempt: stamina.Attempt,
+        started: float,
+        log_fields: Mapping[str, Any] | None,
+    ) -> Iterator[None]:
+        """Logs ``<prefix>_retry`` when the attempt inside fails and stamina will retry it."""
+        try:
+            yield
+        except Exception as exc:
+            if self.is_transient(exc) and self._retry_left(attempt.num, started):
+                self.logger.warning(
+                    f"{self.event_prefix}_retry",
+                    operation=operation,
+                    **self.target,
+                    attempt=attempt.num,
+                    next_wait=round(attempt.next_wait, 3),
+                    error=self.describe(exc),
+                    **(log_fields or {}),
+                )
+            raise
+
+    def _gave_up(
+        self,
+        operation: str,
+        exc: Exception,
+        attempts_made: int,
+        started: float,
+        log_fields: Mapping[str, Any] | None,
+    ) -> Exception:
+        """The policy's error for the transient ``exc`` that spent the budget, after logging
+        ``<prefix>_unavailable``."""
+        budget = self.budget
+        elapsed = time.monotonic() - started
+        described = self.describe(exc)
+        self.logger.error(
+            f"{self.event_prefix}_unavailable",
+            operation=operation,
+            **self.target,
+            attempts=attempts_made,
+            elapsed=round(elapsed, 3),
+            error=described,
+            **(log_fields or {}),
+        )
+        return self.error(
+            f"{self.unreachable} ({operation}): gave up after {attempts_made} attempt(s) in "
+            f"{elapsed:.1f} s (budget: {budget.attempts} attempts, {budget.timeout:g} s; "
+            f"{self.budget_hint}). Last error: {described}"
         )
 
 
@@ -83,63 +322,15 @@ async def call_with_retry(
     error: Callable[[str], Exception],
     log_fields: Mapping[str, Any] | None = None,
 ) -> _T:
-    """``await call()``, retrying the failures ``is_transient`` accepts within ``budget``.
-
-    Each retry is logged as ``<event_prefix>_retry`` (``operation``, the ``target`` fields,
-    ``attempt``, ``next_wait``, ``error``, then ``log_fields``). When the budget is spent,
-    ``<event_prefix>_unavailable`` is logged (``attempts`` and ``elapsed`` instead of ``attempt``
-    and ``next_wait``) and ``error(message)`` is raised from the last error; the message starts
-    with ``unreachable`` (e.g. ``"Redis at redis://h:6379 unreachable for stream 's'"``).
-    """
-    extra = dict(log_fields or {})
-    started = time.monotonic()
-    attempts_made = 0
-    try:
-        async for attempt in stamina.retry_context(
-            on=is_transient,
-            attempts=budget.attempts,
-            timeout=budget.timeout,
-            wait_initial=budget.initial_delay,
-            wait_max=budget.max_delay,
-            wait_jitter=budget.jitter,
-        ):
-            with attempt:
-                attempts_made = attempt.num
-                try:
-                    return await call()
-                except Exception as exc:
-                    elapsed = time.monotonic() - started
-                    if (
-                        is_transient(exc)
-                        and attempt.num < budget.attempts
-                        and elapsed < budget.timeout
-                    ):
-                        logger.warning(
-                            f"{event_prefix}_retry",
-                            operation=operation,
-                            **target,
-                            attempt=attempt.num,
-                            next_wait=round(attempt.next_wait, 3),
-                            error=f"{type(exc).__name__}: {exc}",
-                            **extra,
-                        )
-                    raise
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        elapsed = time.monotonic() - started
-        logger.error(
-            f"{event_prefix}_unavailable",
-            operation=operation,
-            **target,
-            attempts=attempts_made,
-            elapsed=round(elapsed, 3),
-            error=f"{type(exc).__name__}: {exc}",
-            **extra,
-        )
-        raise error(
-            f"{unreachable} ({operation}): gave up after {attempts_made} attempt(s) in "
-            f"{elapsed:.1f} s (budget: {budget.attempts} attempts, {budget.timeout:g} s; "
-            f"settings retry_attempts / retry_timeout). Last error: {type(exc).__name__}: {exc}"
-        ) from exc
-    raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+    """``await call()`` through a one-off :class:`Retrying` with these arguments (see its
+    :meth:`~Retrying.call`): the form the broker backends used before ``Retrying``."""
+    policy = Retrying(
+        budget=budget,
+        is_transient=is_transient,
+        logger=logger,
+        event_prefix=event_prefix,
+        target=target,
+        unreachable=unreachable,
+        error=error,
+    )
+    return await policy.call(operation, call, log_fields=log_fields)
