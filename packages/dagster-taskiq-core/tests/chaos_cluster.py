@@ -49,8 +49,8 @@ from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, idempotency_key
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.executor._broker_thread import BrokerThread
-from dagster_taskiq.idempotency import StoreRetry
 from dagster_taskiq.instances import instance_ref_payload
+from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, boto3_client
 from dagster_taskiq_testing.servers._base import free_port
 from executor_harness import wait_for_final_records
@@ -185,7 +185,9 @@ class Cluster:
         self.store = SqlIdempotencyStore(
             self.store_url,
             table_prefix=self.table_prefix,
-            retry=StoreRetry(attempts=100, timeout=60, wait_initial=0.05, wait_max=1.0),
+            retry=RetryBudget(
+                attempts=100, initial_delay=0.05, max_delay=1.0, timeout=60, jitter=0.25
+            ),
         )
         self._stack.callback(self._drop_store)
         if self.start_workers:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dagster_taskiq.idempotency import SqlIdempotencyStore, StoreRetry
+from dagster_taskiq.idempotency import SqlIdempotencyStore
+from dagster_taskiq.retrying import RetryBudget
 from store_support import (
     POSTGRES_URL,
     FakeClock,
@@ -38,7 +39,9 @@ def make_store(store_url: str) -> Iterator[Callable[..., SqlIdempotencyStore]]:
 
     def factory(**kwargs: object) -> SqlIdempotencyStore:
         kwargs.setdefault("table_prefix", unique_prefix())
-        kwargs.setdefault("retry", StoreRetry(attempts=3, timeout=5, wait_initial=0.01))
+        kwargs.setdefault(
+            "retry", RetryBudget(attempts=3, initial_delay=0.01, max_delay=2.0, timeout=5)
+        )
         store = SqlIdempotencyStore(store_url, **kwargs)  # type: ignore[arg-type]
         made.append(store)
         return store

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from dagster_taskiq import (
     CodePointer,
@@ -21,7 +23,12 @@ from dagster_taskiq import (
     TaskState,
     idempotency_key,
 )
-from dagster_taskiq.idempotency import SCHEMA_VERSION, AsyncIdempotencyStore
+from dagster_taskiq.idempotency import (
+    DEFAULT_STORE_RETRY,
+    SCHEMA_VERSION,
+    AsyncIdempotencyStore,
+)
+from dagster_taskiq.retrying import RetryBudget
 from store_support import (
     POSTGRES_URL,
     FakeClock,
@@ -343,7 +350,7 @@ def test_unsupported_url_is_refused() -> None:
 def test_unreachable_database_names_the_url_with_password_masked() -> None:
     store = SqlIdempotencyStore(
         "postgresql://postgres:s3cret-pw@127.0.0.1:9/test",
-        retry=StoreRetry(attempts=3, timeout=5, wait_initial=0.01, wait_max=0.02),
+        retry=RetryBudget(attempts=3, initial_delay=0.01, max_delay=0.02, timeout=5),
     )
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError) as info:
@@ -354,6 +361,50 @@ def test_unreachable_database_names_the_url_with_password_masked() -> None:
     assert "postgresql+psycopg://postgres:***@127.0.0.1:9/test" in message
     assert "3 attempts" in message
     assert "s3cret-pw" not in repr(store)
+
+
+def test_a_transient_error_is_retried_with_the_retried_flag_and_logged(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    locked = sa.exc.OperationalError(
+        "UPDATE ...", {}, sqlite3.OperationalError("database is locked")
+    )
+    seen: list[bool] = []
+
+    def op(conn: sa.Connection, retried: bool) -> str:
+        seen.append(retried)
+        if len(seen) == 1:
+            raise locked
+        return "done"
+
+    with capture_logs() as logs:
+        assert store._call("claim", op) == "done"
+    assert seen == [False, True]  # the retry may find the first try's committed effect
+    (retry,) = [log for log in logs if log["event"] == "store_retry"]
+    assert retry["operation"] == "claim"
+    assert retry["store"] == store.masked_url
+    assert retry["attempt"] == 1
+    assert retry["error"] == "OperationalError: database is locked"  # no statement, no params
+
+
+def test_store_retry_is_a_deprecated_alias_of_a_retry_budget(store_url: str) -> None:
+    with pytest.warns(DeprecationWarning, match="StoreRetry is deprecated"):
+        old = StoreRetry(attempts=3, timeout=5, wait_initial=0.01, wait_max=0.02)
+    assert isinstance(old, RetryBudget)
+    assert (old.initial_delay, old.max_delay, old.jitter) == (0.01, 0.02, 0.25)
+    assert (old.wait_initial, old.wait_max, old.wait_jitter) == (0.01, 0.02, 0.25)
+    store = SqlIdempotencyStore(store_url, table_prefix=unique_prefix(), retry=old)
+    assert store.retry is old
+    store.close()
+    with (
+        pytest.warns(DeprecationWarning, match="StoreRetry"),
+        pytest.raises(IdempotencyError, match=r"StoreRetry.attempts must be >= 1"),
+    ):
+        StoreRetry(attempts=0)
+    default = SqlIdempotencyStore("sqlite://")
+    assert default.retry is DEFAULT_STORE_RETRY
+    default.close()
 
 
 def test_connection_killed_mid_use_is_retried() -> None:

@@ -14,12 +14,14 @@ from dagster_taskiq.idempotency._protocol import (
 )
 from dagster_taskiq.idempotency._schema import SCHEMA_VERSION
 from dagster_taskiq.idempotency._sql_store import (
+    DEFAULT_STORE_RETRY,
     DEFAULT_TABLE_PREFIX,
     SqlIdempotencyStore,
     StoreRetry,
 )
 
 __all__ = [
+    "DEFAULT_STORE_RETRY",
     "DEFAULT_TABLE_PREFIX",
     "SCHEMA_VERSION",
     "AsyncIdempotencyStore",

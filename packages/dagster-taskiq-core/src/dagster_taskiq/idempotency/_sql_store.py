@@ -4,22 +4,22 @@ Each state transition is one conditional ``UPDATE ... WHERE ... RETURNING`` (or 
 CONFLICT DO NOTHING``) in autocommit mode: one round trip, atomic on its own, no read-then-write
 in Python and no SERIALIZABLE isolation. See ``docs/idempotency.md``.
 
-Transient database errors are retried with stamina's jittered exponential backoff. A retried
-statement may already have committed before the connection broke; each operation therefore
-knows how to recognise its own committed effect on a retry (the ``retried`` flag), so that a
-lost reply never turns a success into a reported failure.
+Transient database errors are retried by :class:`dagster_taskiq.retrying.Retrying` (stamina's
+jittered exponential backoff within a :class:`~dagster_taskiq.retrying.RetryBudget`, the helper
+the broker backends use too). A retried statement may already have committed before the
+connection broke; each operation therefore knows how to recognise its own committed effect on a
+retry (the ``retried`` flag), so that a lost reply never turns a success into a reported failure.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-import stamina
 import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, Row
@@ -49,6 +49,7 @@ from dagster_taskiq.payloads import (
     OpExecutionTask,
     TaskState,
 )
+from dagster_taskiq.retrying import RetryBudget, Retrying
 
 _T = TypeVar("_T")
 
@@ -57,24 +58,64 @@ DEFAULT_TABLE_PREFIX = "dagster_taskiq_"
 _log = structlog.get_logger("dagster_taskiq.idempotency")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class StoreRetry:
-    """Retry budget for transient database errors (stamina's jittered exponential backoff)."""
+DEFAULT_STORE_RETRY = RetryBudget(
+    attempts=10, initial_delay=0.05, max_delay=2.0, timeout=30.0, jitter=0.25
+)
+"""The store's retry budget for transient database errors unless ``retry`` is given: ten tries
+(the first included) within 30 s; the jitter spreads the workers that lost one database."""
 
-    attempts: int = 10
-    """Tries per operation, the first included."""
-    timeout: float = 30.0
-    """Give up after this many seconds in total, whatever the attempts left."""
-    wait_initial: float = 0.05
-    wait_max: float = 2.0
-    wait_jitter: float = 0.25
 
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise IdempotencyError(f"StoreRetry.attempts must be >= 1, got {self.attempts}")
-        for name in ("timeout", "wait_initial", "wait_max", "wait_jitter"):
-            if getattr(self, name) < 0:
-                raise IdempotencyError(f"StoreRetry.{name} must be >= 0")
+class StoreRetry(RetryBudget):
+    """Deprecated: pass a :class:`~dagster_taskiq.retrying.RetryBudget` as the store's ``retry``.
+
+    The store's retry budget under its former names, kept working: ``wait_initial`` is
+    ``initial_delay``, ``wait_max`` is ``max_delay`` and ``wait_jitter`` is ``jitter``; the
+    defaults are :data:`DEFAULT_STORE_RETRY`'s. Making one warns (``DeprecationWarning``);
+    a bad value raises :class:`~dagster_taskiq.errors.IdempotencyError` as it always did.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        *,
+        attempts: int = DEFAULT_STORE_RETRY.attempts,
+        timeout: float = DEFAULT_STORE_RETRY.timeout,
+        wait_initial: float = DEFAULT_STORE_RETRY.initial_delay,
+        wait_max: float = DEFAULT_STORE_RETRY.max_delay,
+        wait_jitter: float = DEFAULT_STORE_RETRY.jitter,
+    ) -> None:
+        warnings.warn(
+            "StoreRetry is deprecated: pass retry=RetryBudget(attempts=..., initial_delay=..., "
+            "max_delay=..., timeout=...) (dagster_taskiq.retrying) to SqlIdempotencyStore",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        try:
+            super().__init__(
+                attempts=attempts,
+                initial_delay=wait_initial,
+                max_delay=wait_max,
+                timeout=timeout,
+                jitter=wait_jitter,
+            )
+        except ValueError as exc:
+            raise IdempotencyError(str(exc).replace("RetryBudget.", "StoreRetry.")) from None
+
+    @property
+    def wait_initial(self) -> float:
+        """Deprecated name of ``initial_delay``."""
+        return self.initial_delay
+
+    @property
+    def wait_max(self) -> float:
+        """Deprecated name of ``max_delay``."""
+        return self.max_delay
+
+    @property
+    def wait_jitter(self) -> float:
+        """Deprecated name of ``jitter``."""
+        return self.jitter
 
 
 class SqlIdempotencyStore:
@@ -83,6 +124,8 @@ class SqlIdempotencyStore:
     Created from a URL (``postgresql://``, ``postgresql+psycopg://`` or ``sqlite:///path``);
     the tables ``{table_prefix}idempotency`` and ``{table_prefix}schema_version`` are created on
     first use. Lease times come from the database's clock unless ``clock`` is given (tests).
+    Transient database errors are retried within ``retry`` (:data:`DEFAULT_STORE_RETRY` unless
+    given), each retry logged as ``store_retry``; then :class:`StoreUnavailableError`.
     Thread-safe: one instance may be shared by all threads of a process.
     """
 
@@ -92,7 +135,7 @@ class SqlIdempotencyStore:
         *,
         table_prefix: str = DEFAULT_TABLE_PREFIX,
         clock: Clock | None = None,
-        retry: StoreRetry | None = None,
+        retry: RetryBudget | None = None,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._url = normalize_store_url(url)
@@ -100,7 +143,17 @@ class SqlIdempotencyStore:
         self.table_prefix = table_prefix
         self._tables: StoreTables = make_tables(table_prefix)
         self._clock = clock
-        self._retry = retry or StoreRetry()
+        self._retrying = Retrying(
+            budget=retry or DEFAULT_STORE_RETRY,
+            is_transient=_is_transient,
+            logger=_log,
+            event_prefix="store",
+            target={"store": self.masked_url},
+            unreachable=f"idempotency store {self.masked_url} unreachable",
+            error=StoreUnavailableError,
+            budget_hint="the store's retry budget",
+            describe=_describe_db_error,
+        )
         options = dict(engine_options or {})
         self._engine = _create_engine(self._url, self.masked_url, options)
         self._connect_args: dict[str, Any] = dict(options.get("connect_args") or {})
@@ -349,46 +402,27 @@ class SqlIdempotencyStore:
             result=None if m["result"] is None else ExecutionResult.from_json(m["result"]),
         )
 
+    @property
+    def retry(self) -> RetryBudget:
+        """The budget transient database errors are retried within."""
+        return self._retrying.budget
+
     def _run(self, name: str, op: Callable[[Connection, bool], _T]) -> _T:
         self._ensure_schema()
-        return self._retrying(name, op)
+        return self._call(name, op)
 
-    def _retrying(self, name: str, op: Callable[[Connection, bool], _T]) -> _T:
-        # Fast path: one try outside stamina; the retry loop only starts on a transient error.
-        try:
+    def _call(self, name: str, op: Callable[[Connection, bool], _T]) -> _T:
+        """``op`` on a pooled connection, retried on transient errors; ``retried`` tells it
+        whether an earlier try may have committed before its reply was lost."""
+        tries = 0
+
+        def once() -> _T:
+            nonlocal tries
+            tries += 1
             with self._connection() as conn:
-                return op(conn, False)
-        except sa.exc.DBAPIError as exc:
-            if not _is_transient(exc):
-                raise
-            _log.warning("store_retry", op=name, attempt=1, store=self.masked_url, error=str(exc))
-        r = self._retry
-        try:
-            for attempt in stamina.retry_context(
-                on=_is_transient,
-                attempts=r.attempts,
-                timeout=r.timeout,
-                wait_initial=r.wait_initial,
-                wait_max=r.wait_max,
-                wait_jitter=r.wait_jitter,
-            ):
-                with attempt:
-                    if attempt.num > 1:
-                        _log.warning(
-                            "store_retry", op=name, attempt=attempt.num + 1, store=self.masked_url
-                        )
-                    with self._connection() as conn:
-                        return op(conn, True)
-        except sa.exc.DBAPIError as exc:
-            if _is_transient(exc):
-                _log.error("store_unavailable", op=name, store=self.masked_url, error=str(exc.orig))
-                raise StoreUnavailableError(
-                    f"idempotency store {self.masked_url} is unavailable: {name} failed after "
-                    f"the retry budget ({r.attempts} attempts, {r.timeout:g} s): "
-                    f"{type(exc.orig).__name__}: {_first_line(exc.orig)}"
-                ) from exc
-            raise
-        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+                return op(conn, tries > 1)
+
+        return self._retrying.call_sync(name, once)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -400,7 +434,7 @@ class SqlIdempotencyStore:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                self._retrying("create_schema", self._create_schema)
+                self._call("create_schema", self._create_schema)
                 self._schema_ready = True
 
     def _create_schema(self, conn: Connection, retried: bool) -> None:
@@ -597,11 +631,18 @@ def _first_line(exc: BaseException | None) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _describe_db_error(exc: BaseException) -> str:
+    """The driver's error and its first line (SQLAlchemy's text adds the statement and its
+    parameters, which belong in no log)."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    return f"{type(orig).__name__}: {_first_line(orig)}"
+
+
 # SQLSTATE classes that retrying cannot fix: 28 = invalid authorization, 3D = no such database.
 _PERMANENT_SQLSTATE_CLASSES = ("28", "3D")
 
 
-def _is_transient(exc: Exception) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     """Connection loss, server restart, refused connection, SQLite busy: worth retrying."""
     if not isinstance(exc, sa.exc.DBAPIError):
         return False
