@@ -91,7 +91,9 @@ def chaos(session: nox.Session) -> None:
         "no:cacheprovider",
         env={"DAGSTER_TASKIQ_FUZZ_EXAMPLES": "10000"},
     )
-    session.run("python", f"{CORE_TESTS}/chaos_driver.py", *(session.posargs or ["--runs", "200"]))
+    session.run(
+        "python", f"{CORE_TESTS}/chaos/chaos_driver.py", *(session.posargs or ["--runs", "200"])
+    )
 
 
 @nox.session
@@ -102,7 +104,7 @@ def soak(session: nox.Session) -> None:
     (moto's FIFO queues stall past ~5,000 queued messages; LocalStack holds the 10,000).
     """
     _sync(session)
-    session.run("python", f"{CORE_TESTS}/soak_driver.py", *session.posargs)
+    session.run("python", f"{CORE_TESTS}/chaos/soak_driver.py", *session.posargs)
 
 
 @nox.session

@@ -63,12 +63,12 @@ def main(argv: list[str]) -> int:
 def _measure(endpoint_url: str, kind: str, store_kind: str, runs: int) -> None:
     from dagster import DagsterInstance  # noqa: PLC0415
 
-    import job_shapes  # noqa: PLC0415 - the tests' job shapes, made importable above
     from dagster_taskiq import SqlIdempotencyStore  # noqa: PLC0415
     from dagster_taskiq_examples._summary import percentile  # noqa: PLC0415
-    from executor_harness import run_job  # noqa: PLC0415
-    from store_support import drop_store_tables, unique_prefix  # noqa: PLC0415
-    from worker_processes import SqsTarget, WorkerProcesses  # noqa: PLC0415
+    from support import job_shapes  # noqa: PLC0415 - the tests' job shapes, made importable above
+    from support.executor_harness import run_job  # noqa: PLC0415
+    from support.store import drop_store_tables, unique_prefix  # noqa: PLC0415
+    from support.worker_processes import SqsTarget, WorkerProcesses  # noqa: PLC0415
 
     handoffs: list[float] = []
     with tempfile.TemporaryDirectory() as tmp_name:

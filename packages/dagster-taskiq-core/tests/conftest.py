@@ -9,7 +9,7 @@ import pytest
 
 from dagster_taskiq.idempotency import SqlIdempotencyStore
 from dagster_taskiq.retrying import RetryBudget
-from store_support import (
+from support.store import (
     POSTGRES_URL,
     FakeClock,
     drop_store_tables,

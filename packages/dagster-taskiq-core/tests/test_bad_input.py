@@ -21,8 +21,8 @@ import pytest
 from dagster import reconstructable
 from taskiq.message import TaskiqMessage
 
-import chaos_jobs
-from chaos_cluster import Cluster
+from chaos import jobs as chaos_jobs
+from chaos.cluster import Cluster
 from dagster_taskiq import (
     CodePointer,
     OpExecutionTask,
@@ -34,7 +34,7 @@ from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.messaging import STEP_TASK_NAME
 from dagster_taskiq_testing.servers import boto3_client
-from store_support import require_postgres
+from support.store import require_postgres
 
 pytestmark = [pytest.mark.sqs_server, pytest.mark.postgres, pytest.mark.slow]
 
@@ -152,7 +152,7 @@ def _corpus(c: Cluster, planted: Path) -> tuple[list[tuple[str, str, str]], list
             c,
             run.run_id,
             "root",
-            CodePointer(job_name="no_such_job", module="chaos_jobs", attribute="no_such_job"),
+            CodePointer(job_name="no_such_job", module="chaos.jobs", attribute="no_such_job"),
         ),
     )
     claimable("nonexistent step", _task(c, run.run_id, "no_such_step", chain))

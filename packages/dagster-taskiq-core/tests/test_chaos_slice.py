@@ -2,7 +2,7 @@
 every backend whose broker worker processes can share: sqs (moto), redis, nats.
 
 The full suite (``nox -s chaos``: at least 200 randomized runs and the table, ``--backend`` to
-pick one) lives in ``chaos_driver.py``; these are the same scenarios on one shared cluster per
+pick one) lives in ``chaos/chaos_driver.py``; these are the same scenarios on one shared cluster per
 backend (the broker behind a fault proxy, PostgreSQL store and ledger, three worker processes).
 Each run must succeed with a clean ledger: no step lost, none recorded complete twice, no body
 started after its step completed, one outcome event per step, and the scenario's own promises (a
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos_cluster import BACKENDS, Cluster, direct_target
-from chaos_scenarios import BROKER_OUTAGES, SCENARIOS, run_scenario, scenarios_for
-from store_support import require_postgres
+from chaos.cluster import BACKENDS, Cluster, direct_target
+from chaos.scenarios import BROKER_OUTAGES, SCENARIOS, run_scenario, scenarios_for
+from support.store import require_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -132,7 +132,7 @@ def test_step_log_managers_get_python_log_handlers_without_dict_config(
 def test_a_step_cut_from_the_whole_plan_is_the_plan_built_for_that_step() -> None:
     from dagster import reconstructable  # noqa: PLC0415
 
-    import job_shapes  # noqa: PLC0415
+    from support import job_shapes  # noqa: PLC0415
 
     job = reconstructable(job_shapes.chain)
     job_def = job.get_definition()

@@ -19,15 +19,14 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, reconstructable
 
-import job_shapes
 from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idempotency_key
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.instances import instance_ref_payload
-from executor_harness import RunReport, run_job
-from test_executor_shapes import SHAPES, in_process_reference
-from worker_processes import (
+from support import job_shapes
+from support.executor_harness import RunReport, run_job
+from support.worker_processes import (
     NatsTarget,
     RedisTarget,
     SqsTarget,
@@ -35,6 +34,7 @@ from worker_processes import (
     WorkerProcesses,
     ledger_lines,
 )
+from test_executor_shapes import SHAPES, in_process_reference
 
 pytestmark = pytest.mark.sqs_server
 

@@ -22,12 +22,12 @@ from dagster import (
 )
 from taskiq.message import TaskiqMessage
 
-import job_shapes
 from dagster_taskiq import ExecutorSettings, OpExecutionTask, SqlIdempotencyStore, TaskState
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
-from executor_harness import InProcessWorkers, injected, run_job
-from thread_broker import ThreadQueueBroker
+from support import job_shapes
+from support.executor_harness import InProcessWorkers, injected, run_job
+from support.thread_broker import ThreadQueueBroker
 
 
 @pytest.fixture
@@ -142,7 +142,10 @@ def test_worker_refuses_code_outside_its_locations(
     assert not report.success
     assert report.outcomes["start"] == "failure"
     failure = next(e for e in report.events if e.is_step_failure and e.step_key == "start")
-    assert "refusing job 'chain' from module job_shapes" in failure.step_failure_data.error.message
+    assert (
+        "refusing job 'chain' from module support.job_shapes"
+        in failure.step_failure_data.error.message
+    )
     assert job_shapes.read_ledger(str(ledger), report.run_id) == []
 
 

@@ -12,18 +12,18 @@ import pytest
 from dagster import DagsterInstance
 from taskiq import AsyncBroker
 
-import job_shapes
 from dagster_taskiq import SqlIdempotencyStore, TaskState
 from dagster_taskiq_sqs import SqsSettings
 from dagster_taskiq_testing import InMemorySqs, InMemorySqsBroker
-from executor_harness import (
+from support import job_shapes
+from support.executor_harness import (
     InProcessWorkers,
     injected,
     materializations,
     run_job,
     step_outcomes,
 )
-from thread_broker import ThreadQueueBroker
+from support.thread_broker import ThreadQueueBroker
 
 PARTITION_TAGS = {"dagster/partition": "b"}
 

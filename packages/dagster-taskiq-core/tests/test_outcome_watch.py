@@ -21,7 +21,7 @@ from dagster_taskiq.idempotency._outcome_watch import (
     outcome_channel,
 )
 from dagster_taskiq.idempotency._protocol import OutcomeVersion
-from store_support import POSTGRES_URL, require_postgres
+from support.store import POSTGRES_URL, require_postgres
 from test_store import result, task
 
 MakeStore = Callable[..., SqlIdempotencyStore]
@@ -112,7 +112,7 @@ def test_postgres_watch_listens_on_the_channel_that_finish_notifies(
 
 def test_postgres_watch_survives_its_connection_being_terminated() -> None:
     require_postgres()
-    from store_support import drop_store_tables, unique_prefix  # noqa: PLC0415
+    from support.store import drop_store_tables, unique_prefix  # noqa: PLC0415
 
     store = SqlIdempotencyStore(POSTGRES_URL, table_prefix=unique_prefix())
     admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))

@@ -25,14 +25,14 @@ from dagster import (
     reconstructable,
 )
 
-import job_shapes
 from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idempotency_key
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.worker import StepRunner
 from dagster_taskiq.worker._step_runner import RunCache
-from executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected
-from thread_broker import ThreadQueueBroker
+from support import job_shapes
+from support.executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected
+from support.thread_broker import ThreadQueueBroker
 
 
 def _task(instance: DagsterInstance, run: DagsterRun, step_key: str) -> OpExecutionTask:

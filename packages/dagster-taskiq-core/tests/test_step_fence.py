@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from dagster import DagsterEventType, DagsterInstance, reconstructable
 
-import job_shapes
 from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idempotency_key
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.worker import StepRunner
 from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._quiet_events import SLOW_RESOURCE_INIT, QuietEvents
-from executor_harness import SHAPES_LOCATIONS
+from support import job_shapes
+from support.executor_harness import SHAPES_LOCATIONS
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from dagster_taskiq.idempotency import (
     AsyncIdempotencyStore,
 )
 from dagster_taskiq.retrying import RetryBudget
-from store_support import (
+from support.store import (
     POSTGRES_URL,
     FakeClock,
     drop_store_tables,

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from dagster_taskiq import CodePointer, OpExecutionTask, SqlIdempotencyStore, TaskState
-from store_support import (
+from support.store import (
     POSTGRES_URL,
     drop_store_tables,
     race_phase,

@@ -25,7 +25,7 @@ from dagster_taskiq import (
     TaskState,
     idempotency_key,
 )
-from store_support import FakeClock
+from support.store import FakeClock
 
 STEPS = ("a", "b", "c")
 OWNERS = ("w1", "w2", "w3")

@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-import job_shapes
 from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore, TaskState
 from dagster_taskiq.worker import SubprocessStepRunner
-from executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected, run_job
-from thread_broker import ThreadQueueBroker
-
-TESTS_DIR = str(Path(job_shapes.__file__).parent)
+from support import TESTS_DIR, job_shapes
+from support.executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected, run_job
+from support.thread_broker import ThreadQueueBroker
 
 
 @pytest.fixture
@@ -26,7 +24,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     monkeypatch.setenv(job_shapes.LEDGER_ENV, str(ledger))
-    # The step processes import job_shapes as the run's code pointer names it.
+    # The step processes import support.job_shapes as the run's code pointer names it.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
     return ledger
 

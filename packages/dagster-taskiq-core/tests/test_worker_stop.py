@@ -12,7 +12,7 @@ from taskiq.kicker import AsyncKicker
 from dagster_taskiq import CodePointer, OpExecutionTask, SqlIdempotencyStore, TaskState
 from dagster_taskiq.messaging import STEP_TASK_NAME
 from dagster_taskiq.worker import StepOutcome, Worker, WorkerOptions
-from thread_broker import ThreadQueueBroker
+from support.thread_broker import ThreadQueueBroker
 
 
 class BlockingRunner:

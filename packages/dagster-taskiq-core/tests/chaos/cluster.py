@@ -43,8 +43,8 @@ from dagster import (
     reconstructable,
 )
 
-import chaos_jobs
-from chaos_ledger import Ledger, RunCheck, check_run
+from chaos import jobs as chaos_jobs
+from chaos.ledger import Ledger, RunCheck, check_run
 from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, idempotency_key
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import pointer_for_job
@@ -53,12 +53,12 @@ from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, boto3_client
 from dagster_taskiq_testing.servers._base import free_port
-from executor_harness import wait_for_final_records
-from store_support import POSTGRES_URL
-from worker_processes import (
+from support import TESTS_DIR
+from support.executor_harness import wait_for_final_records
+from support.store import POSTGRES_URL
+from support.worker_processes import (
     NATS_URL,
     REDIS_URL,
-    TESTS_DIR,
     NatsTarget,
     RedisTarget,
     SqsTarget,
@@ -209,7 +209,7 @@ class Cluster:
                 count=self.worker_count,
                 concurrency=self.concurrency,
                 log_dir=self.root / "logs",
-                modules=("chaos_jobs",),
+                modules=("chaos.jobs",),
                 grace_period=self.grace_period,
                 extra_args=("--table-prefix", self.table_prefix),
             )
@@ -254,7 +254,7 @@ class Cluster:
         step_seconds: tuple[float, float] = (0.05, 0.3),
         reexecution: Any = None,
     ) -> RunResult:
-        """Run a job of ``chaos_jobs`` in this process (the executor's run loop here), check it."""
+        """Run a job of ``chaos.jobs`` in this process (the executor's run loop here), check it."""
         started = time.monotonic()
         with execute_job(
             reconstructable(chaos_jobs.JOBS[job_name]),
@@ -311,7 +311,7 @@ class Cluster:
             "PYTHONPATH": os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]),
         }
         return subprocess.Popen(
-            [sys.executable, "-m", "chaos_cluster", "execute-run", job_name, run.run_id],
+            [sys.executable, "-m", "chaos.cluster", "execute-run", job_name, run.run_id],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -466,7 +466,7 @@ def cluster(**kwargs: Any) -> Iterator[Cluster]:
 
 
 def _execute_run_main(job_name: str, run_id: str) -> int:
-    """Child process: execute an existing run (``python -m chaos_cluster execute-run``)."""
+    """Child process: execute an existing run (``python -m chaos.cluster execute-run``)."""
     from dagster._core.execution.api import execute_run  # noqa: PLC0415 - what run workers call
 
     with DagsterInstance.get() as instance:
@@ -479,7 +479,7 @@ def _execute_run_main(job_name: str, run_id: str) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["execute-run"] and len(argv) == 3:
         return _execute_run_main(argv[1], argv[2])
-    print("usage: python -m chaos_cluster execute-run JOB RUN_ID", file=sys.stderr)
+    print("usage: python -m chaos.cluster execute-run JOB RUN_ID", file=sys.stderr)
     return 2
 
 

@@ -26,10 +26,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-import job_shapes
-
-TESTS_DIR = str(Path(job_shapes.__file__).parent)
-
+from support import TESTS_DIR
 
 REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -242,7 +239,7 @@ class WorkerProcesses:
         concurrency: int = 2,
         restart: bool = True,
         log_dir: Path,
-        modules: tuple[str, ...] = ("job_shapes",),
+        modules: tuple[str, ...] = ("support.job_shapes",),
         grace_period: float = 5.0,
         extra_args: tuple[str, ...] = (),
     ) -> None:

@@ -1,6 +1,6 @@
 """``nox -s chaos``: seeded randomized fault scenarios, then a table of what the ledger found.
 
-    python packages/dagster-taskiq-core/tests/chaos_driver.py --runs 200 [--seed N]
+    python packages/dagster-taskiq-core/tests/chaos/chaos_driver.py --runs 200 [--seed N]
         [--scenarios sigkill,pause] [--replay SCENARIO:SEED] [--backend sqs|redis|nats]
 
 Each scenario gets a fresh cluster (the backend's broker, sqs by default, behind a proxy;
@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests folder
 
 import structlog
 
-from chaos_cluster import BACKENDS, cluster
-from chaos_scenarios import ScenarioRun, run_scenario, scenarios_for
+from chaos.cluster import BACKENDS, cluster
+from chaos.scenarios import ScenarioRun, run_scenario, scenarios_for
 
 WORKERS = {"sigkill": 4, "pause": 3, "sigterm": 3, "sigkill_before_ack": 3}
 """Worker processes per scenario (default 2): 2-4 across the suite."""

@@ -1,7 +1,7 @@
 """Jobs of the chaos, load and bad-input tests; every op body writes the PostgreSQL ledger.
 
 Each execution of an op body inserts one row into the ledger table (run, step, retry number,
-worker pid, start) when it starts and sets its end when it finishes (``chaos_ledger`` reads and
+worker pid, start) when it starts and sets its end when it finishes (``chaos.ledger`` reads and
 checks it). The ledger lives in PostgreSQL, reached directly (never through the fault proxies),
 so faults injected into the idempotency store's connections do not touch it.
 

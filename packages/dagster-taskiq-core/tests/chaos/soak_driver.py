@@ -1,7 +1,7 @@
 """``nox -s soak``: load and soak runs on 4 worker processes, checked by the ledger.
 
-    python packages/dagster-taskiq-core/tests/soak_driver.py [--only fan_out,concurrent,backlog]
-        [--backlog-runs 100] [--sqs-server moto|localstack]
+    python packages/dagster-taskiq-core/tests/chaos/soak_driver.py
+        [--only fan_out,concurrent,backlog] [--backlog-runs 100] [--sqs-server moto|localstack]
 
 * ``fan_out``: one run of 1,000 trivial steps (``wide_1000``: a root and 999 leaves);
 * ``concurrent``: 50 runs of a 20-step job started at once (run loops on 50 threads here);
@@ -12,7 +12,7 @@
 cached on first use) instead of moto: moto's FIFO queues stop answering past about 5,000 queued
 messages on this machine (docs/reliability.md).
 
-Every run is checked by ``chaos_ledger.check_run``; the workers' RSS (from /proc) is printed
+Every run is checked by ``chaos.ledger.check_run``; the workers' RSS (from /proc) is printed
 after start-up, after the fan-out and after the concurrent runs. Exit status 1 on any failure.
 """
 
@@ -30,15 +30,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests folder
 
 import sqlalchemy as sa
 import structlog
 from dagster import reconstructable
 
-import chaos_jobs
-from chaos_cluster import Cluster, RunResult, cluster, rss_kib
-from chaos_ledger import check_run, outcome_events
+from chaos import jobs as chaos_jobs
+from chaos.cluster import Cluster, RunResult, cluster, rss_kib
+from chaos.ledger import check_run, outcome_events
 from dagster_taskiq import OpExecutionTask, TaskState, idempotency_key
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import pointer_for_job

@@ -3,7 +3,7 @@
 A scenario is ``scenario(cluster, rng) -> ScenarioRun``; every random choice comes from ``rng``
 (seeded by the caller), so a failure replays with its seed (timing is real, so a replay takes
 the same decisions, not necessarily at the same instants). Every run is checked by
-``chaos_ledger.check_run``; scenario-specific promises (a paused worker's late finish rejected,
+``chaos.ledger.check_run``; scenario-specific promises (a paused worker's late finish rejected,
 completed steps of a killed run not run again) go in ``problems``.
 
 Scenarios are per backend (``scenarios_for``): every scenario runs on sqs, redis and nats. The
@@ -28,11 +28,11 @@ from typing import Any
 
 from dagster import DagsterRunStatus, ReexecutionOptions
 
-from chaos_cluster import Cluster, RunResult, pids_of_client_ports
-from chaos_ledger import outcome_events
+from chaos.cluster import Cluster, RunResult, pids_of_client_ports
+from chaos.ledger import outcome_events
 from dagster_taskiq import TaskState
 from dagster_taskiq_testing.servers import boto3_client
-from worker_processes import NATS_URL, REDIS_URL
+from support.worker_processes import NATS_URL, REDIS_URL
 
 SHAPES = ("chaos_fan_out", "chaos_chain", "chaos_dynamic")
 
@@ -763,7 +763,7 @@ def run_killed(c: Cluster, rng: random.Random) -> ScenarioRun:
 
 
 def _steps_of(job_name: str) -> int:
-    import chaos_jobs  # noqa: PLC0415
+    from chaos import jobs as chaos_jobs  # noqa: PLC0415
 
     return chaos_jobs.JOB_STEPS[job_name]
 

@@ -11,14 +11,14 @@ from typing import Any
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 from taskiq import AsyncBroker
 
-import job_shapes
 from dagster_taskiq import ExecutorSettings, IdempotencyRecord, SqlIdempotencyStore
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import RunsSteps, StepRunner, Worker, WorkerOptions
 from dagster_taskiq_testing import WorkerThreads
+from support import job_shapes
 
 SHAPES_LOCATIONS = CodeLocations(
-    [CodeLocation(module="job_shapes"), CodeLocation(python_file=job_shapes.__file__)]
+    [CodeLocation(module="support.job_shapes"), CodeLocation(python_file=job_shapes.__file__)]
 )
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the core package's tests (importable: tests/ is on pytest's pythonpath)."""
+"""The idempotency store's test helpers: the PostgreSQL URL, table prefixes, the claim race."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The PostgreSQL ledger of op-body executions and the exactly-once checker of a run.
 
-``chaos_jobs``' ops write one ledger row per execution of a body (run, step, retry number,
+``chaos.jobs``' ops write one ledger row per execution of a body (run, step, retry number,
 worker pid, start, end). ``check_run`` holds a run to the rules of issue 8:
 
 * **lost**: every step of a successful run has a COMPLETED record in the idempotency store (and
@@ -24,7 +24,7 @@ import psycopg
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from dagster_taskiq import IdempotencyRecord, SqlIdempotencyStore, TaskState
-from store_support import POSTGRES_URL
+from support.store import POSTGRES_URL
 
 LEDGER_URL = POSTGRES_URL
 
