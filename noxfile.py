@@ -26,6 +26,7 @@ PACKAGES = {
     "dagster-taskiq-sqs": "dagster_taskiq_sqs",
     "dagster-taskiq-redis": "dagster_taskiq_redis",
     "dagster-taskiq-nats": "dagster_taskiq_nats",
+    "dagster-taskiq-rabbitmq": "dagster_taskiq_rabbitmq",
     "dagster-taskiq-testing": "dagster_taskiq_testing",
     "dagster-taskiq-examples": "dagster_taskiq_examples",
 }

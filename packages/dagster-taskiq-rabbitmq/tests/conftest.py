@@ -1,0 +1,137 @@
+"""Fixtures of the RabbitMQ broker's tests, on the real RabbitMQ at 127.0.0.1:5672.
+
+Every test gets its own queue names (deleted afterwards). Without RabbitMQ the tests skip, or
+fail when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import aio_pika
+import pytest
+from taskiq.message import BrokerMessage
+
+from dagster_taskiq_rabbitmq import RabbitMqBroker, RabbitMqSettings
+from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
+from dagster_taskiq_testing.broker_tests import step_message
+from dagster_taskiq_testing.servers import EndpointProxy
+
+RABBITMQ_URL = os.environ.get(
+    "DAGSTER_TASKIQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
+REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
+
+
+def _port() -> int:
+    return int(RABBITMQ_URL.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def _require_rabbitmq() -> None:
+    try:
+        socket.create_connection(("127.0.0.1", _port()), timeout=2).close()
+    except OSError as exc:
+        message = f"RabbitMQ is not reachable at 127.0.0.1:{_port()}: {exc}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+
+
+class RabbitMqHarness:
+    """Brokers on unique queues of the real RabbitMQ, and a connection of its own to look."""
+
+    def __init__(self) -> None:
+        self.queue = f"test-steps-{uuid.uuid4().hex[:12]}"
+        self.brokers: list[RabbitMqBroker] = []
+        self.queues: set[str] = {self.queue, f"{self.queue}-dlq"}
+
+    def settings(self, **overrides: Any) -> RabbitMqSettings:
+        values: dict[str, Any] = {
+            "url": RABBITMQ_URL,
+            "queue_name": self.queue,
+            "visibility_timeout": 2.0,
+            "wait_time_seconds": 0.3,
+            "retry_attempts": 3,
+            "retry_initial_delay": 0.05,
+            "retry_max_delay": 0.2,
+            "retry_timeout": 5.0,
+        }
+        values.update(overrides)
+        settings = RabbitMqSettings(**values)
+        self.queues.add(settings.queue_name)
+        if settings.dead_letter_queue is not None:
+            self.queues.add(settings.dead_letter_queue)
+        return settings
+
+    async def broker(self, **overrides: Any) -> RabbitMqBroker:
+        """A started broker (shut down at the end of the test)."""
+        broker = RabbitMqBroker(self.settings(**overrides))
+        await broker.startup()
+        self.brokers.append(broker)
+        return broker
+
+    async def ready(self, queue: str | None = None) -> int:
+        """Messages ready for delivery in ``queue`` (not those held unacked by a consumer)."""
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        try:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue or self.queue, passive=True)
+            return int(declared.declaration_result.message_count or 0)
+        finally:
+            await connection.close()
+
+    async def delete_queue(self, queue: str) -> None:
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        try:
+            await (await connection.channel()).queue_delete(queue)
+        finally:
+            await connection.close()
+
+    async def close(self) -> None:
+        for broker in self.brokers:
+            try:
+                await broker.shutdown()
+            except Exception as exc:  # one broker's failure must not leave the others open
+                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        try:
+            for queue in self.queues:
+                channel = await connection.channel()
+                await channel.queue_delete(queue)
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[RabbitMqHarness]:
+    _require_rabbitmq()
+    harness = RabbitMqHarness()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+@pytest.fixture
+def message() -> Callable[..., BrokerMessage]:
+    return step_message
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Let every level through to ``capture_logs`` (another conftest may filter them)."""
+    with shared_debug_logs():
+        yield
+
+
+@pytest.fixture
+def proxy() -> Iterator[EndpointProxy]:
+    """A TCP proxy in front of RabbitMQ: ``kill()`` cuts every connection, ``start()`` reopens."""
+    proxy = EndpointProxy(_port()).start()
+    yield proxy
+    proxy.kill()

@@ -1,0 +1,155 @@
+"""The RabbitMQ broker on the real RabbitMQ: what is RabbitMQ's own (connections as leases,
+quorum-queue delivery limits, declarations, the deduplication record, reconnects).
+
+The guarantees every backend shares (one message per request, release, lease, dead letters,
+several queues) are the broker conformance suite's (``dagster_taskiq_testing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from taskiq.acks import AckableMessage
+
+from dagster_taskiq.backends import available_backends, create_broker
+from dagster_taskiq.brokers import DeliveryControl
+from dagster_taskiq.messaging import LABEL_QUEUE, SupportsDeadLetters, SupportsMessageControl
+from dagster_taskiq_rabbitmq import (
+    AckError,
+    RabbitMqBroker,
+    RabbitMqConfigurationError,
+    RabbitMqUnavailableError,
+    RecentSends,
+)
+from dagster_taskiq_testing.broker_tests import PATIENCE, Listener
+from dagster_taskiq_testing.servers import EndpointProxy
+
+
+def control(broker: RabbitMqBroker, message: AckableMessage) -> DeliveryControl:
+    found = broker.message_control(message)
+    assert isinstance(found, DeliveryControl)
+    return found
+
+
+def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_TASKIQ_RABBITMQ_DEAD_LETTER_QUEUE_NAME", "from-env")
+    assert "rabbitmq" in available_backends()
+    broker = create_broker("rabbitmq", {"queue_name": "q1", "visibility_timeout": "7"})
+    assert isinstance(broker, RabbitMqBroker)
+    assert isinstance(broker, SupportsMessageControl)
+    assert isinstance(broker, SupportsDeadLetters)
+    assert (broker.settings.queue, broker.settings.dead_letter_queue) == ("q1", "from-env")
+    assert broker.settings.connection_url.endswith("?heartbeat=7")
+
+
+def test_the_deduplication_record_forgets_after_its_window() -> None:
+    recent = RecentSends(window=0.0)
+    recent.remember("a")
+    assert not recent.seen("a")  # a window of 0 keeps nothing
+    recent = RecentSends(window=3600, capacity=2)
+    for identity in "abc":
+        recent.remember(identity)
+    assert (recent.seen("a"), recent.seen("b"), recent.seen("c")) == (False, True, True)
+
+
+async def test_a_dead_consumers_message_is_requeued_at_once_and_counted(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    sender = await harness.broker()
+    first = await harness.broker()
+    await sender.kick(message("run-1:add"))
+    messages = Listener(first)
+    held = await messages.receive()
+    assert control(first, held).receive_count == 1
+    await first.shutdown()  # the connection closes: RabbitMQ requeues what it held
+    harness.brokers.remove(first)
+    second = await harness.broker()
+    again = Listener(second)
+    received = await again.receive()
+    assert received.data == held.data
+    assert control(second, received).receive_count == 2
+    with pytest.raises(AckError):
+        await held.ack()  # its channel is gone: another consumer holds the message now
+    await received.ack()
+    assert await harness.ready() == 0
+    await again.close()
+
+
+async def test_a_queue_with_other_arguments_is_refused_naming_the_setting(harness: Any) -> None:
+    await harness.broker(max_deliveries=2)
+    broker = RabbitMqBroker(harness.settings(max_deliveries=4))
+    with pytest.raises(RabbitMqConfigurationError) as raised:
+        await broker.startup()
+    text = str(raised.value)
+    assert "x-delivery-limit" in text
+    assert "max_deliveries" in text
+
+
+async def test_a_send_to_a_deleted_queue_declares_it_again(
+    harness: Any, message: Callable[..., Any]
+) -> None:
+    broker = await harness.broker()
+    other = f"{harness.queue}-other"
+    harness.queues.update({other, f"{other}-dlq"})
+    routed = message("run-1:add")
+    routed.labels[LABEL_QUEUE] = other
+    await broker.kick(routed)
+    assert await harness.ready(other) == 1
+    await harness.delete_queue(other)
+    routed = message("run-1:mul")
+    routed.labels[LABEL_QUEUE] = other
+    with capture_logs() as logs:
+        await broker.kick(routed)
+    assert await harness.ready(other) == 1
+    assert any(log["event"] == "rabbitmq_retry" for log in logs)
+
+
+async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: None) -> None:
+    broker = RabbitMqBroker(
+        harness.settings(
+            url="amqp://guest:secret@127.0.0.1:1/",
+            retry_attempts=3,
+            retry_initial_delay=0.05,
+            retry_max_delay=0.1,
+            connect_timeout=0.5,
+        )
+    )
+    with capture_logs() as logs, pytest.raises(RabbitMqUnavailableError) as raised:
+        await broker.startup()
+    text = str(raised.value)
+    assert "amqp://guest:***@127.0.0.1:1/" in text
+    assert "secret" not in text
+    assert "3 attempt(s)" in text
+    assert [log["attempt"] for log in logs if log["event"] == "rabbitmq_retry"] == [1, 2]
+    with contextlib.suppress(Exception):
+        await broker.shutdown()
+
+
+async def test_a_receive_rides_out_a_lost_connection_and_a_held_message_goes_back(
+    harness: Any, message: Callable[..., Any], proxy: EndpointProxy, debug_logs: None
+) -> None:
+    sender = await harness.broker()
+    through_proxy = await harness.broker(
+        url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", retry_attempts=20, retry_timeout=20
+    )
+    await sender.kick(message("run-1:add"))
+    messages = Listener(through_proxy)
+    held = await messages.receive()
+    with capture_logs() as logs:
+        proxy.kill()  # the held message's connection is gone: RabbitMQ requeues it
+        waiting = asyncio.ensure_future(messages.receive())
+        await asyncio.sleep(0.5)
+        proxy.start()
+        received = await asyncio.wait_for(waiting, PATIENCE)
+    assert received.data == held.data
+    assert any(log["event"] == "rabbitmq_retry" for log in logs)
+    with pytest.raises(AckError):
+        await held.ack()
+    await received.ack()
+    assert await harness.ready() == 0
+    await messages.close()
