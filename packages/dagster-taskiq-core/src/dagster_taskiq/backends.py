@@ -33,6 +33,7 @@ _PACKAGES = {
     "memory": "dagster-taskiq-testing",
     "redis": "dagster-taskiq-redis",
     "nats": "dagster-taskiq-nats",
+    "rabbitmq": "dagster-taskiq-rabbitmq",
 }
 
 
