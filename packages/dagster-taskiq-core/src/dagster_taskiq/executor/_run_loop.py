@@ -44,6 +44,7 @@ from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.errors import PayloadError
 from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.executor._event_tail import EventTail
+from dagster_taskiq.executor._inflight_state import InFlightState
 from dagster_taskiq.executor._tasks import make_task
 from dagster_taskiq.idempotency import IdempotencyStore, RunSnapshot
 from dagster_taskiq.instances import instance_ref_payload
@@ -64,6 +65,8 @@ DEAD_LETTER_INTERVAL = 5.0
 
 @dataclasses.dataclass
 class _InFlight:
+    """One step the loop launched, until the event tail reads its outcome event."""
+
     step: ExecutionStep
     key: str
     retry_number: int
@@ -71,11 +74,16 @@ class _InFlight:
     launched_at: float
     tail_cursor: str | None = None
     """The event tail's cursor when the step was launched: its events all come after it."""
-    waiting_for_rearm: bool = False
-    """Sent for a retry whose previous attempt is not yet recorded FAILED: send when it is."""
-    outcome_reported: bool = False
-    """We reported its outcome ourselves (lost worker, dead letter); waiting for the tail."""
-    expired_since: float | None = None
+    state: InFlightState = InFlightState.PREPARING
+    """Where it stands (``InFlightState``); changed only by :meth:`enter`."""
+    state_since: float = dataclasses.field(default_factory=time.monotonic)
+    """When (``time.monotonic``) it entered ``state``: for LEASE_EXPIRED, since when the lease
+    is seen expired."""
+
+    def enter(self, state: InFlightState) -> None:
+        """Go to ``state`` (AssertionError if the table of ``InFlightState`` forbids it)."""
+        self.state = self.state.to(state)
+        self.state_since = time.monotonic()
 
 
 class RunLoop:
@@ -179,7 +187,7 @@ class RunLoop:
                 flight is not None
                 and record.state.is_final
                 and record.retry_number == flight.retry_number
-                and not flight.outcome_reported
+                and flight.state is not InFlightState.OUTCOME_REPORTED
             ):
                 cursors.append(flight.tail_cursor)
         return cursors
@@ -250,12 +258,15 @@ class RunLoop:
         self.broker.send(to_send)
 
     def _prepare(self, task: OpExecutionTask, flight: _InFlight) -> OpExecutionTask | None:
-        """Record the step PENDING; return the task to send, or None if it must not be sent."""
+        """Record the step PENDING; return the task to send, or None if it must not be sent.
+
+        ``flight`` comes in PREPARING and goes out WAITING_FOR_REARM or DISPATCHED."""
         record = self.store.ensure_pending(task)
         if record.retry_number < task.retry_number:
             # The previous try's worker has not recorded its FAILED outcome yet: wait for it.
-            flight.waiting_for_rearm = True
+            flight.enter(InFlightState.WAITING_FOR_REARM)
             return None
+        flight.enter(InFlightState.DISPATCHED)
         if record.retry_number > task.retry_number or record.state.is_final:
             self._note(
                 flight,
@@ -274,7 +285,7 @@ class RunLoop:
         return dataclasses.replace(task, enqueue_attempt=record.enqueue_attempt)
 
     def _send_rearmed(self, active: ActiveExecution) -> None:
-        waiting = [f for f in self.inflight.values() if f.waiting_for_rearm]
+        waiting = [f for f in self.inflight.values() if f.state is InFlightState.WAITING_FOR_REARM]
         if not waiting:
             return
         known_state = active.get_known_state()
@@ -288,7 +299,7 @@ class RunLoop:
                 known_state=known_state,
                 retry_mode=self.settings.retries,
             )
-            flight.waiting_for_rearm = False
+            flight.enter(InFlightState.PREPARING)
             sendable = self._prepare(task, flight)
             if sendable is not None:
                 to_send.append(sendable)
@@ -303,28 +314,29 @@ class RunLoop:
         resend: list[OpExecutionTask] = []
         for step_key, flight in list(self.inflight.items()):
             record = by_step.get(step_key)
-            if record is None or flight.waiting_for_rearm or flight.outcome_reported:
+            if record is None or not flight.state.watched:
                 continue
             if record.retry_number != flight.retry_number:
                 continue
             if record.state.is_final:
                 self._report_lost_outcome(active, flight, record)
             elif record.state is TaskState.RUNNING and record.key in expired:
-                flight.expired_since = flight.expired_since or now
+                if flight.state is InFlightState.DISPATCHED:
+                    flight.enter(InFlightState.LEASE_EXPIRED)
                 # Give the broker one visibility timeout to redeliver the message first.
-                if now - flight.expired_since >= self.settings.visibility_timeout:
+                if now - flight.state_since >= self.settings.visibility_timeout:
                     reclaimed = self.store.reclaim(record.key, record.attempt)
                     if reclaimed is not None:
                         resend.append(self._resend_task(active, flight, reclaimed))
-            else:
-                flight.expired_since = None
+            elif flight.state is InFlightState.LEASE_EXPIRED:
+                flight.enter(InFlightState.DISPATCHED)  # its lease was renewed, or released
         self.broker.send(resend)
 
     def _resend_task(
         self, active: ActiveExecution, flight: _InFlight, record: IdempotencyRecord
     ) -> OpExecutionTask:
         flight.enqueue_attempt = record.enqueue_attempt
-        flight.expired_since = None
+        flight.enter(InFlightState.DISPATCHED)
         self._note(
             flight,
             f"Step {flight.step.key}: its worker stopped heartbeating (lease expired, owner "
@@ -366,7 +378,7 @@ class RunLoop:
         cls_name: str,
         stack: list[str],
     ) -> None:
-        flight.outcome_reported = True
+        flight.enter(InFlightState.OUTCOME_REPORTED)
         self._read_events = True  # the failure (or retry) event logged below
         step_context = self.ctx.for_step(flight.step)
         self.executor.log_failure_or_retry_event_after_error(
