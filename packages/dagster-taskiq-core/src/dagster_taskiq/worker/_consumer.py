@@ -45,6 +45,7 @@ from dagster_taskiq.messaging import (
 )
 from dagster_taskiq.payloads import ExecutionResult, OpExecutionTask
 from dagster_taskiq.worker._fence import StepFence
+from dagster_taskiq.worker._states import ActiveStepState, SlotState
 from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
 from dagster_taskiq.worker._threads import StepThread
 
@@ -96,13 +97,14 @@ class _Slot:
     step is over (its outcome is recorded and the message acked afterwards, off the slot)."""
 
     def __init__(self, release: Callable[[], None]) -> None:
-        self._release: Callable[[], None] | None = release
+        self._release = release
+        self.state = SlotState.HELD
 
     def free(self) -> None:
         """Give the slot back (once; later calls do nothing)."""
-        release, self._release = self._release, None
-        if release is not None:
-            release()
+        if self.state is SlotState.HELD:
+            self.state = self.state.to(SlotState.FREED)
+            self._release()
 
     def freed(self, _: object) -> None:
         """``free`` as a task's done callback."""
@@ -111,13 +113,19 @@ class _Slot:
 
 @dataclasses.dataclass
 class _Active:
+    """A step this worker claimed, from its claim until its outcome is handled."""
+
     task: OpExecutionTask
     token: int
     message: AckableMessage
     control: MessageControl | None
     thread: StepThread[StepOutcome]
     fence: StepFence
-    released: bool = False
+    state: ActiveStepState = ActiveStepState.RUNNING
+    """Changed only by :meth:`enter` (``ActiveStepState`` checks the transition)."""
+
+    def enter(self, state: ActiveStepState) -> None:
+        self.state = self.state.to(state)
 
 
 class Worker:
@@ -277,8 +285,10 @@ class Worker:
         finally:
             heartbeat.cancel()
             self._active.pop(task.idempotency_key, None)
+            if active.state is ActiveStepState.RUNNING:
+                active.enter(ActiveStepState.FINISHING)
             slot.free()  # the step is over: the next message may start while this one ends
-        if active.released:
+        if active.state is ActiveStepState.RELEASED:
             return  # given back to another worker while shutting down
         if fence.revoked:
             await self._abandon(active, log)
@@ -429,7 +439,9 @@ class Worker:
 
     async def _release_all(self) -> None:
         for active in list(self._active.values()):
-            active.released = True
+            if active.state is not ActiveStepState.RUNNING:
+                continue  # its thread ended while an earlier step was being released: it finishes
+            active.enter(ActiveStepState.RELEASED)
             active.fence.revoke("released: the worker is stopping")
             active.thread.interrupt()
             key = active.task.idempotency_key

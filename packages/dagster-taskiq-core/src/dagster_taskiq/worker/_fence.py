@@ -43,6 +43,7 @@ from dagster import DagsterEventType, DagsterInstance
 
 from dagster_taskiq.idempotency import IdempotencyStore
 from dagster_taskiq.worker._quiet_events import QuietEvents
+from dagster_taskiq.worker._states import FenceState
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
@@ -94,19 +95,23 @@ class StepFence:
         self.clock = clock
         self.held: list[Any] = []
         """The step's events the gate holds back for now (see ``QuietEvents``)."""
-        self._revoked = threading.Event()
+        self.state = FenceState.HOLDING
+        """HOLDING, then REVOKED for good (by :meth:`revoke` only, from any thread)."""
         self.reason: str | None = None
+        """Why it was revoked (set with REVOKED)."""
+        self._revoking = threading.Lock()
         self.dropped = 0
 
     @property
     def revoked(self) -> bool:
-        return self._revoked.is_set()
+        return self.state is FenceState.REVOKED
 
     def revoke(self, reason: str) -> None:
         """From now on, none of the step's events are written (idempotent; first reason kept)."""
-        if not self._revoked.is_set():
-            self.reason = reason
-            self._revoked.set()
+        with self._revoking:
+            if self.state is FenceState.HOLDING:
+                self.reason = reason
+                self.state = self.state.to(FenceState.REVOKED)
 
     def renewed(self, sent_at: float) -> None:
         """A heartbeat sent at ``sent_at`` (by ``clock``) found the claim held: count from it."""
