@@ -9,9 +9,9 @@ import pytest
 
 from dagster_taskiq.idempotency import SqlIdempotencyStore
 from dagster_taskiq.retrying import RetryBudget
+from dagster_taskiq_testing import FakeClock
 from support.store import (
     POSTGRES_URL,
-    FakeClock,
     drop_store_tables,
     require_postgres,
     unique_prefix,
@@ -29,7 +29,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """The store's injected clock (``clock=``): the testing package's ``FakeClock``, at 1e6 s."""
+    return FakeClock(start=1_000_000.0)
 
 
 @pytest.fixture

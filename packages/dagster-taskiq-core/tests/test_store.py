@@ -29,9 +29,9 @@ from dagster_taskiq.idempotency import (
     AsyncIdempotencyStore,
 )
 from dagster_taskiq.retrying import RetryBudget
+from dagster_taskiq_testing import FakeClock
 from support.store import (
     POSTGRES_URL,
-    FakeClock,
     drop_store_tables,
     require_postgres,
     unique_prefix,
@@ -78,7 +78,7 @@ def test_lifecycle_pending_running_completed(make_store: MakeStore, clock: FakeC
         None,
         None,
     )
-    assert record.created_at == clock.now
+    assert record.created_at == clock.now()
     token = store.claim(t.idempotency_key, "w1", 30)
     assert token == 1
     running = store.get(t.idempotency_key)
@@ -86,7 +86,7 @@ def test_lifecycle_pending_running_completed(make_store: MakeStore, clock: FakeC
     assert (running.state, running.owner, running.lease_until) == (
         TaskState.RUNNING,
         "w1",
-        clock.now + 30,
+        clock.now() + 30,
     )
     assert store.finish(t.idempotency_key, token, result(t.idempotency_key, token))
     done = store.get(t.idempotency_key)

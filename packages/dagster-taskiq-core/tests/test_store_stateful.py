@@ -25,7 +25,7 @@ from dagster_taskiq import (
     TaskState,
     idempotency_key,
 )
-from support.store import FakeClock
+from dagster_taskiq_testing import FakeClock
 
 STEPS = ("a", "b", "c")
 OWNERS = ("w1", "w2", "w3")
@@ -82,7 +82,7 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
             return max(0, (record.attempt if record else 1) + delta)
 
         def live(self, m: Model) -> bool:
-            return m.state is TaskState.RUNNING and (m.lease_until or 0) >= clock.now
+            return m.state is TaskState.RUNNING and (m.lease_until or 0) >= clock.now()
 
         @rule(step=st.sampled_from(STEPS), retry=st.integers(0, 2))
         def ensure_pending(self, step: str, retry: int) -> None:
@@ -93,7 +93,7 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
                 idempotency_key=key,
                 code=CodePointer(job_name="j", module="m"),
                 instance_ref={},
-                created_at=clock.now,
+                created_at=clock.now(),
                 retry_number=retry,
             )
             m = self.model.get(key)
@@ -116,11 +116,11 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
             expected: int | None = None
             claimable = m is not None and (
                 m.state is TaskState.PENDING
-                or (m.state is TaskState.RUNNING and (m.lease_until or 0) < clock.now)
+                or (m.state is TaskState.RUNNING and (m.lease_until or 0) < clock.now())
             )
             if m is not None and claimable and (retry is None or retry == m.retry_number):
                 m.attempt += 1
-                m.state, m.owner, m.lease_until = TaskState.RUNNING, owner, clock.now + lease
+                m.state, m.owner, m.lease_until = TaskState.RUNNING, owner, clock.now() + lease
                 expected = m.attempt
             assert store.claim(key, owner, lease, retry_number=retry) == expected
 
@@ -130,7 +130,7 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
             m = self.model.get(key)
             ok = m is not None and m.state is TaskState.RUNNING and m.attempt == token
             if ok and m is not None:
-                m.lease_until = clock.now + lease
+                m.lease_until = clock.now() + lease
             assert store.heartbeat(key, token, lease) == ok
 
         @rule(
@@ -149,8 +149,8 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
                 state=final,
                 attempt=token,
                 worker_id=worker,
-                started_at=clock.now - 1,
-                finished_at=clock.now,
+                started_at=clock.now() - 1,
+                finished_at=clock.now(),
                 error_class="Boom" if failed else None,
                 error_message="boom" if failed else None,
             )
@@ -181,7 +181,7 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
                 m is not None
                 and m.state is TaskState.RUNNING
                 and m.attempt == token
-                and (m.lease_until or 0) < clock.now
+                and (m.lease_until or 0) < clock.now()
             )
             if ok and m is not None:
                 m.state, m.owner, m.lease_until = TaskState.PENDING, None, None
@@ -205,7 +205,7 @@ def make_machine(store: SqlIdempotencyStore, clock: FakeClock) -> type[RuleBased
             assert expired == {
                 k
                 for k, m in self.model.items()
-                if m.state is TaskState.RUNNING and (m.lease_until or 0) < clock.now
+                if m.state is TaskState.RUNNING and (m.lease_until or 0) < clock.now()
             }
 
         @invariant()

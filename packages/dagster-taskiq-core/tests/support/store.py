@@ -20,19 +20,6 @@ POSTGRES_URL = os.environ.get(
 REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
 
 
-class FakeClock:
-    """A settable clock (Unix seconds) for lease tests; starts at an exact binary float."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def postgres_available() -> bool:
     try:
         engine = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))

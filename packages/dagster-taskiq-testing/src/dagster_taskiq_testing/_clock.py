@@ -60,6 +60,9 @@ class FakeClock:
 
     Advancing it wakes every long poll of every ``InMemorySqs`` using it, so receives whose wait
     has run out return and messages whose visibility timeout or delay has passed are delivered.
+    Calling it returns ``now()``: the same clock is then an idempotency store's ``clock``
+    (``SqlIdempotencyStore(url, clock=fake)``, a ``Callable[[], float]``), so lease tests and SQS
+    stub tests move time one way.
     """
 
     def __init__(self, start: float = DEFAULT_FAKE_START) -> None:
@@ -68,6 +71,10 @@ class FakeClock:
         self._subscribers: list[Callable[[], None]] = []
 
     def now(self) -> float:
+        return self._now
+
+    def __call__(self) -> float:
+        """The current time, as the idempotency store's ``Clock`` asks for it."""
         return self._now
 
     def real_timeout(self, seconds: float) -> float | None:
