@@ -1,5 +1,7 @@
 """dagster-taskiq: run every step of a Dagster job on long-lived TaskIQ workers."""
 
+import importlib.metadata
+
 from dagster_taskiq.errors import (
     AckError,
     BackendNotFoundError,
@@ -39,6 +41,8 @@ from dagster_taskiq.payloads import (
     idempotency_key,
 )
 
+__version__ = importlib.metadata.version("dagster-taskiq-core")
+
 __all__ = [
     "PAYLOAD_VERSION",
     "QUEUE_TAG",
@@ -68,6 +72,7 @@ __all__ = [
     "StoreRetry",
     "StoreUnavailableError",
     "TaskState",
+    "__version__",
     "idempotency_key",
     "taskiq_executor",
 ]

@@ -4,6 +4,8 @@
 the factory registered as the ``nats`` backend of the ``dagster_taskiq.brokers`` entry points.
 """
 
+import importlib.metadata
+
 from dagster_taskiq_nats.broker import NatsJetStreamBroker
 from dagster_taskiq_nats.errors import (
     AckError,
@@ -16,6 +18,8 @@ from dagster_taskiq_nats.errors import (
 from dagster_taskiq_nats.factory import create_broker
 from dagster_taskiq_nats.settings import NatsSettings, RetryBudget, Storage
 
+__version__ = importlib.metadata.version("dagster-taskiq-nats")
+
 __all__ = [
     "AckError",
     "DagsterTaskIQNatsError",
@@ -27,5 +31,6 @@ __all__ = [
     "RetryBudget",
     "SettingProblem",
     "Storage",
+    "__version__",
     "create_broker",
 ]

@@ -4,6 +4,8 @@
 the factory registered as the ``redis`` backend of the ``dagster_taskiq.brokers`` entry points.
 """
 
+import importlib.metadata
+
 from dagster_taskiq_redis.broker import RedisBroker
 from dagster_taskiq_redis.errors import (
     AckError,
@@ -15,6 +17,8 @@ from dagster_taskiq_redis.errors import (
 from dagster_taskiq_redis.factory import create_broker
 from dagster_taskiq_redis.settings import RedisSettings, RetryBudget
 
+__version__ = importlib.metadata.version("dagster-taskiq-redis")
+
 __all__ = [
     "AckError",
     "DagsterTaskIQRedisError",
@@ -24,5 +28,6 @@ __all__ = [
     "RedisUnavailableError",
     "RetryBudget",
     "SettingProblem",
+    "__version__",
     "create_broker",
 ]

@@ -5,6 +5,8 @@ a TaskIQ broker; ``create_broker(settings)`` is the
 factory registered as the ``sqs`` backend of the ``dagster_taskiq.brokers`` entry points.
 """
 
+import importlib.metadata
+
 from dagster_taskiq_sqs.broker import LocalStackSqsBroker, SqsAsyncBroker
 from dagster_taskiq_sqs.client import ClientFactory, aiobotocore_client_factory
 from dagster_taskiq_sqs.errors import (
@@ -28,6 +30,8 @@ from dagster_taskiq_sqs.settings import (
     SqsSettings,
 )
 
+__version__ = importlib.metadata.version("dagster-taskiq-sqs")
+
 __all__ = [
     "AckError",
     "ClientFactory",
@@ -47,6 +51,7 @@ __all__ = [
     "SqsSettings",
     "SqsSettingsError",
     "SqsUnavailableError",
+    "__version__",
     "aiobotocore_client_factory",
     "create_broker",
 ]

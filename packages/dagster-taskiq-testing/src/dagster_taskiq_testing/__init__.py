@@ -4,6 +4,7 @@
 aiobotocore-shaped (``async_client()``) clients; ``FakeClock`` makes its time explicit.
 """
 
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from dagster_taskiq_testing._async_client import AsyncSqsClient
@@ -17,6 +18,8 @@ from dagster_taskiq_testing.sqs import InMemorySqs
 if TYPE_CHECKING:
     from dagster_taskiq_testing.broker import InMemorySqsBroker
     from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ, WorkerThreads
+
+__version__ = importlib.metadata.version("dagster-taskiq-testing")
 
 __all__ = [
     "AsyncSqsClient",
@@ -34,6 +37,7 @@ __all__ = [
     "ServerUnavailableError",
     "SqsClient",
     "WorkerThreads",
+    "__version__",
 ]
 
 
