@@ -1,5 +1,5 @@
 """A short slice of the chaos suite (issues 8 and 9): one seeded run of every fault scenario on
-every backend whose broker worker processes can share: sqs (moto), redis, nats.
+every backend whose broker worker processes can share: sqs (moto), redis, nats, rabbitmq.
 
 The full suite (``nox -s chaos``: at least 200 randomized runs and the table, ``--backend`` to
 pick one) lives in ``chaos/chaos_driver.py``; these are the same scenarios on one shared cluster per
@@ -8,10 +8,10 @@ Each run must succeed with a clean ledger: no step lost, none recorded complete 
 started after its step completed, one outcome event per step, and the scenario's own promises (a
 paused worker's late finish rejected, completed steps of a killed run not run again).
 
-On redis and nats the broker outages are ``broker_restart`` / ``broker_down_at_start`` (the
-proxy in front of the server killed) instead of ``sqs_restart`` / ``sqs_down_at_start``. The
-redis and nats cases skip when their server is not reachable, and fail instead under
-``DAGSTER_TASKIQ_REQUIRE_SERVICES=1``.
+On redis, nats and rabbitmq the broker outages are ``broker_restart`` /
+``broker_down_at_start`` (the proxy in front of the server killed) instead of ``sqs_restart`` /
+``sqs_down_at_start``. The redis, nats and rabbitmq cases skip when their server is not
+reachable, and fail instead under ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1``.
 
 The in-memory stub (backend ``memory``) is not here: it lives in one process, so worker
 processes cannot share it. Duplicates and vanished workers on in-process brokers are covered by

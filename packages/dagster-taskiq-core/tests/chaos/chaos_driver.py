@@ -1,7 +1,7 @@
 """``nox -s chaos``: seeded randomized fault scenarios, then a table of what the ledger found.
 
     python packages/dagster-taskiq-core/tests/chaos/chaos_driver.py --runs 200 [--seed N]
-        [--scenarios sigkill,pause] [--replay SCENARIO:SEED] [--backend sqs|redis|nats]
+        [--scenarios sigkill,pause] [--replay SCENARIO:SEED] [--backend sqs|redis|nats|rabbitmq]
 
 Each scenario gets a fresh cluster (the backend's broker, sqs by default, behind a proxy;
 PostgreSQL store and ledger; worker processes) and ``runs / len(scenarios)`` runs, each with its

@@ -6,15 +6,16 @@ run process (this one, or a child)          worker processes (dagster-taskiq wor
       +---- broker proxy ---> moto (this process, a fixed port: restartable)      backend sqs
       |                   or  Redis 127.0.0.1:6379 (a stream of its own)          backend redis
       |                   or  NATS 127.0.0.1:4222 (a JetStream stream of its own) backend nats
+      |                   or  RabbitMQ 127.0.0.1:5672 (a quorum queue of its own) backend rabbitmq
       +---- PostgreSQL proxy ---> 127.0.0.1:5432 (the store's tables, a prefix of their own)
 ops ---------------------------------------------> PostgreSQL ledger (direct, never faulted)
 ```
 
 Every proxy is a ``dagster_taskiq_testing.servers.EndpointProxy``: ``kill()`` closes the port
 and resets every connection (an outage), ``start()`` serves again. On sqs an outage also stops
-moto; Redis and NATS stay up behind their proxy (clients see the same reset connections and
-refused connects). The chaos side (the duplicates fault, queue depth, clean-up) talks to Redis
-and NATS directly, never through the proxy. The store's connections carry
+moto; Redis, NATS and RabbitMQ stay up behind their proxy (clients see the same reset connections
+and refused connects). The chaos side (the duplicates fault, queue depth, clean-up) talks to
+Redis, NATS and RabbitMQ directly, never through the proxy. The store's connections carry
 an ``application_name`` of their own, so ``terminate_store_connections`` kills exactly them with
 ``pg_terminate_backend`` and nobody else's.
 """
@@ -58,19 +59,27 @@ from support.executor_harness import wait_for_final_records
 from support.store import POSTGRES_URL
 from support.worker_processes import (
     NATS_URL,
+    RABBITMQ_URL,
     REDIS_URL,
     NatsTarget,
+    RabbitMqTarget,
     RedisTarget,
     SqsTarget,
     Target,
     WorkerProcesses,
 )
 
-BACKENDS = ("sqs", "redis", "nats")
+BACKENDS = ("sqs", "redis", "nats", "rabbitmq")
 
 
 def _port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def _proxied_amqp(port: int) -> str:
+    """``RABBITMQ_URL`` with its host and port replaced by the proxy's."""
+    credentials = RABBITMQ_URL.split("//", 1)[1].split("@", 1)[0]
+    return f"amqp://{credentials}@127.0.0.1:{port}/"
 
 
 def direct_target(backend: str) -> Target:
@@ -79,6 +88,8 @@ def direct_target(backend: str) -> Target:
         return RedisTarget(url=REDIS_URL)
     if backend == "nats":
         return NatsTarget(servers=NATS_URL)
+    if backend == "rabbitmq":
+        return RabbitMqTarget(url=RABBITMQ_URL)
     raise ValueError(f"no direct target for backend {backend!r}")
 
 
@@ -117,9 +128,12 @@ class Cluster:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.moto = MotoServer(free_port())
         self.broker_proxy = EndpointProxy(
-            {"sqs": self.moto.port or 0, "redis": _port_of(REDIS_URL), "nats": _port_of(NATS_URL)}[
-                backend
-            ]
+            {
+                "sqs": self.moto.port or 0,
+                "redis": _port_of(REDIS_URL),
+                "nats": _port_of(NATS_URL),
+                "rabbitmq": _port_of(RABBITMQ_URL),
+            }[backend]
         )
         self.sqs_proxy = self.broker_proxy
         """The broker's proxy under its historical name (whatever the backend)."""
@@ -142,6 +156,14 @@ class Cluster:
             self.target = RedisTarget(
                 url=f"redis://127.0.0.1:{self.broker_proxy.port}",
                 stream=f"chaos-{uuid.uuid4().hex[:10]}",
+                visibility_timeout=visibility_timeout,
+                max_receive_count=max_receive_count,
+                extra={"retry_timeout": retry_timeout},
+            )
+        elif backend == "rabbitmq":
+            self.target = RabbitMqTarget(
+                url=_proxied_amqp(self.broker_proxy.port),
+                queue=f"chaos-{uuid.uuid4().hex[:10]}",
                 visibility_timeout=visibility_timeout,
                 max_receive_count=max_receive_count,
                 extra={"retry_timeout": retry_timeout},
@@ -225,6 +247,8 @@ class Cluster:
             return dataclasses.replace(self.target, url=REDIS_URL)
         if isinstance(self.target, NatsTarget):
             return dataclasses.replace(self.target, servers=NATS_URL)
+        if isinstance(self.target, RabbitMqTarget):
+            return dataclasses.replace(self.target, url=RABBITMQ_URL)
         return self.target
 
     def _drop_store(self) -> None:
@@ -354,7 +378,8 @@ class Cluster:
 
         sqs: the ``DeleteMessage`` action; redis: the SHA-1 of the broker's ``ACK`` script (sent
         as ``EVALSHA``); nats: ``ack_sync``'s request (nats-py 2.16 acks with an empty payload
-        and a reply subject), a pattern.
+        and a reply subject), a pattern; rabbitmq: the AMQP ``basic.ack`` method frame (type 1,
+        any channel, 13 bytes: class 60, method 80), a pattern.
         """
         if self.backend == "redis":
             from dagster_taskiq_redis import scripts  # noqa: PLC0415
@@ -364,10 +389,13 @@ class Cluster:
             # ack_sync: an empty request on the message's reply subject (in-progress acks and
             # NAKs are published without a reply subject, with "+WPI" / "-NAK" payloads).
             return re.compile(rb"PUB \$JS\.ACK\.\S+ _INBOX\.\S+ 0\r\n")
+        if self.backend == "rabbitmq":
+            # basic.nack (method 120) and basic.qos (class 60, method 10) differ in their bytes.
+            return re.compile(rb"\x01..\x00\x00\x00\x0d\x00\x3c\x00\x50", re.DOTALL)
         return b"AmazonSQS.DeleteMessage"
 
     def stop_broker(self) -> None:
-        """The broker goes away: on sqs ``stop_sqs``; on redis / nats the proxy is killed (port
+        """The broker goes away: on sqs ``stop_sqs``; elsewhere the proxy is killed (port
         closed, every connection reset) while the server behind it keeps the messages."""
         if self.backend == "sqs":
             self.stop_sqs()

@@ -6,10 +6,11 @@ the same decisions, not necessarily at the same instants). Every run is checked 
 ``chaos.ledger.check_run``; scenario-specific promises (a paused worker's late finish rejected,
 completed steps of a killed run not run again) go in ``problems``.
 
-Scenarios are per backend (``scenarios_for``): every scenario runs on sqs, redis and nats. The
-broker outages keep their historical names on sqs (``sqs_restart``, ``sqs_down_at_start``: moto
-stopped behind its proxy) and are ``broker_restart`` / ``broker_down_at_start`` on redis and
-nats (the proxy in front of the server killed, then serving again). ``duplicates`` and
+Scenarios are per backend (``scenarios_for``): every scenario runs on sqs, redis, nats and
+rabbitmq. The broker outages keep their historical names on sqs (``sqs_restart``,
+``sqs_down_at_start``: moto stopped behind its proxy) and are ``broker_restart`` /
+``broker_down_at_start`` on the others (the proxy in front of the server killed, then serving
+again). ``duplicates`` and
 ``sigkill_before_ack`` take each backend's own way to hold a message or an ack (see
 ``Cluster.ack_marker`` and the duplicate sources below).
 """
@@ -32,7 +33,7 @@ from chaos.cluster import Cluster, RunResult, pids_of_client_ports
 from chaos.ledger import outcome_events
 from dagster_taskiq import TaskState
 from dagster_taskiq_testing.servers import boto3_client
-from support.worker_processes import NATS_URL, REDIS_URL
+from support.worker_processes import NATS_URL, RABBITMQ_URL, REDIS_URL
 
 SHAPES = ("chaos_fan_out", "chaos_chain", "chaos_dynamic")
 
@@ -289,12 +290,12 @@ def duplicates(c: Cluster, rng: random.Random) -> ScenarioRun:
     (another deduplication id and group, same body and attributes) that the workers run, and
     lets the original come back (visibility 0) at a random later state of the step.
 
-    On redis and nats the same with ``RedisDuplicates`` / ``NatsDuplicates``.
+    On redis, nats and rabbitmq the same with ``RedisDuplicates`` / ``NatsDuplicates`` /
+    ``RabbitMqDuplicates``.
     """
     if c.backend != "sqs":
-        return _duplicates_with(
-            c, rng, RedisDuplicates(c) if c.backend == "redis" else NatsDuplicates(c)
-        )
+        sources = {"redis": RedisDuplicates, "nats": NatsDuplicates, "rabbitmq": RabbitMqDuplicates}
+        return _duplicates_with(c, rng, sources[c.backend](c))
     run = ScenarioRun("duplicates", 0)
     sqs = boto3_client(c.moto.endpoint_url)
     states: list[str] = []
@@ -485,11 +486,77 @@ class NatsDuplicates:
         self.loop.close()
 
 
-DuplicateSource = RedisDuplicates | NatsDuplicates
+class RabbitMqDuplicates:
+    """Duplicates on a RabbitMQ quorum queue: the fault takes a message with ``basic.get`` on a
+    connection of its own (it holds the message unacked, as a worker would; RabbitMQ deduplicates
+    nothing, so) publishes an exact copy (same body and headers) to the queue, holds the original
+    while it waits (the connection has no AMQP heartbeat: it stays open between the fault's
+    calls, and RabbitMQ has no lease to extend), then NAKs it with requeue: delivered again at
+    once."""
+
+    def __init__(self, c: Cluster) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.queue = c.target.broker_settings()["queue_name"]
+        self.connection: Any = None
+        self.channel: Any = None
+
+    def _run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def _connect(self) -> None:
+        import aio_pika  # noqa: PLC0415
+
+        self.connection = await aio_pika.connect(f"{RABBITMQ_URL}?heartbeat=0", timeout=2)
+        self.channel = await self.connection.channel()
+
+    def take(self, stop: threading.Event) -> tuple[str, Any] | None:
+        import aiormq.exceptions  # noqa: PLC0415
+
+        if self.channel is None:
+            self._run(self._connect())
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:  # the first broker declares the queue
+                queue = self._run(self.channel.get_queue(self.queue, ensure=False))
+                message = self._run(queue.get(no_ack=False, fail=False))
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                self.channel = self._run(self.connection.channel())
+                message = None
+            if message is None:
+                time.sleep(0.05)
+                continue
+            body = json.loads(message.body)
+            return str(json.loads(body["args"][0])["idempotency_key"]), message
+        return None
+
+    def copy(self, handle: Any, n: int, rng: random.Random) -> None:
+        import aio_pika  # noqa: PLC0415
+
+        copy = aio_pika.Message(
+            body=handle.body,
+            headers={k: v for k, v in (handle.headers or {}).items() if not k.startswith("x-")},
+            message_id=f"chaos-copy-{n}-{rng.getrandbits(64):x}",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        self._run(self.channel.default_exchange.publish(copy, routing_key=self.queue))
+
+    def keep(self, handle: Any) -> None:
+        """Nothing to do: the message stays with this connection until it is settled."""
+
+    def release(self, handle: Any) -> None:
+        self._run(handle.nack(requeue=True))
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self._run(self.connection.close())
+        self.loop.close()
+
+
+DuplicateSource = RedisDuplicates | NatsDuplicates | RabbitMqDuplicates
 
 
 def _duplicates_with(c: Cluster, rng: random.Random, source: DuplicateSource) -> ScenarioRun:
-    """``duplicates`` on redis / nats: take, copy, wait for the state (keeping the original
+    """``duplicates`` off sqs: take, copy, wait for the state (keeping the original
     held), release; then the queue must drain and the run is checked again."""
     run = ScenarioRun("duplicates", 0)
     states: list[str] = []
@@ -579,7 +646,7 @@ def _wait_queue_empty(c: Cluster, run: ScenarioRun, timeout: float = 60) -> None
 def sqs_restart(c: Cluster, rng: random.Random) -> ScenarioRun:
     """SQS stopped mid-run (port closed, connections reset) and restarted 1-5 s later.
 
-    ``broker_restart`` on redis and nats: the proxy in front of the server killed and serving
+    ``broker_restart`` off sqs: the proxy in front of the server killed and serving
     again 1-5 s later.
     """
     run = ScenarioRun("sqs_restart" if c.backend == "sqs" else "broker_restart", 0)

@@ -1,8 +1,9 @@
 """Real ``dagster-taskiq worker`` processes for integration tests, over a real broker.
 
 A *target* is one queue of one backend as the executor and the workers both see it:
-``SqsTarget`` (a real SQS server), ``RedisTarget`` (a stream on the local Redis) and
-``NatsTarget`` (a JetStream stream on the local NATS). Each gives ``backend``,
+``SqsTarget`` (a real SQS server), ``RedisTarget`` (a stream on the local Redis),
+``NatsTarget`` (a JetStream stream on the local NATS) and ``RabbitMqTarget`` (a quorum queue on
+the local RabbitMQ). Each gives ``backend``,
 ``broker_settings()``, ``run_config(store_url)``, ``visibility_timeout``, ``depth()`` (messages
 not yet acked) and ``cleanup()``.
 """
@@ -31,6 +32,9 @@ from support import TESTS_DIR
 REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 NATS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
+RABBITMQ_URL = os.environ.get(
+    "DAGSTER_TASKIQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
 
 
 def _executor_config(target: Any, store_url: str, **executor: Any) -> dict[str, Any]:
@@ -223,7 +227,75 @@ class NatsTarget:
         self._js(delete)
 
 
-Target = SqsTarget | RedisTarget | NatsTarget
+@dataclasses.dataclass
+class RabbitMqTarget:
+    """One quorum queue (and its dead-letter queue) on the local RabbitMQ."""
+
+    backend: ClassVar[str] = "rabbitmq"
+    url: str = RABBITMQ_URL
+    queue: str = dataclasses.field(default_factory=lambda: f"steps-{uuid.uuid4().hex[:10]}")
+    visibility_timeout: int = 5
+    max_receive_count: int = 5
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def broker_settings(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "queue_name": self.queue,
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_receive_count,
+            "wait_time_seconds": 0.5,
+            "retry_timeout": 20.0,
+            **self.extra,
+        }
+
+    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
+        return _executor_config(self, store_url, **executor)
+
+    def _channel(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        import aio_pika  # noqa: PLC0415
+
+        async def run() -> Any:
+            connection = await aio_pika.connect(self.url, timeout=2)
+            try:
+                return await call(await connection.channel())
+            finally:
+                await connection.close()
+
+        return asyncio.run(run())
+
+    def require(self) -> None:
+        try:
+            self._channel(lambda channel: asyncio.sleep(0))
+        except Exception as exc:
+            _unavailable(f"RabbitMQ is not reachable at {self.url}: {exc!r}")
+
+    def depth(self) -> int:
+        """Messages not yet acked, ready or held by a consumer. AMQP tells only the ready ones,
+        so the count is ``rabbitmqctl``'s (the local node's CLI, as root)."""
+        listed = subprocess.run(
+            ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        for line in listed.splitlines():
+            name, _, messages = line.partition("\t")
+            if name == self.queue:
+                return int(messages)
+        return 0
+
+    def cleanup(self) -> None:
+        async def delete(channel: Any) -> None:
+            for queue in (self.queue, f"{self.queue}-dlq"):
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(queue)
+
+        self._channel(delete)
+
+
+Target = SqsTarget | RedisTarget | NatsTarget | RabbitMqTarget
 
 
 class WorkerProcesses:
