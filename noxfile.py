@@ -81,7 +81,7 @@ def chaos(session: nox.Session) -> None:
     """Decoder fuzzing, then >= 200 seeded fault-scenario runs and their table (not default).
 
     ``nox -s chaos -- --runs 50 --seed 7``; driver options: --scenarios a,b, --replay SCEN:SEED,
-    --backend sqs|redis|nats (default sqs; redis and nats need their local server).
+    --backend sqs|redis|nats|rabbitmq (default sqs; the others need their local server).
     """
     _sync(session)
     session.run(
