@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from nats.aio.client import Client
@@ -46,8 +45,12 @@ from dagster_taskiq.messaging import (
     step_log_fields,
 )
 from dagster_taskiq_nats import streams
-from dagster_taskiq_nats.errors import DagsterTaskIQNatsError
-from dagster_taskiq_nats.retrying import DisconnectedError, call_with_retry
+from dagster_taskiq_nats.errors import (
+    DagsterTaskIQNatsError,
+    DisconnectedError,
+    NatsUnavailableError,
+    is_transient,
+)
 from dagster_taskiq_nats.settings import NatsSettings
 
 __all__ = ["NatsJetStreamBroker"]
@@ -64,7 +67,13 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
     subject a message's ``queue`` label names (a stream must capture it).
     """
 
+    settings: NatsSettings
+
     event_prefix = "nats"
+    service = "NATS"
+    target_fields = ("servers", "stream")
+    unavailable_error = NatsUnavailableError
+    is_transient = staticmethod(is_transient)
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
@@ -99,12 +108,12 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
         for stream, consumer in configs:
             name = str(stream.name)
             await self._call(
-                "add_stream", partial(streams.ensure_stream, self.js, stream), stream=name
+                "add_stream", partial(streams.ensure_stream, self.js, stream), queue=name
             )
             await self._call(
                 "add_consumer",
                 partial(streams.ensure_consumer, self.js, name, consumer),
-                stream=name,
+                queue=name,
             )
         self.consumer = await self._call(
             "pull_subscribe",
@@ -176,17 +185,6 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             raise DagsterTaskIQNatsError(
                 f"{self!r} is not started: await broker.startup() before using it"
             )
-
-    async def _call(self, operation: str, call: Callable[[], Awaitable[_T]], **fields: Any) -> _T:
-        stream = fields.pop("stream", self.settings.stream)
-        return await call_with_retry(
-            operation,
-            call,
-            budget=self.settings.retry_budget,
-            servers=self.server,
-            stream=stream,
-            **fields,
-        )
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -279,7 +277,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             self._dead_subscription = await self._call(
                 "pull_subscribe",
                 lambda: self.js.pull_subscribe_bind(consumer=consumer, stream=dead),
-                stream=dead,
+                queue=dead,
             )
         subscription = self._dead_subscription
         try:
@@ -318,7 +316,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
             await self._call(
                 "ack",
                 lambda: advisory.ack_sync(timeout=timeout),
-                stream=self.settings.dead_letter_queue,
+                queue=self.settings.dead_letter_queue,
             )
 
         return self._dead_letter(

@@ -41,8 +41,7 @@ from dagster_taskiq.messaging import (
 )
 from dagster_taskiq_redis import scripts
 from dagster_taskiq_redis.entries import DATA, default_consumer_name, field_map, step_of, text
-from dagster_taskiq_redis.errors import DagsterTaskIQRedisError
-from dagster_taskiq_redis.retrying import call_with_retry
+from dagster_taskiq_redis.errors import DagsterTaskIQRedisError, RedisUnavailableError, is_transient
 from dagster_taskiq_redis.settings import RedisSettings
 
 __all__ = ["RedisBroker"]
@@ -58,7 +57,13 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
     ``queue`` label names. The stream belongs to this broker's group: acked entries are deleted.
     """
 
+    settings: RedisSettings
+
     event_prefix = "redis"
+    service = "Redis"
+    target_fields = ("server", "stream")
+    unavailable_error = RedisUnavailableError
+    is_transient = staticmethod(is_transient)
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
@@ -121,7 +126,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-        await self._call("xgroup_create", create, stream=stream)
+        await self._call("xgroup_create", create, queue=stream)
 
     async def shutdown(self) -> None:
         """Stop heartbeats, leave the group if holding nothing, close the pool."""
@@ -142,18 +147,6 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             )
         return self._redis
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[_T]], **fields: Any) -> _T:
-        fields.setdefault("stream", self.settings.stream)
-        stream = fields.pop("stream")
-        return await call_with_retry(
-            operation,
-            call,
-            budget=self.settings.retry_budget,
-            server=self.server,
-            stream=stream,
-            **fields,
-        )
-
     # --- sending -----------------------------------------------------------------------------
 
     async def kick(self, message: BrokerMessage) -> None:
@@ -170,7 +163,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         entry_id = await self._call(
             "xadd",
             lambda: self._scripts["KICK"](keys=[stream, dedup_key], args=[window_ms, *fields]),
-            stream=stream,
+            queue=stream,
         )
         if entry_id is None:
             _log.info(
@@ -380,7 +373,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             return entries
 
         letters = []
-        for entry_id, raw in await self._call("xreadgroup", read, stream=dead):
+        for entry_id, raw in await self._call("xreadgroup", read, queue=dead):
             if raw:
                 fields = field_map(raw)
                 deliveries = fields.get(b"dead_deliveries")
@@ -398,5 +391,5 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
     def _dead_letter_delete(self, dead: str, entry_id: str) -> Callable[[], Awaitable[Any]]:
         group = self.settings.dead_letter_group
         return lambda: self._call(
-            "ack", lambda: self._scripts["ACK"](keys=[dead], args=[group, entry_id]), stream=dead
+            "ack", lambda: self._scripts["ACK"](keys=[dead], args=[group, entry_id]), queue=dead
         )

@@ -68,6 +68,8 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
     ``queue`` label names (resolved, and created when allowed, on first use).
     """
 
+    settings: SqsSettings
+
     event_prefix = "sqs"
 
     def __init__(

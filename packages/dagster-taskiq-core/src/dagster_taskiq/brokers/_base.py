@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import structlog
 from taskiq import AsyncBroker
@@ -29,10 +29,16 @@ from taskiq.acks import AckableMessage
 
 from dagster_taskiq.brokers._delivery import Delivery, DeliveryControl, DeliveryState
 from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat
-from dagster_taskiq.errors import AckError
+from dagster_taskiq.errors import AckError, BrokerUnavailableError
 from dagster_taskiq.messaging import DeadLetter, step_log_fields
+from dagster_taskiq.retrying import Retrying
+
+if TYPE_CHECKING:
+    from dagster_taskiq.brokers._settings import BrokerSettings
 
 __all__ = ["BrokerBase", "DeliveryPolicy"]
+
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,18 +62,68 @@ class DeliveryPolicy:
 class BrokerBase(AsyncBroker, abc.ABC):
     """The shared part of a dagster-taskiq broker backend (see the module's docstring).
 
-    A subclass sets ``event_prefix`` (``"sqs"``), calls :meth:`_hold_deliveries` in its
-    ``__init__`` with its :class:`DeliveryPolicy`, and implements the abstract methods.
+    A subclass sets ``event_prefix`` (``"sqs"``), ``service``, ``target_fields``,
+    ``unavailable_error``, ``is_transient``, ``settings`` (its own settings class, annotated
+    in its body) and ``server``; calls :meth:`_hold_deliveries` in its ``__init__`` with its
+    :class:`DeliveryPolicy`; implements the abstract methods; wraps each call to its service
+    in :meth:`_call`.
     """
 
     event_prefix: ClassVar[str]
+    service: ClassVar[str]
+    """The service's name in errors (``"Redis"``)."""
+    target_fields: ClassVar[tuple[str, str]] = ("server", "queue")
+    """The log fields naming the server (``self.server``) and the queue of a call."""
+    unavailable_error: ClassVar[type[BrokerUnavailableError]] = BrokerUnavailableError
+    """Raised when a call's retry budget is spent (a ``BrokerUnavailableError``)."""
     policy: DeliveryPolicy
+    server: str
+    """Where the service is, without credentials (named in logs and errors)."""
+    settings: BrokerSettings
 
     def _hold_deliveries(self, policy: DeliveryPolicy) -> None:
         self.policy = policy
         self._deliveries: dict[str, Delivery] = {}
         self._heartbeats: set[asyncio.Task[None]] = set()
         self._log = structlog.get_logger(f"dagster_taskiq_{self.event_prefix}")
+        self._retry_policies: dict[str, Retrying] = {}
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """Whether a failure of the service is worth retrying (override: the service's errors)."""
+        return isinstance(exc, OSError | asyncio.TimeoutError)
+
+    # --- calls to the service --------------------------------------------------------------------
+
+    async def _call(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        queue: str | None = None,
+        **log_fields: Any,
+    ) -> _T:
+        """``await call()`` about ``queue`` (default: the listened-to one), retrying transient
+        failures within the settings' budget (``dagster_taskiq.retrying``)."""
+        return await self._retrying(queue or self.policy.queue).call(
+            operation, call, log_fields=log_fields
+        )
+
+    def _retrying(self, queue: str) -> Retrying:
+        """The retry policy of calls about ``queue`` (one per queue: the queue names the target)."""
+        policy = self._retry_policies.get(queue)
+        if policy is None:
+            where, what = self.target_fields
+            policy = self._retry_policies[queue] = Retrying(
+                budget=self.settings.retry_budget,
+                is_transient=type(self).is_transient,
+                logger=self._log,
+                event_prefix=self.event_prefix,
+                target={where: self.server, what: queue},
+                unreachable=f"{self.service} at {self.server} unreachable for {what} {queue!r}",
+                error=self.unavailable_error,
+            )
+        return policy
 
     # --- the transport: what a backend writes --------------------------------------------------
 
