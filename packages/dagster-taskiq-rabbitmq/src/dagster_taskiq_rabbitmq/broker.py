@@ -142,6 +142,7 @@ class RabbitMqBroker(BrokerBase, AioPikaBroker):
     """
 
     event_prefix = "rabbitmq"
+    settings: RabbitMqSettings
 
     def __init__(self, settings: RabbitMqSettings) -> None:
         self.settings = settings
