@@ -58,11 +58,21 @@ def _policy(budget: RetryBudget) -> Retrying:
     )
 
 
-def _call_sync(call: Flaky, budget: RetryBudget) -> str:
-    return _policy(budget).call_sync("send", call.sync, log_fields={"key": "run:step"})
+VARIANTS = ["call_with_retry", "call", "call_sync"]
+"""The one-shot async function (the backends' form), the policy's async and blocking calls."""
 
 
-async def _call(call: Flaky, budget: RetryBudget) -> str:
+@pytest.fixture(params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _call(call: Flaky, budget: RetryBudget, variant: str = "call_with_retry") -> str:
+    fields = {"key": "run:step"}
+    if variant == "call":
+        return await _policy(budget).call("send", call, log_fields=fields)
+    if variant == "call_sync":
+        return _policy(budget).call_sync("send", call.sync, log_fields=fields)
     return await call_with_retry(
         "send",
         call,
@@ -73,14 +83,14 @@ async def _call(call: Flaky, budget: RetryBudget) -> str:
         target={"server": "demo://h:1", "stream": "steps"},
         unreachable="Demo at demo://h:1 unreachable for stream 'steps'",
         error=GaveUpError,
-        log_fields={"key": "run:step"},
+        log_fields=fields,
     )
 
 
-async def test_transient_errors_are_retried_within_the_budget_and_logged() -> None:
+async def test_transient_errors_are_retried_within_the_budget_and_logged(variant: str) -> None:
     call = Flaky(TransientError("refused"), TransientError("reset"))
     with capture_logs() as logs:
-        assert await _call(call, _budget(attempts=3)) == "done"
+        assert await _call(call, _budget(attempts=3), variant) == "done"
     assert call.calls == 3
     retries = [log for log in logs if log["event"] == "demo_retry"]
     assert [log["attempt"] for log in retries] == [1, 2]
@@ -106,20 +116,20 @@ async def test_transient_errors_are_retried_within_the_budget_and_logged() -> No
     assert not [log for log in logs if log["event"] == "demo_unavailable"]
 
 
-async def test_a_non_transient_error_is_raised_at_once_unlogged() -> None:
+async def test_a_non_transient_error_is_raised_at_once_unlogged(variant: str) -> None:
     call = Flaky(ValueError("bad parameter"))
     with capture_logs() as logs, pytest.raises(ValueError, match="bad parameter"):
-        await _call(call, _budget(attempts=5))
+        await _call(call, _budget(attempts=5), variant)
     assert call.calls == 1
     assert not [log for log in logs if str(log["event"]).startswith("demo_")]
 
 
-async def test_a_spent_budget_raises_the_given_error_naming_the_target() -> None:
+async def test_a_spent_budget_raises_the_given_error_naming_the_target(variant: str) -> None:
     call = Flaky(
         TransientError("refused"), TransientError("refused"), TransientError("still refused")
     )
     with capture_logs() as logs, pytest.raises(GaveUpError) as raised:
-        await _call(call, _budget(attempts=3))
+        await _call(call, _budget(attempts=3), variant)
     assert call.calls == 3
     message = str(raised.value)
     assert message.startswith(
@@ -149,11 +159,13 @@ async def test_a_spent_budget_raises_the_given_error_naming_the_target() -> None
     assert unavailable["log_level"] == "error"
 
 
-async def test_the_timeout_ends_the_retries_before_the_attempts_do() -> None:
+async def test_the_timeout_ends_the_retries_before_the_attempts_do(variant: str) -> None:
     call = Flaky(*[TransientError("refused") for _ in range(100)])
     with capture_logs(), pytest.raises(GaveUpError, match=r"budget: 100 attempts, 0\.05 s"):
         await _call(
-            call, RetryBudget(attempts=100, initial_delay=0.01, max_delay=0.02, timeout=0.05)
+            call,
+            RetryBudget(attempts=100, initial_delay=0.01, max_delay=0.02, timeout=0.05),
+            variant,
         )
     assert call.calls < 100
 
@@ -173,77 +185,23 @@ def test_budget_from_settings_and_delay_problem() -> None:
     )
 
 
-# --- the blocking variant (the store's) ----------------------------------------------------
-
-
-def test_sync_transient_errors_are_retried_then_the_call_succeeds() -> None:
-    call = Flaky(TransientError("refused"), TransientError("reset"))
-    with capture_logs() as logs:
-        assert _call_sync(call, _budget(attempts=3)) == "done"
-    assert call.calls == 3
-    retries = [log for log in logs if log["event"] == "demo_retry"]
-    assert [log["attempt"] for log in retries] == [1, 2]
-    assert [log["error"] for log in retries] == ["TransientError: refused", "TransientError: reset"]
-    assert retries[0]["server"] == "demo://h:1"
-    assert retries[0]["key"] == "run:step"
-    assert retries[0]["log_level"] == "warning"
-    assert not [log for log in logs if log["event"] == "demo_unavailable"]
-
-
-def test_sync_a_spent_budget_raises_the_error_naming_the_target_and_the_budget() -> None:
-    call = Flaky(*[TransientError("refused") for _ in range(3)])
-    with capture_logs() as logs, pytest.raises(GaveUpError) as raised:
-        _call_sync(call, _budget(attempts=3))
-    assert call.calls == 3
-    message = str(raised.value)
-    assert message.startswith(
-        "Demo at demo://h:1 unreachable for stream 'steps' (send): gave up after 3 attempt(s) in "
-    )
-    assert message.endswith(
-        " s (budget: 3 attempts, 30 s; settings retry_attempts / retry_timeout). "
-        "Last error: TransientError: refused"
-    )
-    assert isinstance(raised.value.__cause__, TransientError)
-    assert [log["attempt"] for log in logs if log["event"] == "demo_retry"] == [1, 2]
-    (unavailable,) = [log for log in logs if log["event"] == "demo_unavailable"]
-    assert unavailable["attempts"] == 3
-    assert unavailable["stream"] == "steps"
-    assert unavailable["log_level"] == "error"
-
-
-def test_sync_a_non_transient_error_is_raised_at_once_unlogged() -> None:
+async def test_a_non_transient_error_after_a_retry_is_raised_as_it_is(variant: str) -> None:
     call = Flaky(TransientError("refused"), ValueError("bad parameter"))
     with capture_logs() as logs, pytest.raises(ValueError, match="bad parameter") as raised:
-        _call_sync(call, _budget(attempts=5))
+        await _call(call, _budget(attempts=5), variant)
     assert call.calls == 2
     assert raised.value.__cause__ is None
-    assert [log["event"] for log in logs if str(log["event"]).startswith("demo_")] == [
-        "demo_retry"  # the transient failure before it, not the ValueError
-    ]
-
-    first = Flaky(ValueError("bad parameter"))
-    with capture_logs() as logs, pytest.raises(ValueError, match="bad parameter"):
-        _call_sync(first, _budget(attempts=5))
-    assert first.calls == 1
-    assert not [log for log in logs if str(log["event"]).startswith("demo_")]
+    events = [log["event"] for log in logs if str(log["event"]).startswith("demo_")]
+    assert events == ["demo_retry"]  # the transient failure before it, not the ValueError
 
 
-@pytest.mark.parametrize("variant", ["sync", "async"])
 async def test_a_budget_of_one_attempt_gives_up_on_the_first_failure(variant: str) -> None:
     call = Flaky(TransientError("refused"))
-    budget = _budget(attempts=1)
-
-    async def attempt() -> str:
-        if variant == "sync":
-            return _call_sync(call, budget)
-        return await _policy(budget).call("send", call)
-
     with capture_logs() as logs, pytest.raises(GaveUpError, match=r"gave up after 1 attempt\(s\)"):
-        await attempt()
+        await _call(call, _budget(attempts=1), variant)
     assert call.calls == 1
-    assert [log["event"] for log in logs if str(log["event"]).startswith("demo_")] == [
-        "demo_unavailable"
-    ]
+    events = [log["event"] for log in logs if str(log["event"]).startswith("demo_")]
+    assert events == ["demo_unavailable"]
 
 
 def test_a_policy_names_where_its_budget_is_set_and_renders_errors_its_way() -> None:

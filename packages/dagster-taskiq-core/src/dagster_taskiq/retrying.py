@@ -173,25 +173,17 @@ class Retrying:
         ``<event_prefix>_unavailable`` is logged (``attempts`` and ``elapsed`` instead of
         ``attempt`` and ``next_wait``) and the policy's ``error`` is raised from the last error.
         """
-        started = time.monotonic()
+        way = _Way(self, operation, log_fields)
         try:
             return await call()
         except Exception as exc:
             if not self.is_transient(exc):
                 raise
-            first = self._replayable(operation, exc, started, log_fields)
-        attempts_made = 1
-        try:
-            async for attempt in self._attempts(started):
-                with attempt, self._announced(operation, attempt, started, log_fields):
-                    attempts_made = attempt.num
-                    if attempt.num == 1:
-                        raise first
+            way.first_failed(exc)
+        with way.giving_up():
+            async for attempt in way.attempts():
+                with attempt, way.trying(attempt):
                     return await call()
-        except Exception as exc:
-            if not self.is_transient(exc):
-                raise
-            raise self._gave_up(operation, exc, attempts_made, started, log_fields) from exc
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
     def call_sync(
@@ -202,110 +194,115 @@ class Retrying:
         log_fields: Mapping[str, Any] | None = None,
     ) -> _T:
         """``call()``, retrying like :meth:`call` (same budget, logs and error), blocking."""
-        started = time.monotonic()
+        way = _Way(self, operation, log_fields)
         try:
             return call()
         except Exception as exc:
             if not self.is_transient(exc):
                 raise
-            first = self._replayable(operation, exc, started, log_fields)
-        attempts_made = 1
-        try:
-            for attempt in self._attempts(started):
-                with attempt, self._announced(operation, attempt, started, log_fields):
-                    attempts_made = attempt.num
-                    if attempt.num == 1:
-                        raise first
+            way.first_failed(exc)
+        with way.giving_up():
+            for attempt in way.attempts():
+                with attempt, way.trying(attempt):
                     return call()
-        except Exception as exc:
-            if not self.is_transient(exc):
-                raise
-            raise self._gave_up(operation, exc, attempts_made, started, log_fields) from exc
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    # --- the parts both loops share -------------------------------------------------------
 
-    def _replayable(
-        self,
-        operation: str,
-        exc: Exception,
-        started: float,
-        log_fields: Mapping[str, Any] | None,
-    ) -> Exception:
-        """The first try's transient failure, to replay as stamina's first attempt; the
-        policy's error instead if the budget has no retry left (one attempt, or no time)."""
-        if self._retry_left(1, started):
-            return exc
-        raise self._gave_up(operation, exc, 1, started, log_fields) from exc
+class _Way:
+    """One call's way through its policy, written once for :meth:`Retrying.call` and
+    :meth:`Retrying.call_sync`: the first try's transient failure, replayed as stamina's first
+    attempt (so the attempts, waits and logs are those of a loop that had started with it),
+    each retry announced, and the policy's error once the budget is spent."""
 
-    def _retry_left(self, attempt: int, started: float) -> bool:
-        """Whether stamina tries again after ``attempt`` failed (attempts and time left)."""
-        budget = self.budget
-        return attempt < budget.attempts and time.monotonic() - started < budget.timeout
+    __slots__ = ("attempts_made", "first", "log_fields", "operation", "policy", "started")
 
-    def _attempts(self, started: float) -> Any:
-        """stamina's attempts (sync and async iterable); the first replays the first try, and
-        the timeout is what that try left of the budget's."""
-        budget = self.budget
+    def __init__(
+        self, policy: Retrying, operation: str, log_fields: Mapping[str, Any] | None
+    ) -> None:
+        self.policy = policy
+        self.operation = operation
+        self.log_fields = log_fields or {}
+        self.started = time.monotonic()
+        self.attempts_made = 1
+        self.first: Exception | None = None
+
+    def first_failed(self, exc: Exception) -> None:
+        """Keep the first try's transient failure to replay; the policy's error instead if the
+        budget leaves no retry (one attempt, or no time)."""
+        if not self._retry_left(1):
+            raise self._gave_up(exc) from exc
+        self.first = exc
+
+    def attempts(self) -> Any:
+        """stamina's attempts (iterable with ``for`` and ``async for``); the timeout is what the
+        first try left of the budget's."""
+        budget = self.policy.budget
         return stamina.retry_context(
-            on=self.is_transient,
+            on=self.policy.is_transient,
             attempts=budget.attempts,
-            timeout=max(budget.timeout - (time.monotonic() - started), 1e-6),
+            timeout=max(budget.timeout - (time.monotonic() - self.started), 1e-6),
             wait_initial=budget.initial_delay,
             wait_max=budget.max_delay,
             wait_jitter=budget.jitter,
         )
 
     @contextlib.contextmanager
-    def _announced(
-        self,
-        operation: str,
-        attempt: stamina.Attempt,
-        started: float,
-        log_fields: Mapping[str, Any] | None,
-    ) -> Iterator[None]:
-        """Logs ``<prefix>_retry`` when the attempt inside fails and stamina will retry it."""
+    def trying(self, attempt: stamina.Attempt) -> Iterator[None]:
+        """One attempt: the first replays the first try's failure; a transient failure that
+        stamina will retry is logged as ``<prefix>_retry``."""
+        self.attempts_made = attempt.num
+        policy = self.policy
         try:
+            if attempt.num == 1 and self.first is not None:
+                raise self.first
             yield
         except Exception as exc:
-            if self.is_transient(exc) and self._retry_left(attempt.num, started):
-                self.logger.warning(
-                    f"{self.event_prefix}_retry",
-                    operation=operation,
-                    **self.target,
+            if policy.is_transient(exc) and self._retry_left(attempt.num):
+                policy.logger.warning(
+                    f"{policy.event_prefix}_retry",
+                    operation=self.operation,
+                    **policy.target,
                     attempt=attempt.num,
                     next_wait=round(attempt.next_wait, 3),
-                    error=self.describe(exc),
-                    **(log_fields or {}),
+                    error=policy.describe(exc),
+                    **self.log_fields,
                 )
             raise
 
-    def _gave_up(
-        self,
-        operation: str,
-        exc: Exception,
-        attempts_made: int,
-        started: float,
-        log_fields: Mapping[str, Any] | None,
-    ) -> Exception:
+    @contextlib.contextmanager
+    def giving_up(self) -> Iterator[None]:
+        """Around stamina's loop: what ends it transient becomes the policy's error."""
+        try:
+            yield
+        except Exception as exc:
+            if not self.policy.is_transient(exc):
+                raise
+            raise self._gave_up(exc) from exc
+
+    def _retry_left(self, attempt: int) -> bool:
+        """Whether stamina tries again after ``attempt`` failed (attempts and time left)."""
+        budget = self.policy.budget
+        return attempt < budget.attempts and time.monotonic() - self.started < budget.timeout
+
+    def _gave_up(self, exc: Exception) -> Exception:
         """The policy's error for the transient ``exc`` that spent the budget, after logging
         ``<prefix>_unavailable``."""
-        budget = self.budget
-        elapsed = time.monotonic() - started
-        described = self.describe(exc)
-        self.logger.error(
-            f"{self.event_prefix}_unavailable",
-            operation=operation,
-            **self.target,
-            attempts=attempts_made,
+        policy, budget = self.policy, self.policy.budget
+        elapsed = time.monotonic() - self.started
+        described = policy.describe(exc)
+        policy.logger.error(
+            f"{policy.event_prefix}_unavailable",
+            operation=self.operation,
+            **policy.target,
+            attempts=self.attempts_made,
             elapsed=round(elapsed, 3),
             error=described,
-            **(log_fields or {}),
+            **self.log_fields,
         )
-        return self.error(
-            f"{self.unreachable} ({operation}): gave up after {attempts_made} attempt(s) in "
-            f"{elapsed:.1f} s (budget: {budget.attempts} attempts, {budget.timeout:g} s; "
-            f"{self.budget_hint}). Last error: {described}"
+        return policy.error(
+            f"{policy.unreachable} ({self.operation}): gave up after {self.attempts_made} "
+            f"attempt(s) in {elapsed:.1f} s (budget: {budget.attempts} attempts, "
+            f"{budget.timeout:g} s; {policy.budget_hint}). Last error: {described}"
         )
 
 
