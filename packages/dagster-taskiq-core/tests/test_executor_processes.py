@@ -1,9 +1,10 @@
 """The executor with real ``dagster-taskiq worker`` processes over every real broker backend.
 
 The job-shape matrix, a duplicate copy of a completed step's message and a worker SIGKILLed
-mid-step run on each backend: ``sqs`` (moto), ``redis`` (the local Redis) and ``nats`` (the
-local NATS JetStream). A worker SIGTERMed mid-step (graceful) and a step whose message is
-dead-lettered because every worker that takes it dies run on SQS.
+mid-step run on each backend: ``sqs`` (moto), ``redis`` (the local Redis), ``nats`` (the
+local NATS JetStream) and ``rabbitmq`` (the local RabbitMQ). A worker SIGTERMed mid-step
+(graceful) and a step whose message is dead-lettered because every worker that takes it dies run
+on SQS.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from support import job_shapes
 from support.executor_harness import RunReport, run_job
 from support.worker_processes import (
     NatsTarget,
+    RabbitMqTarget,
     RedisTarget,
     SqsTarget,
     Target,
@@ -39,18 +41,19 @@ from test_executor_shapes import SHAPES, in_process_reference
 pytestmark = pytest.mark.sqs_server
 
 
-BACKENDS = ["sqs", "redis", "nats"]
+BACKENDS = ["sqs", "redis", "nats", "rabbitmq"]
 
 
 def _target(request: pytest.FixtureRequest, backend: str) -> Target:
     if backend == "sqs":
         sqs_server = request.getfixturevalue("sqs_server")
         return SqsTarget(endpoint_url=sqs_server.endpoint_url, visibility_timeout=3)
-    target: Target = (
-        RedisTarget(visibility_timeout=3)
-        if backend == "redis"
-        else NatsTarget(visibility_timeout=3)
-    )
+    targets: dict[str, type[RedisTarget | NatsTarget | RabbitMqTarget]] = {
+        "redis": RedisTarget,
+        "nats": NatsTarget,
+        "rabbitmq": RabbitMqTarget,
+    }
+    target: Target = targets[backend](visibility_timeout=3)
     target.require()
     return target
 
