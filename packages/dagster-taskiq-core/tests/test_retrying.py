@@ -46,16 +46,19 @@ class Flaky:
         return "done"
 
 
+DEMO = {
+    "is_transient": _is_transient,
+    "logger": _log,
+    "event_prefix": "demo",
+    "target": {"server": "demo://h:1", "stream": "steps"},
+    "unreachable": "Demo at demo://h:1 unreachable for stream 'steps'",
+    "error": GaveUpError,
+}
+"""A demo service's policy, but for its budget."""
+
+
 def _policy(budget: RetryBudget) -> Retrying:
-    return Retrying(
-        budget=budget,
-        is_transient=_is_transient,
-        logger=_log,
-        event_prefix="demo",
-        target={"server": "demo://h:1", "stream": "steps"},
-        unreachable="Demo at demo://h:1 unreachable for stream 'steps'",
-        error=GaveUpError,
-    )
+    return Retrying(budget=budget, **DEMO)
 
 
 VARIANTS = ["call_with_retry", "call", "call_sync"]
@@ -73,18 +76,7 @@ async def _call(call: Flaky, budget: RetryBudget, variant: str = "call_with_retr
         return await _policy(budget).call("send", call, log_fields=fields)
     if variant == "call_sync":
         return _policy(budget).call_sync("send", call.sync, log_fields=fields)
-    return await call_with_retry(
-        "send",
-        call,
-        budget=budget,
-        is_transient=_is_transient,
-        logger=_log,
-        event_prefix="demo",
-        target={"server": "demo://h:1", "stream": "steps"},
-        unreachable="Demo at demo://h:1 unreachable for stream 'steps'",
-        error=GaveUpError,
-        log_fields=fields,
-    )
+    return await call_with_retry("send", call, budget=budget, log_fields=fields, **DEMO)
 
 
 async def test_transient_errors_are_retried_within_the_budget_and_logged(variant: str) -> None:
