@@ -40,7 +40,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aio_pika
 import structlog
@@ -60,7 +60,6 @@ from dagster_taskiq.messaging import (
     step_labels,
     step_log_fields,
 )
-from dagster_taskiq.retrying import Retrying
 from dagster_taskiq_rabbitmq import queues
 from dagster_taskiq_rabbitmq.errors import (
     DagsterTaskIQRabbitMqError,
@@ -72,7 +71,6 @@ from dagster_taskiq_rabbitmq.settings import RabbitMqSettings
 
 __all__ = ["RabbitMqBroker", "RecentSends"]
 
-_T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq_rabbitmq")
 _IDLE_CHANNELS = 4
 """Channels kept open for the next receives once their message is settled."""
@@ -141,8 +139,13 @@ class RabbitMqBroker(BrokerBase, AioPikaBroker):
     ``queue`` label names.
     """
 
-    event_prefix = "rabbitmq"
     settings: RabbitMqSettings
+
+    event_prefix = "rabbitmq"
+    service = "RabbitMQ"
+    target_fields = ("url", "queue")
+    unavailable_error = RabbitMqUnavailableError
+    is_transient = staticmethod(is_transient)
 
     def __init__(self, settings: RabbitMqSettings) -> None:
         self.settings = settings
@@ -170,7 +173,6 @@ class RabbitMqBroker(BrokerBase, AioPikaBroker):
         self._letters: dict[int, _Letter] = {}
         self._letter_channel: AbstractChannel | None = None
         self._closing: set[asyncio.Task[Any]] = set()
-        self._policies: dict[str, Retrying] = {}
         self.recent_sends = RecentSends(settings.deduplication_window)
         self._started = False
 
@@ -250,33 +252,6 @@ class RabbitMqBroker(BrokerBase, AioPikaBroker):
         """A new channel on the receiving connection."""
         reader, _ = await self._connections()
         return await reader.channel(publisher_confirms=False)
-
-    async def _call(
-        self,
-        operation: str,
-        call: Callable[[], Awaitable[_T]],
-        *,
-        queue: str | None = None,
-        **fields: Any,
-    ) -> _T:
-        return await self._policy(queue or self.settings.queue_name).call(
-            operation, call, log_fields=fields
-        )
-
-    def _policy(self, queue: str) -> Retrying:
-        """The retry policy of calls about ``queue`` (one per queue: the queue names the target)."""
-        policy = self._policies.get(queue)
-        if policy is None:
-            policy = self._policies[queue] = Retrying(
-                budget=self.settings.retry_budget,
-                is_transient=is_transient,
-                logger=_log,
-                event_prefix="rabbitmq",
-                target={"url": self.server, "queue": queue},
-                unreachable=f"RabbitMQ at {self.server} unreachable for queue {queue!r}",
-                error=RabbitMqUnavailableError,
-            )
-        return policy
 
     async def _ensure_queue(self, queue: str) -> None:
         if queue not in self._declared:
