@@ -31,8 +31,14 @@ from taskiq_aio_sqs import SQSBroker, SQSQueue
 from dagster_taskiq.brokers import BrokerBase, Delivery
 from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import LABEL_QUEUE, DeadLetter, step_log_fields
-from dagster_taskiq_sqs.client import ClientFactory, aiobotocore_client_factory
-from dagster_taskiq_sqs.errors import DagsterTaskIQSqsError, MessageTooLargeError
+from dagster_taskiq_sqs.client import ClientFactory, SqsCaller, aiobotocore_client_factory
+from dagster_taskiq_sqs.errors import (
+    DagsterTaskIQSqsError,
+    MessageTooLargeError,
+    SqsUnavailableError,
+    error_code,
+    is_transient,
+)
 from dagster_taskiq_sqs.message_ids import StepLabels
 from dagster_taskiq_sqs.messages import (
     Outgoing,
@@ -45,7 +51,6 @@ from dagster_taskiq_sqs.messages import (
     visibility_seconds,
 )
 from dagster_taskiq_sqs.queues import QueueInfo, ensure_queue
-from dagster_taskiq_sqs.retrying import SqsCaller, error_code
 from dagster_taskiq_sqs.settings import SqsSettings, queue_name_of
 
 __all__ = ["LocalStackSqsBroker", "SqsAsyncBroker"]
@@ -71,6 +76,10 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
     settings: SqsSettings
 
     event_prefix = "sqs"
+    service = "SQS"
+    target_fields = ("endpoint", "queue")
+    unavailable_error = SqsUnavailableError
+    is_transient = staticmethod(is_transient)
 
     def __init__(
         self, settings: SqsSettings, *, client_factory: ClientFactory | None = None
@@ -96,7 +105,9 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
         self._heartbeats = self._heartbeat_tasks  # SQSBroker.shutdown cancels these
         self._resolving = asyncio.Lock()
         self._startable: Callable[[], int] | None = None
-        self.endpoint = settings.endpoint_url or f"https://sqs.{settings.region}.amazonaws.com"
+        self.server = self.endpoint = (
+            settings.endpoint_url or f"https://sqs.{settings.region}.amazonaws.com"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(queue={self.settings.queue!r}, endpoint={self.endpoint!r})"
@@ -123,9 +134,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
             context = self._client_factory()
             self._sqs_client = await context.__aenter__()
             self._client_context = context
-            self._caller = SqsCaller(
-                self._sqs_client, budget=self.settings.retry_budget, endpoint=self.endpoint
-            )
+            self._caller = SqsCaller(self._sqs_client, self._retrying, self.endpoint)
         try:
             info = await ensure_queue(self._require_caller(), self.settings)
         except BaseException:

@@ -18,9 +18,10 @@ import structlog
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped,unused-ignore]
 from aiobotocore.session import get_session  # type: ignore[import-untyped,unused-ignore]
 
+from dagster_taskiq.retrying import Retrying
 from dagster_taskiq_sqs.settings import SqsSettings
 
-__all__ = ["DUMMY_CREDENTIALS", "ClientFactory", "aiobotocore_client_factory"]
+__all__ = ["DUMMY_CREDENTIALS", "ClientFactory", "SqsCaller", "aiobotocore_client_factory"]
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[Any]]
 """``() -> async context manager yielding an aiobotocore-shaped SQS client``."""
@@ -107,3 +108,24 @@ async def _credentials(session: Any, settings: SqsSettings) -> dict[str, str]:
         _log.info("sqs_dummy_credentials", endpoint=settings.endpoint_url)
         return dict(DUMMY_CREDENTIALS)
     return {}
+
+
+class SqsCaller:
+    """Calls one SQS client's operations by name, each through the retry policy of its queue."""
+
+    def __init__(self, client: Any, retrying: Callable[[str], Retrying], endpoint: str) -> None:
+        self.client = client
+        self._retrying = retrying
+        self.endpoint = endpoint
+
+    async def __call__(
+        self, operation: str, queue: str, log_fields: dict[str, Any] | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """``client.<operation>(**params)`` with retries; ``queue`` names it in logs and errors."""
+        method = getattr(self.client, operation)
+
+        async def call() -> dict[str, Any]:
+            response: dict[str, Any] = await method(**params)
+            return response
+
+        return await self._retrying(queue).call(operation, call, log_fields=log_fields)

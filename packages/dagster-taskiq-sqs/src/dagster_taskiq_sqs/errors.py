@@ -1,6 +1,19 @@
-"""The exception hierarchy of ``dagster_taskiq_sqs``: one root, :class:`DagsterTaskIQSqsError`."""
+"""The exceptions of ``dagster_taskiq_sqs`` (one root, ``DagsterTaskIQSqsError``), and which of
+SQS's failures are transient: worth retrying within the budget (the connection, timeouts,
+throttling, SQS's own 5xx); a missing queue or a bad parameter is not."""
 
 from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    ClientError,
+    HTTPClientError,
+)
+from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    ConnectionError as BotoConnectionError,
+)
 
 from dagster_taskiq.errors import (
     AckError,
@@ -12,6 +25,7 @@ from dagster_taskiq.errors import (
 )
 
 __all__ = [
+    "TRANSIENT_ERROR_CODES",
     "AckError",
     "DagsterTaskIQSqsError",
     "FifoDelayError",
@@ -21,6 +35,8 @@ __all__ = [
     "SettingProblem",
     "SqsSettingsError",
     "SqsUnavailableError",
+    "error_code",
+    "is_transient",
 ]
 
 
@@ -62,3 +78,39 @@ class MessageTooLargeError(DagsterTaskIQSqsError, ValueError):
 
 class FifoDelayError(DagsterTaskIQSqsError, ValueError):
     """A per-message delay was asked for on a FIFO queue, which SQS does not support."""
+
+
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestThrottled",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "KmsThrottled",
+        "SlowDown",
+        "AWS.SimpleQueueService.ServiceUnavailable",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a ``ClientError``, else None."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the endpoint is unreachable, slow, throttling or failing on its side."""
+    if isinstance(exc, BotoConnectionError | HTTPClientError | aiohttp.ClientError):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error_code(exc) in TRANSIENT_ERROR_CODES or int(status) >= 500
+    return isinstance(exc, OSError | asyncio.TimeoutError)

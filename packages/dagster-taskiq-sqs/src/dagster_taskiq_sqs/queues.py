@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
+from dagster_taskiq_sqs.client import SqsCaller
 from dagster_taskiq_sqs.endpoints import rewrite_queue_url
-from dagster_taskiq_sqs.errors import QueueConfigurationError, QueueNotFoundError
-from dagster_taskiq_sqs.retrying import SqsCaller, error_code
+from dagster_taskiq_sqs.errors import QueueConfigurationError, QueueNotFoundError, error_code
 from dagster_taskiq_sqs.settings import FIFO_SUFFIX, SqsSettings, dead_letter_queue_name
 
 __all__ = ["DEFAULT_MAXIMUM_MESSAGE_SIZE", "QueueInfo", "ensure_queue"]
