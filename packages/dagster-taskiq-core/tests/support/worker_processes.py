@@ -37,6 +37,18 @@ RABBITMQ_URL = os.environ.get(
 )
 
 
+def _broker_settings(target: Any, **transport: Any) -> dict[str, Any]:
+    """A target's broker settings: its transport's, then the delivery settings every target
+    shares, then its ``extra`` overrides."""
+    return {
+        **transport,
+        "visibility_timeout": target.visibility_timeout,
+        "max_deliveries": target.max_receive_count,
+        "retry_timeout": 20.0,
+        **target.extra,
+    }
+
+
 def _executor_config(target: Any, store_url: str, **executor: Any) -> dict[str, Any]:
     return {
         "execution": {
@@ -71,16 +83,13 @@ class SqsTarget:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def broker_settings(self) -> dict[str, Any]:
-        return {
-            "endpoint_url": self.endpoint_url,
-            "queue_name": self.queue_name,
-            "create_queues_if_missing": True,
-            "visibility_timeout": self.visibility_timeout,
-            "max_deliveries": self.max_receive_count,
-            "wait_time_seconds": 1,
-            "retry_timeout": 20.0,
-            **self.extra,
-        }
+        return _broker_settings(
+            self,
+            endpoint_url=self.endpoint_url,
+            queue_name=self.queue_name,
+            create_queues_if_missing=True,
+            wait_time_seconds=1,
+        )
 
     def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
         return _executor_config(self, store_url, **executor)
@@ -124,15 +133,12 @@ class RedisTarget:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def broker_settings(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "stream": self.stream,
-            "visibility_timeout": self.visibility_timeout,
-            "max_deliveries": self.max_receive_count,
-            "block_seconds": 0.5,
-            "retry_timeout": 20.0,
-            **self.extra,
-        }
+        return _broker_settings(
+            self,
+            url=self.url,
+            stream=self.stream,
+            block_seconds=0.5,
+        )
 
     def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
         return _executor_config(self, store_url, **executor)
@@ -173,17 +179,14 @@ class NatsTarget:
         return f"STEPS_{self.name}"
 
     def broker_settings(self) -> dict[str, Any]:
-        return {
-            "servers": self.servers,
-            "stream": self.stream,
-            "subject": f"steps.{self.name}",
-            "storage": "memory",
-            "visibility_timeout": self.visibility_timeout,
-            "max_deliveries": self.max_receive_count,
-            "fetch_timeout": 0.5,
-            "retry_timeout": 20.0,
-            **self.extra,
-        }
+        return _broker_settings(
+            self,
+            servers=self.servers,
+            stream=self.stream,
+            subject=f"steps.{self.name}",
+            storage="memory",
+            fetch_timeout=0.5,
+        )
 
     def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
         return _executor_config(self, store_url, **executor)
@@ -239,15 +242,12 @@ class RabbitMqTarget:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def broker_settings(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "queue_name": self.queue,
-            "visibility_timeout": self.visibility_timeout,
-            "max_deliveries": self.max_receive_count,
-            "wait_time_seconds": 0.5,
-            "retry_timeout": 20.0,
-            **self.extra,
-        }
+        return _broker_settings(
+            self,
+            url=self.url,
+            queue_name=self.queue,
+            wait_time_seconds=0.5,
+        )
 
     def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
         return _executor_config(self, store_url, **executor)
