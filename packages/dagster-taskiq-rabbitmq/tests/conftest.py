@@ -10,16 +10,13 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aio_pika
 import pytest
-from taskiq.message import BrokerMessage
 
 from dagster_taskiq_rabbitmq import RabbitMqBroker, RabbitMqSettings
-from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
-from dagster_taskiq_testing.broker_tests import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 RABBITMQ_URL = os.environ.get(
@@ -115,18 +112,6 @@ async def harness() -> AsyncIterator[RabbitMqHarness]:
         yield harness
     finally:
         await harness.close()
-
-
-@pytest.fixture
-def message() -> Callable[..., BrokerMessage]:
-    return step_message
-
-
-@pytest.fixture
-def debug_logs() -> Iterator[None]:
-    """Let every level through to ``capture_logs`` (another conftest may filter them)."""
-    with shared_debug_logs():
-        yield
 
 
 @pytest.fixture

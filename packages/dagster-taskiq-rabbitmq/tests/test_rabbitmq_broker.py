@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from dagster_taskiq_rabbitmq import (
     RabbitMqUnavailableError,
     RecentSends,
 )
-from dagster_taskiq_testing.broker_tests import PATIENCE, Listener
+from dagster_taskiq_testing.broker_tests import PATIENCE, Listener, debug_logs, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
@@ -57,12 +56,10 @@ def test_the_deduplication_record_forgets_after_its_window() -> None:
     assert (recent.seen("a"), recent.seen("b"), recent.seen("c")) == (False, True, True)
 
 
-async def test_a_dead_consumers_message_is_requeued_at_once_and_counted(
-    harness: Any, message: Callable[..., Any]
-) -> None:
+async def test_a_dead_consumers_message_is_requeued_at_once_and_counted(harness: Any) -> None:
     sender = await harness.broker()
     first = await harness.broker()
-    await sender.kick(message("run-1:add"))
+    await sender.kick(step_message("run-1:add"))
     messages = Listener(first)
     held = await messages.receive()
     assert control(first, held).receive_count == 1
@@ -90,18 +87,16 @@ async def test_a_queue_with_other_arguments_is_refused_naming_the_setting(harnes
     assert "max_deliveries" in text
 
 
-async def test_a_send_to_a_deleted_queue_declares_it_again(
-    harness: Any, message: Callable[..., Any]
-) -> None:
+async def test_a_send_to_a_deleted_queue_declares_it_again(harness: Any) -> None:
     broker = await harness.broker()
     other = f"{harness.queue}-other"
     harness.queues.update({other, f"{other}-dlq"})
-    routed = message("run-1:add")
+    routed = step_message("run-1:add")
     routed.labels[LABEL_QUEUE] = other
     await broker.kick(routed)
     assert await harness.ready(other) == 1
     await harness.delete_queue(other)
-    routed = message("run-1:mul")
+    routed = step_message("run-1:mul")
     routed.labels[LABEL_QUEUE] = other
     with capture_logs() as logs:
         await broker.kick(routed)
@@ -109,7 +104,7 @@ async def test_a_send_to_a_deleted_queue_declares_it_again(
     assert any(log["event"] == "rabbitmq_retry" for log in logs)
 
 
-async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: None) -> None:
+async def test_startup_retries_then_names_the_server(harness: Any) -> None:
     broker = RabbitMqBroker(
         harness.settings(
             url="amqp://guest:secret@127.0.0.1:1/",
@@ -119,7 +114,7 @@ async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: N
             connect_timeout=0.5,
         )
     )
-    with capture_logs() as logs, pytest.raises(RabbitMqUnavailableError) as raised:
+    with debug_logs(), capture_logs() as logs, pytest.raises(RabbitMqUnavailableError) as raised:
         await broker.startup()
     text = str(raised.value)
     assert "amqp://guest:***@127.0.0.1:1/" in text
@@ -131,16 +126,16 @@ async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: N
 
 
 async def test_a_receive_rides_out_a_lost_connection_and_a_held_message_goes_back(
-    harness: Any, message: Callable[..., Any], proxy: EndpointProxy, debug_logs: None
+    harness: Any, proxy: EndpointProxy
 ) -> None:
     sender = await harness.broker()
     through_proxy = await harness.broker(
         url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", retry_attempts=20, retry_timeout=20
     )
-    await sender.kick(message("run-1:add"))
+    await sender.kick(step_message("run-1:add"))
     messages = Listener(through_proxy)
     held = await messages.receive()
-    with capture_logs() as logs:
+    with debug_logs(), capture_logs() as logs:
         proxy.kill()  # the held message's connection is gone: RabbitMQ requeues it
         waiting = asyncio.ensure_future(messages.receive())
         await asyncio.sleep(0.5)
