@@ -42,7 +42,7 @@ def test_stop_while_all_slots_are_busy(tmp_path: Path) -> None:
     store.ensure_pending(task)
     runner = BlockingRunner()
     worker = Worker(
-        broker, store, runner, WorkerOptions(concurrency=1, lease_seconds=30, grace_period=0.5)
+        broker, store, runner, WorkerOptions(concurrency=1, visibility_timeout=30, grace_period=0.5)
     )
 
     async def scenario() -> float:

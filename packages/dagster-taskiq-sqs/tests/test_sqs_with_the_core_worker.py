@@ -49,7 +49,7 @@ async def test_core_worker_runs_a_step_once_and_acks_after_recording_it(
     worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
     runner = CountingRunner(seconds=0.5)
     options = WorkerOptions(
-        concurrency=2, lease_seconds=30, heartbeat_interval=0.1, cancel_check_interval=60
+        concurrency=2, visibility_timeout=30, heartbeat_interval=0.1, cancel_check_interval=60
     )
     worker = Worker(worker_broker, store, runner, options)
     stop = asyncio.Event()
@@ -96,7 +96,7 @@ async def test_core_worker_gives_unfinished_steps_back_when_it_stops(
     worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
     runner = CountingRunner(seconds=30)
     options = WorkerOptions(
-        concurrency=2, lease_seconds=30, grace_period=0.2, cancel_check_interval=60
+        concurrency=2, visibility_timeout=30, grace_period=0.2, cancel_check_interval=60
     )
     worker = Worker(worker_broker, store, runner, options)
     stop = asyncio.Event()
@@ -129,7 +129,7 @@ async def test_a_worker_takes_as_many_messages_as_it_has_free_slots(
     worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
     assert worker_broker.settings.max_messages == 10
     runner = CountingRunner(seconds=30)
-    options = WorkerOptions(concurrency=3, lease_seconds=30, cancel_check_interval=60)
+    options = WorkerOptions(concurrency=3, visibility_timeout=30, cancel_check_interval=60)
     worker = Worker(worker_broker, store, runner, options)
     for n in range(5):
         task = _task(f"s{n}")

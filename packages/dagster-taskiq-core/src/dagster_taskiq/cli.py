@@ -165,7 +165,7 @@ def worker(
     broker = create_broker(backend, _parse_settings(broker_settings))
     options = WorkerOptions(
         concurrency=concurrency,
-        lease_seconds=visibility_timeout,
+        visibility_timeout=visibility_timeout,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
     )

@@ -98,7 +98,7 @@ class InProcessWorkers(WorkerThreads):
     ) -> None:
         workers = []
         for n in range(count):
-            opts = options or WorkerOptions(concurrency=2, lease_seconds=30)
+            opts = options or WorkerOptions(concurrency=2, visibility_timeout=30)
             opts = dataclasses.replace(opts, worker_id=f"test-worker-{n}")
             runner = runner_factory() if runner_factory else StepRunner(SHAPES_LOCATIONS)
             workers.append(Worker(broker_factory(), store, runner, opts))

@@ -165,7 +165,7 @@ class InProcessTaskIQ:
                 StepRunner(locations),
                 WorkerOptions(
                     concurrency=self.concurrency,
-                    lease_seconds=self.visibility_timeout,
+                    visibility_timeout=self.visibility_timeout,
                     worker_id=f"test-worker-{n}",
                 ),
             )

@@ -66,8 +66,9 @@ class WorkerOptions:
     """How a worker runs steps."""
 
     concurrency: int = max(1, os.cpu_count() or 1)
-    lease_seconds: float = 300.0
-    """The step lease and message visibility without a heartbeat (``taskiq_visibility_timeout``)."""
+    visibility_timeout: float = 300.0
+    """The step lease and message visibility without a heartbeat, seconds (the executor's
+    ``visibility_timeout``)."""
     heartbeat_interval: float | None = None
     """Seconds between heartbeats; default a third of the lease."""
     cancel_check_interval: float = 1.0
@@ -77,19 +78,22 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise DagsterTaskIQError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.lease_seconds <= 0:
-            raise DagsterTaskIQError(f"lease_seconds must be > 0, got {self.lease_seconds}")
+        if self.visibility_timeout <= 0:
+            raise DagsterTaskIQError(
+                f"visibility_timeout must be > 0, got {self.visibility_timeout}"
+            )
         if self.heartbeat_interval is not None and not (
-            0 < self.heartbeat_interval < self.lease_seconds
+            0 < self.heartbeat_interval < self.visibility_timeout
         ):
             raise DagsterTaskIQError(
-                f"heartbeat_interval must be in (0, lease_seconds={self.lease_seconds}), got "
+                f"heartbeat_interval must be in (0, visibility_timeout={self.visibility_timeout}), "
+                f"got "
                 f"{self.heartbeat_interval}"
             )
 
     @property
     def heartbeat_every(self) -> float:
-        return self.heartbeat_interval or self.lease_seconds / 3
+        return self.heartbeat_interval or self.visibility_timeout / 3
 
 
 class _Slot:
@@ -249,7 +253,10 @@ class Worker:
         owner = f"{self.options.worker_id}/{uuid.uuid4().hex[:8]}"
         claim_sent_at = time.monotonic()
         token = await self.store.claim(
-            task.idempotency_key, owner, self.options.lease_seconds, retry_number=task.retry_number
+            task.idempotency_key,
+            owner,
+            self.options.visibility_timeout,
+            retry_number=task.retry_number,
         )
         if token is None:
             record = await self.store.get(task.idempotency_key)
@@ -268,7 +275,7 @@ class Worker:
             run_id=task.run_id,
             step_key=task.step_key,
             token=token,
-            lease_seconds=self.options.lease_seconds,
+            lease_seconds=self.options.visibility_timeout,
             confirmed_at=claim_sent_at,
         )
         thread = StepThread(
@@ -383,7 +390,7 @@ class Worker:
         invisible from its receipt on) only once the step has run for ``TAKEOVER_AFTER``
         seconds: most steps are acked before, and cost no visibility request at all. The
         store lease needs no early beat: the claim has just set it."""
-        key, lease = active.task.idempotency_key, self.options.lease_seconds
+        key, lease = active.task.idempotency_key, self.options.visibility_timeout
         if active.control is not None:
             await asyncio.sleep(min(TAKEOVER_AFTER, self.options.heartbeat_every))
             try:
