@@ -100,7 +100,7 @@ def test_worker_names_the_installed_backends_for_an_unknown_one(tmp_path: Path) 
     assert result.exit_code != 0
     message = str(result.exception)
     assert "broker backend 'kafka' is not installed" in message
-    assert "installed backends: ['memory', 'nats', 'redis', 'sqs']" in message
+    assert "installed backends: ['memory', 'nats', 'rabbitmq', 'redis', 'sqs']" in message
 
 
 def test_broker_settings_must_be_key_value(tmp_path: Path) -> None:
