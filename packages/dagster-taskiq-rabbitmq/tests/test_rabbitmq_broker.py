@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import Any
 
 import pytest
@@ -148,3 +149,24 @@ async def test_a_receive_rides_out_a_lost_connection_and_a_held_message_goes_bac
     await received.ack()
     assert await harness.ready() == 0
     await messages.close()
+
+
+async def test_a_silent_consumer_loses_its_message_after_the_heartbeat_timeout(
+    harness: Any, proxy: EndpointProxy
+) -> None:
+    """The lease on RabbitMQ: a consumer whose connection falls silent (a paused process, a cut
+    network) for one to two heartbeat timeouts (``visibility_timeout``) has its connection
+    closed by RabbitMQ, which requeues what it held."""
+    silent = await harness.broker(
+        url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", visibility_timeout=1.0
+    )
+    await silent.kick(step_message("run-1:add"))
+    held = await Listener(silent).receive()
+    proxy.hold(re.compile(b"\\x08\\x00\\x00\\x00\\x00\\x00\\x00\\xce"))  # its next heartbeat
+    other = Listener(await harness.broker())
+    received = await other.receive()
+    assert received.data == held.data
+    assert control(harness.brokers[-1], received).receive_count == 2
+    await received.ack()
+    proxy.release()
+    await other.close()
