@@ -83,6 +83,11 @@ class BrokerUnderTest:
         self.brokers.append(broker)
         return broker
 
+    async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
+        """Messages the service still holds in the logical queue ``queue`` (or its dead
+        letters), delivered or not: an acked message is gone."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         for broker in self.brokers:
             try:
@@ -118,6 +123,12 @@ def _sqs_settings(endpoint_url: str | None, name: str, options: BrokerOptions) -
     )
 
 
+def _dead_letter_name(queue: str) -> str:
+    from dagster_taskiq_sqs.settings import dead_letter_queue_name  # noqa: PLC0415
+
+    return dead_letter_queue_name(queue)
+
+
 class MemoryStub(BrokerUnderTest):
     """``InMemorySqsBroker``: the SQS broker on the in-memory stub, one account per test."""
 
@@ -131,6 +142,10 @@ class MemoryStub(BrokerUnderTest):
 
     def route(self, queue: str) -> str:
         return f"{self.prefix}-{queue}.fifo"
+
+    async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
+        name = _dead_letter_name(self.route(queue)) if dead else self.route(queue)
+        return len(self.sqs.messages(name))
 
     def make(self, queue: str, options: BrokerOptions) -> AsyncBroker:
         from dagster_taskiq_testing.broker import InMemorySqsBroker  # noqa: PLC0415
@@ -150,6 +165,18 @@ class SqsOnMoto(BrokerUnderTest):
     def route(self, queue: str) -> str:
         return f"{self.prefix}-{queue}.fifo"
 
+    async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
+        from dagster_taskiq_testing.servers import boto3_client  # noqa: PLC0415
+
+        name = _dead_letter_name(self.route(queue)) if dead else self.route(queue)
+        client = boto3_client(self.endpoint_url)
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+        counts = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return sum(
+            int(counts[f"ApproximateNumberOf{kind}"])
+            for kind in ("Messages", "MessagesNotVisible", "MessagesDelayed")
+        )
+
     def make(self, queue: str, options: BrokerOptions) -> AsyncBroker:
         from dagster_taskiq_sqs import SqsAsyncBroker  # noqa: PLC0415
 
@@ -168,6 +195,15 @@ class RedisStreams(BrokerUnderTest):
             redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
         except Exception as exc:
             self._unreachable("Redis", REDIS_URL, exc)
+
+    async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
+        import redis  # noqa: PLC0415
+
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            return int(client.xlen(self.route(queue) + ("-dlq" if dead else "")))
+        finally:
+            client.close()
 
     def make(self, queue: str, options: BrokerOptions) -> AsyncBroker:
         from dagster_taskiq_redis import RedisBroker, RedisSettings  # noqa: PLC0415
@@ -212,6 +248,17 @@ class NatsJetStream(BrokerUnderTest):
 
     def _stream(self, queue: str) -> str:
         return f"{self.prefix}_{queue}".upper().replace("-", "_")
+
+    async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
+        import nats  # noqa: PLC0415
+
+        # A dead letter stays in the step stream until acked (the DLQ holds only advisories).
+        client = await nats.connect(NATS_URL)
+        try:
+            info = await client.jetstream().stream_info(self._stream(queue))
+            return int(info.state.messages)
+        finally:
+            await client.close()
 
     def make(self, queue: str, options: BrokerOptions) -> AsyncBroker:
         from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings  # noqa: PLC0415

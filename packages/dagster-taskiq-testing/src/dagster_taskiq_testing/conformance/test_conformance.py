@@ -56,7 +56,9 @@ async def test_send_receive_ack_and_the_message_is_gone(subject: BrokerUnderTest
     received = await messages.receive()
     assert received.data == b'{"x": 1}'
     assert control(broker, received).receive_count == 1
+    assert await subject.stored() == 1
     await ack(received)
+    assert await subject.stored() == 0
     await ack(received)  # acking twice is harmless
     assert isinstance(broker, SupportsMessageControl)
     assert broker.message_control(received) is None
@@ -94,7 +96,9 @@ async def test_release_redelivers_and_a_released_message_refuses_ack_and_extensi
         await ack(received)
     with pytest.raises(AckError, match="released"):
         await controlled.extend_lease(1.0)
-    again = await messages.receive()
+    assert isinstance(broker, SupportsMessageControl)
+    assert broker.message_control(received) is None
+    again = await messages.receive()  # at once, not after a timeout
     assert again.data == received.data
     assert control(broker, again).receive_count == 2
     await ack(again)
@@ -114,6 +118,7 @@ async def test_an_unacked_message_goes_to_another_consumer_after_the_visibility_
     assert again.data == taken.data
     assert control(second, again).receive_count == 2
     await ack(again)
+    assert await subject.stored() == 0
     await other.close()
 
 
@@ -183,6 +188,7 @@ async def test_a_message_delivered_max_deliveries_times_becomes_a_dead_letter(
     assert letter.body == b'{"poison": 1}'
     assert letter.receive_count == 2
     await letter.ack()
+    assert (await subject.stored(), await subject.stored(dead=True)) == (0, 0)
     await asyncio.sleep(1.5)  # past the visibility timeout: an acked letter does not come back
     assert await _no_dead_letters(executor)
     await messages.close()
@@ -190,16 +196,17 @@ async def test_a_message_delivered_max_deliveries_times_becomes_a_dead_letter(
 
 async def test_an_unacked_dead_letter_comes_back(subject: BrokerUnderTest) -> None:
     worker = await subject.broker(max_deliveries=1)
-    executor = await subject.broker(max_deliveries=1)
-    await executor.kick(message("run-1:poison"))
+    first, second = await subject.broker(max_deliveries=1), await subject.broker(max_deliveries=1)
+    await first.kick(message("run-1:poison"))
     messages = Listener(worker)
     received = await messages.receive()
     if not subject.redelivers_unacked:
         await control(worker, received).release()
     assert await messages.nothing_for(2.5)
-    [first] = await _dead_letters(executor)
-    [again] = await _dead_letters(executor)  # not acked: handed out again after its timeout
-    assert again.body == first.body
+    [letter] = await _dead_letters(first)
+    assert await _no_dead_letters(second)  # held by the first reader
+    [again] = await _dead_letters(second)  # not acked: handed out again after its timeout
+    assert (again.body, again.message_id) == (letter.body, letter.message_id)
     await again.ack()
     await messages.close()
 
@@ -219,6 +226,7 @@ async def test_an_identical_resend_is_dropped_and_new_attempts_are_not(
         bodies.append(received.data)
         await ack(received)
     assert sorted(bodies) == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+    assert await subject.stored() == 0
     assert await messages.nothing_for(1.0)
     await messages.close()
 
