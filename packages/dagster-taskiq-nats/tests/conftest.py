@@ -21,8 +21,8 @@ from nats.js.errors import NotFoundError
 from taskiq.message import BrokerMessage
 
 from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
-from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
-from dagster_taskiq_testing.broker_tests import step_message
+from dagster_taskiq_testing.broker_helpers import debug_logs as shared_debug_logs
+from dagster_taskiq_testing.broker_helpers import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 NATS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")

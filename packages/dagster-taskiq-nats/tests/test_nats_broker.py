@@ -21,7 +21,7 @@ from dagster_taskiq_nats import (
     NatsJetStreamBroker,
     NatsUnavailableError,
 )
-from dagster_taskiq_testing.broker_tests import Listener
+from dagster_taskiq_testing.broker_helpers import Listener
 from dagster_taskiq_testing.servers import EndpointProxy
 
 

@@ -26,7 +26,7 @@ from dagster_taskiq_rabbitmq import (
     RabbitMqUnavailableError,
     RecentSends,
 )
-from dagster_taskiq_testing.broker_tests import PATIENCE, Listener, debug_logs, step_message
+from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, debug_logs, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 

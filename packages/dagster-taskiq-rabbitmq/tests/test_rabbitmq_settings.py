@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dagster_taskiq_rabbitmq import RabbitMqSettings, RabbitMqSettingsError
-from dagster_taskiq_testing.broker_tests import assert_one_setting_problem
+from dagster_taskiq_testing.broker_helpers import assert_one_setting_problem
 
 
 def test_defaults() -> None:

@@ -17,8 +17,8 @@ import redis
 from taskiq.message import BrokerMessage
 
 from dagster_taskiq_redis import RedisBroker, RedisSettings
-from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
-from dagster_taskiq_testing.broker_tests import step_message
+from dagster_taskiq_testing.broker_helpers import debug_logs as shared_debug_logs
+from dagster_taskiq_testing.broker_helpers import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 REDIS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")

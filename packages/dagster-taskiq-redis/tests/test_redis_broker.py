@@ -20,7 +20,7 @@ from dagster_taskiq_redis import (
     RedisBroker,
     RedisUnavailableError,
 )
-from dagster_taskiq_testing.broker_tests import PATIENCE, Listener
+from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener
 from dagster_taskiq_testing.servers import EndpointProxy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dagster_taskiq_redis import RedisSettings, RedisSettingsError
-from dagster_taskiq_testing.broker_tests import assert_one_setting_problem
+from dagster_taskiq_testing.broker_helpers import assert_one_setting_problem
 
 
 def test_defaults() -> None:

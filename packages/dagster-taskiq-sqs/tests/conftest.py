@@ -29,7 +29,7 @@ from dagster_taskiq.messaging import (
 )
 from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings
 from dagster_taskiq_testing import FakeClock, InMemorySqs, InMemorySqsBroker
-from dagster_taskiq_testing.broker_tests import debug_logs as shared_debug_logs
+from dagster_taskiq_testing.broker_helpers import debug_logs as shared_debug_logs
 from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, SqsServer, boto3_client
 from dagster_taskiq_testing.servers._base import free_port
 

@@ -33,7 +33,7 @@ from dagster_taskiq_testing.servers import LocalStackServer, MotoServer, SqsServ
 from dagster_taskiq_testing.sqs import InMemorySqs
 
 # before the backends' tests import it: its assertions get pytest's detailed messages
-pytest.register_assert_rewrite("dagster_taskiq_testing.broker_tests")
+pytest.register_assert_rewrite("dagster_taskiq_testing.broker_helpers")
 
 if TYPE_CHECKING:
     from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ

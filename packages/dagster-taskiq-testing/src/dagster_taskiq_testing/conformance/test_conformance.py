@@ -21,7 +21,7 @@ from dagster_taskiq.messaging import (
     SupportsMessageControl,
     SupportsReceiveLimit,
 )
-from dagster_taskiq_testing.broker_tests import PATIENCE, Listener, step_message
+from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, step_message
 from dagster_taskiq_testing.conformance._adapters import BrokerUnderTest
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the broker backends' own tests (Redis, NATS): messages, listeners, logs.
+"""Helpers for broker tests (every backend's, and the conformance suite): messages, listeners, logs.
 
 ``step_message`` builds a step message with every dagster-taskiq label; ``Listener`` keeps one
 ``listen()`` generator and at most one receive in flight on it; ``debug_logs`` lets every level
