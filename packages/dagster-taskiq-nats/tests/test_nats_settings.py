@@ -21,6 +21,7 @@ def test_defaults() -> None:
 
 
 def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (the shared settings' own cases are the conformance suite's)
     monkeypatch.setenv("DAGSTER_TASKIQ_NATS_SERVERS", "nats://a:4222, nats://b:4222")
     monkeypatch.setenv("DAGSTER_TASKIQ_NATS_MAX_DELIVERIES", "3")
     monkeypatch.setenv("DAGSTER_TASKIQ_NATS_DEAD_LETTERS_ENABLED", "false")
@@ -40,24 +41,11 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ({"subject": "steps.>"}, "subject", "DAGSTER_TASKIQ_NATS_SUBJECT", "wildcards"),
         ({"storage": "disk"}, "storage", "DAGSTER_TASKIQ_NATS_STORAGE", "'file' or 'memory'"),
         (
-            {"visibility_timeout": 0},
-            "visibility_timeout",
-            "DAGSTER_TASKIQ_NATS_VISIBILITY_TIMEOUT",
-            "greater than 0",
-        ),
-        (
-            {"visibility_timeout": 3, "heartbeat_interval": 3},
-            "heartbeat_interval",
-            "DAGSTER_TASKIQ_NATS_HEARTBEAT_INTERVAL",
-            "shorter than visibility_timeout",
-        ),
-        (
             {"stream": "S", "dead_letter_stream": "S"},
             "dead_letter_stream",
             "DAGSTER_TASKIQ_NATS_DEAD_LETTER_STREAM",
             "differ",
         ),
-        ({"queue_name": "x"}, "queue_name", "no such setting", "Extra inputs"),
     ],
 )
 def test_invalid_values_name_the_setting_and_its_variable(

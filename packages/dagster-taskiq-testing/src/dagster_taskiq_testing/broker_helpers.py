@@ -120,4 +120,5 @@ def assert_one_setting_problem(
     [problem] = raised.value.problems  # type: ignore[attr-defined]
     assert (problem.field, problem.env_var) == (field, env_var)
     assert fragment in problem.message
-    assert f"{field} ({env_var})" in str(raised.value)
+    assert str(problem).startswith(f"{field} ({env_var}")  # every variable named, first first
+    assert str(problem) in str(raised.value)

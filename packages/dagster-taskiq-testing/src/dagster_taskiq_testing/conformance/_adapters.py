@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import pytest
 from taskiq import AsyncBroker
 
+from dagster_taskiq.brokers import BrokerSettings
+
 __all__ = ["ADAPTERS", "BrokerOptions", "BrokerUnderTest"]
 
 REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
@@ -62,6 +64,10 @@ class BrokerUnderTest:
     def route(self, queue: str) -> str:
         """The ``queue`` label value that sends a message to the logical queue ``queue``."""
         return f"{self.prefix}-{queue}"
+
+    def settings_class(self) -> type[BrokerSettings]:
+        """The backend's settings class (a ``BrokerSettings``)."""
+        raise NotImplementedError
 
     def make(self, queue: str, options: BrokerOptions) -> AsyncBroker:
         """A broker (not started) on the logical queue ``queue``: the backend's settings."""
@@ -143,6 +149,11 @@ class MemoryStub(BrokerUnderTest):
     def route(self, queue: str) -> str:
         return f"{self.prefix}-{queue}.fifo"
 
+    def settings_class(self) -> type[BrokerSettings]:
+        from dagster_taskiq_sqs import SqsSettings  # noqa: PLC0415
+
+        return SqsSettings
+
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         name = _dead_letter_name(self.route(queue)) if dead else self.route(queue)
         return len(self.sqs.messages(name))
@@ -164,6 +175,11 @@ class SqsOnMoto(BrokerUnderTest):
 
     def route(self, queue: str) -> str:
         return f"{self.prefix}-{queue}.fifo"
+
+    def settings_class(self) -> type[BrokerSettings]:
+        from dagster_taskiq_sqs import SqsSettings  # noqa: PLC0415
+
+        return SqsSettings
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         from dagster_taskiq_testing.servers import boto3_client  # noqa: PLC0415
@@ -195,6 +211,11 @@ class RedisStreams(BrokerUnderTest):
             redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
         except Exception as exc:
             self._unreachable("Redis", REDIS_URL, exc)
+
+    def settings_class(self) -> type[BrokerSettings]:
+        from dagster_taskiq_redis import RedisSettings  # noqa: PLC0415
+
+        return RedisSettings
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         import redis  # noqa: PLC0415
@@ -248,6 +269,11 @@ class NatsJetStream(BrokerUnderTest):
 
     def _stream(self, queue: str) -> str:
         return f"{self.prefix}_{queue}".upper().replace("-", "_")
+
+    def settings_class(self) -> type[BrokerSettings]:
+        from dagster_taskiq_nats import NatsSettings  # noqa: PLC0415
+
+        return NatsSettings
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         import nats  # noqa: PLC0415

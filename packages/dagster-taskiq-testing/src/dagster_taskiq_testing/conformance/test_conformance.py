@@ -21,7 +21,12 @@ from dagster_taskiq.messaging import (
     SupportsMessageControl,
     SupportsReceiveLimit,
 )
-from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, step_message
+from dagster_taskiq_testing.broker_helpers import (
+    PATIENCE,
+    Listener,
+    assert_one_setting_problem,
+    step_message,
+)
 from dagster_taskiq_testing.conformance._adapters import BrokerUnderTest
 
 
@@ -242,3 +247,47 @@ async def test_a_message_goes_to_the_queue_its_label_names(subject: BrokerUnderT
     assert await on_main.nothing_for(1.0)
     await on_main.close()
     await on_other.close()
+
+
+# --- the settings every backend shares (dagster_taskiq.brokers.BrokerSettings) ---------------
+
+SHARED_PROBLEMS = [
+    ({"visibility_timeout": 0}, "visibility_timeout", "greater than"),
+    ({"max_deliveries": 0}, "max_deliveries", "greater than or equal to 1"),
+    (
+        {"visibility_timeout": 3, "heartbeat_interval": 3},
+        "heartbeat_interval",
+        "shorter than visibility_timeout",
+    ),
+    ({"retry_initial_delay": 2, "retry_max_delay": 1}, "retry_max_delay", "at least retry_initial"),
+    ({"no_such_setting": 1}, "no_such_setting", "Extra inputs"),
+]
+
+
+@pytest.mark.parametrize(("values", "field", "fragment"), SHARED_PROBLEMS)
+def test_a_shared_settings_problem_names_the_field_and_its_variable(
+    subject: BrokerUnderTest, values: dict[str, object], field: str, fragment: str
+) -> None:
+    settings = subject.settings_class()
+    known = field in settings.model_fields
+    assert_one_setting_problem(
+        settings,
+        settings.settings_error,
+        values,
+        field=field,
+        env_var=settings.env_var(field) if known else "no such setting",
+        fragment=fragment,
+    )
+
+
+def test_the_shared_settings_come_from_the_environment(
+    subject: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = subject.settings_class()
+    monkeypatch.setenv(settings.env_var("max_deliveries"), "3")
+    monkeypatch.setenv(settings.env_var("dead_letters_enabled"), "false")
+    read = settings()
+    assert (read.max_deliveries, read.dead_letter_queue) == (3, None)
+    aliased = settings(taskiq_visibility_timeout=60)  # the one alias of visibility_timeout
+    assert (aliased.visibility_timeout, aliased.heartbeat_every) == (60, 20)
+    assert settings().delivery_policy().heartbeat_every == 100
