@@ -169,7 +169,7 @@ def conformance(session: nox.Session) -> None:
     session.run(
         "pytest",
         "packages/dagster-taskiq-testing/src/dagster_taskiq_testing/contract",
-        "--sqs-contract-backends=stub,moto,localstack",
+        "--sqs-contract-targets=stub,moto,localstack",
         "--sqs-require-servers",
         "--sqs-differential-examples=1000",
         "-p",

@@ -6,14 +6,14 @@ Fixtures:
 * ``sqs_server``: a real SQS server for the session (``--sqs-server=moto|localstack``), skipped
   with the reason when it cannot start; ``moto_sqs_server`` / ``localstack_sqs_server`` for one
   in particular;
-* ``sqs_backend``: a ``SqsBackend``, parametrised over ``--sqs-backends`` (default
-  ``stub,moto``), so a test taking it runs once per backend;
-* ``sqs_contract_backend``: the same over ``--sqs-contract-backends`` (default all three), used
+* ``sqs_target``: a ``SqsTarget``, parametrised over ``--sqs-targets`` (default
+  ``stub,moto``), so a test taking it runs once per target;
+* ``sqs_contract_target``: the same over ``--sqs-contract-targets`` (default all three), used
   by the contract suite in ``dagster_taskiq_testing.contract``;
 * ``dagster_taskiq``: a factory of ``InProcessTaskIQ`` harnesses that run your Dagster jobs
   through ``taskiq_executor`` on in-process workers over the stub (no network).
 
-Markers: ``sqs_deviation(backend, reason)`` turns into ``xfail(strict=True)`` on that backend
+Markers: ``sqs_deviation(target, reason)`` turns into ``xfail(strict=True)`` on that target
 only; ``sqs_fake_time(reason)`` skips the test on real servers (it needs minutes of real time).
 """
 
@@ -28,33 +28,33 @@ import pytest
 
 from dagster_taskiq_testing._clock import FakeClock
 from dagster_taskiq_testing._errors import ServerUnavailableError
-from dagster_taskiq_testing.backends import BACKEND_NAMES, LOCALSTACK, MOTO, STUB, SqsBackend
 from dagster_taskiq_testing.servers import LocalStackServer, MotoServer, SqsServer
 from dagster_taskiq_testing.sqs import InMemorySqs
+from dagster_taskiq_testing.sqs_targets import LOCALSTACK, MOTO, STUB, TARGET_NAMES, SqsTarget
 
-# before the backends' tests import it: its assertions get pytest's detailed messages
+# before the targets' tests import it: its assertions get pytest's detailed messages
 pytest.register_assert_rewrite("dagster_taskiq_testing.broker_helpers")
 
 if TYPE_CHECKING:
     from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ
 
-_BACKEND_FIXTURES = ("sqs_backend", "sqs_contract_backend")
+_BACKEND_FIXTURES = ("sqs_target", "sqs_contract_target")
 _MISSING: dict[str, str] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dagster-taskiq-testing", "SQS stub and servers")
     group.addoption(
-        "--sqs-backends",
+        "--sqs-targets",
         default=None,
-        help="backends the sqs_backend fixture runs over, comma-separated from "
-        "stub,moto,localstack (default: $DAGSTER_TASKIQ_SQS_BACKENDS or stub,moto)",
+        help="targets the sqs_target fixture runs over, comma-separated from "
+        "stub,moto,localstack (default: $DAGSTER_TASKIQ_SQS_TARGETS or stub,moto)",
     )
     group.addoption(
-        "--sqs-contract-backends",
+        "--sqs-contract-targets",
         default=None,
-        help="backends the contract suite runs over (default: "
-        "$DAGSTER_TASKIQ_SQS_CONTRACT_BACKENDS or stub,moto,localstack)",
+        help="targets the contract suite runs over (default: "
+        "$DAGSTER_TASKIQ_SQS_CONTRACT_TARGETS or stub,moto,localstack)",
     )
     group.addoption(
         "--sqs-server",
@@ -86,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sqs_deviation(backend, reason): xfail(strict=True) on that backend only"
+        "markers", "sqs_deviation(target, reason): xfail(strict=True) on that target only"
     )
     config.addinivalue_line(
         "markers", "sqs_fake_time(reason): needs the stub's fake clock; skipped on real servers"
@@ -95,27 +95,27 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "sqs_server: needs a real SQS server (moto or LocalStack), started by the tests"
     )
     for fixture in _BACKEND_FIXTURES:
-        backend_names(config, fixture)  # a typo in an option is a usage error, reported early
+        target_names(config, fixture)  # a typo in an option is a usage error, reported early
 
 
 def _names(config: pytest.Config, option: str, variable: str, default: str) -> list[str]:
     raw = config.getoption(option) or os.environ.get(variable) or default
     names = [name.strip() for name in raw.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(BACKEND_NAMES))
+    unknown = sorted(set(names) - set(TARGET_NAMES))
     if unknown:
-        raise pytest.UsageError(f"unknown SQS backends {unknown}; choose from {BACKEND_NAMES}")
+        raise pytest.UsageError(f"unknown SQS targets {unknown}; choose from {TARGET_NAMES}")
     return names
 
 
-def backend_names(config: pytest.Config, fixture: str) -> list[str]:
-    if fixture == "sqs_contract_backend":
+def target_names(config: pytest.Config, fixture: str) -> list[str]:
+    if fixture == "sqs_contract_target":
         return _names(
             config,
-            "--sqs-contract-backends",
-            "DAGSTER_TASKIQ_SQS_CONTRACT_BACKENDS",
-            ",".join(BACKEND_NAMES),
+            "--sqs-contract-targets",
+            "DAGSTER_TASKIQ_SQS_CONTRACT_TARGETS",
+            ",".join(TARGET_NAMES),
         )
-    return _names(config, "--sqs-backends", "DAGSTER_TASKIQ_SQS_BACKENDS", f"{STUB},{MOTO}")
+    return _names(config, "--sqs-targets", "DAGSTER_TASKIQ_SQS_TARGETS", f"{STUB},{MOTO}")
 
 
 def differential_examples(config: pytest.Config) -> int:
@@ -128,7 +128,7 @@ def differential_examples(config: pytest.Config) -> int:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture in _BACKEND_FIXTURES:
         if fixture in metafunc.fixturenames:
-            names = backend_names(metafunc.config, fixture)
+            names = target_names(metafunc.config, fixture)
             metafunc.parametrize(fixture, names, indirect=True, ids=names)
 
 
@@ -137,12 +137,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is None:
             continue
-        backend = next(
-            (callspec.params[f] for f in _BACKEND_FIXTURES if f in callspec.params), None
-        )
-        if backend is None:
+        target = next((callspec.params[f] for f in _BACKEND_FIXTURES if f in callspec.params), None)
+        if target is None:
             continue
-        if backend != STUB:
+        if target != STUB:
             item.add_marker(pytest.mark.sqs_server)
             for mark in item.iter_markers("sqs_fake_time"):
                 reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
@@ -150,10 +148,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for mark in item.iter_markers("sqs_deviation"):
             names = mark.args[0]
             targets = {names} if isinstance(names, str) else set(names)
-            if backend in targets:
+            if target in targets:
                 reason = mark.kwargs.get("reason") or (mark.args[1] if len(mark.args) > 1 else "")
                 item.add_marker(
-                    pytest.mark.xfail(strict=True, reason=f"{backend} deviates from AWS: {reason}")
+                    pytest.mark.xfail(strict=True, reason=f"{target} deviates from AWS: {reason}")
                 )
 
 
@@ -238,31 +236,31 @@ def dagster_taskiq(tmp_path: Path) -> Callable[..., InProcessTaskIQ]:
     return factory
 
 
-# -- backends ---------------------------------------------------------------------------------
+# -- targets ---------------------------------------------------------------------------------
 
 
-def _backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
+def _target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
     name: str = getattr(request, "param", STUB)
     if name == STUB:
-        backend = SqsBackend.for_stub()
+        target = SqsTarget.for_stub()
     else:
         server: Any = request.getfixturevalue(f"{name}_sqs_server")
-        backend = SqsBackend(name, endpoint_url=server.endpoint_url)
-    yield backend
-    backend.close()
+        target = SqsTarget(name, endpoint_url=server.endpoint_url)
+    yield target
+    target.close()
 
 
 @pytest.fixture
-def sqs_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
-    """One of ``--sqs-backends``: the test runs once per backend (stub and moto by default)."""
-    yield from _backend(request)
+def sqs_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
+    """One of ``--sqs-targets``: the test runs once per target (stub and moto by default)."""
+    yield from _target(request)
 
 
 @pytest.fixture
-def sqs_reference_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
+def sqs_reference_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
     """The real server the differential test compares the stub with: LocalStack where it can
-    be built and is among ``--sqs-contract-backends``, else moto."""
-    names = backend_names(request.config, "sqs_contract_backend")
+    be built and is among ``--sqs-contract-targets``, else moto."""
+    names = target_names(request.config, "sqs_contract_target")
     reasons: list[str] = []
     for name in (LOCALSTACK, MOTO):
         if name not in names:
@@ -272,14 +270,14 @@ def sqs_reference_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend
         except pytest.skip.Exception as exc:
             reasons.append(str(exc))
             continue
-        backend = SqsBackend(name, endpoint_url=server.endpoint_url)
-        yield backend
-        backend.close()
+        target = SqsTarget(name, endpoint_url=server.endpoint_url)
+        yield target
+        target.close()
         return
     pytest.skip("no real SQS server to compare the stub with: " + ("; ".join(reasons) or "none"))
 
 
 @pytest.fixture
-def sqs_contract_backend(request: pytest.FixtureRequest) -> Iterator[SqsBackend]:
-    """One of ``--sqs-contract-backends`` (stub, moto and LocalStack by default)."""
-    yield from _backend(request)
+def sqs_contract_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
+    """One of ``--sqs-contract-targets`` (stub, moto and LocalStack by default)."""
+    yield from _target(request)

@@ -1,12 +1,12 @@
-"""The contract tests take ``backend``: one of the backends the plugin parametrises over."""
+"""The contract tests take ``target``: one of the targets the plugin parametrises over."""
 
 from __future__ import annotations
 
 import pytest
 
-from dagster_taskiq_testing.backends import SqsBackend
+from dagster_taskiq_testing.sqs_targets import SqsTarget
 
 
 @pytest.fixture
-def backend(sqs_contract_backend: SqsBackend) -> SqsBackend:
-    return sqs_contract_backend
+def target(sqs_contract_target: SqsTarget) -> SqsTarget:
+    return sqs_contract_target

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from dagster_taskiq_testing.backends import SqsBackend
 from dagster_taskiq_testing.contract._differential import DifferentialMachine
 from dagster_taskiq_testing.pytest_plugin import differential_examples
+from dagster_taskiq_testing.sqs_targets import SqsTarget
 
 
 @pytest.mark.sqs_server
 def test_stub_and_real_server_agree(
-    sqs_reference_backend: SqsBackend, pytestconfig: pytest.Config
+    sqs_reference_target: SqsTarget, pytestconfig: pytest.Config
 ) -> None:
-    machine = type("Machine", (DifferentialMachine,), {"reference": sqs_reference_backend})
+    machine = type("Machine", (DifferentialMachine,), {"reference": sqs_reference_target})
     run_state_machine_as_test(
         machine,
         settings=settings(

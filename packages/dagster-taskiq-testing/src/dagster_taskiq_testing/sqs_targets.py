@@ -15,10 +15,10 @@ from dagster_taskiq_testing.sqs import InMemorySqs
 STUB = "stub"
 MOTO = "moto"
 LOCALSTACK = "localstack"
-BACKEND_NAMES = (STUB, MOTO, LOCALSTACK)
+TARGET_NAMES = (STUB, MOTO, LOCALSTACK)
 
 
-class SqsBackend:
+class SqsTarget:
     """A place SQS calls go: the stub (with a ``FakeClock``) or a real server's endpoint.
 
     ``client()`` makes a synchronous boto3-shaped client, ``async_client()`` an async one;
@@ -45,10 +45,10 @@ class SqsBackend:
         self._clients: list[Any] = []
 
     def __repr__(self) -> str:
-        return f"SqsBackend({self.name!r})"
+        return f"SqsTarget({self.name!r})"
 
     @classmethod
-    def for_stub(cls, stub: InMemorySqs | None = None) -> SqsBackend:
+    def for_stub(cls, stub: InMemorySqs | None = None) -> SqsTarget:
         clock = FakeClock()
         return cls(STUB, stub=stub or InMemorySqs(clock=clock), clock=clock)
 
@@ -73,7 +73,7 @@ class SqsBackend:
 
     @contextlib.asynccontextmanager
     async def async_client(self) -> AsyncIterator[Any]:
-        """``async with backend.async_client() as sqs``: the stub's, or aiobotocore's."""
+        """``async with target.async_client() as sqs``: the stub's, or aiobotocore's."""
         if self.stub is not None:
             async with self.stub.async_client() as stub_client:
                 yield stub_client
