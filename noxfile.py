@@ -161,7 +161,7 @@ def wheels(session: nox.Session) -> None:
 
 
 @nox.session
-def conformance(session: nox.Session) -> None:
+def contract(session: nox.Session) -> None:
     """The SQS contract suite on the stub, moto and LocalStack; 1,000 differential examples."""
     _sync(session)
     # Build (or reuse) LocalStack's own virtualenv first, so a build failure is loud here.
