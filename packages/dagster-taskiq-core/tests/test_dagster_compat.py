@@ -99,6 +99,7 @@ def test_core_never_imports_the_backend_packages() -> None:
             "dagster_taskiq_sqs",
             "dagster_taskiq_redis",
             "dagster_taskiq_nats",
+            "dagster_taskiq_rabbitmq",
             "dagster_taskiq_testing",
         ):
             assert package not in text, path

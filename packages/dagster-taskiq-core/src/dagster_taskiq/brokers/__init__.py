@@ -1,6 +1,6 @@
 """The base of every broker backend: deliveries, their states, leases, heartbeats, dead letters.
 
-A backend (``dagster_taskiq_sqs``, ``dagster_taskiq_redis``, ``dagster_taskiq_nats``) subclasses
+A backend (the sqs, redis, nats and rabbitmq packages) subclasses
 :class:`BrokerBase` and its TaskIQ library's broker and writes only its transport; the backends
 are found by name through the ``dagster_taskiq.brokers`` entry points
 (:mod:`dagster_taskiq.backends`).
