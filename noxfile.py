@@ -169,7 +169,7 @@ def contract(session: nox.Session) -> None:
     session.run(
         "pytest",
         "packages/dagster-taskiq-testing/src/dagster_taskiq_testing/contract",
-        "--sqs-contract-targets=stub,moto,localstack",
+        "--sqs-contract-emulators=stub,moto,localstack",
         "--sqs-require-servers",
         "--sqs-differential-examples=1000",
         "-p",

@@ -28,7 +28,7 @@ def test_both_backends_are_registered() -> None:
     assert {"sqs", "memory"} <= set(available_backends())
 
 
-def test_sqs_target_builds_the_broker_from_settings_and_environment(
+def test_sqs_backend_builds_the_broker_from_settings_and_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DAGSTER_TASKIQ_SQS_REGION", "eu-west-1")
@@ -39,7 +39,7 @@ def test_sqs_target_builds_the_broker_from_settings_and_environment(
     assert broker.settings.region == "eu-west-1"
 
 
-def test_sqs_target_refuses_invalid_settings_with_their_names() -> None:
+def test_sqs_backend_refuses_invalid_settings_with_their_names() -> None:
     with pytest.raises(SqsSettingsError, match=r"max_messages \(DAGSTER_TASKIQ_SQS_MAX_MESSAGES\)"):
         create_broker("sqs", {"max_messages": 50})
 

@@ -13,11 +13,11 @@ QUIET = ("-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=fun
 def test_user_test_runs_against_stub_and_moto(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
-        from dagster_taskiq_testing.sqs_targets import SqsTarget
+        from dagster_taskiq_testing.sqs_emulators import SqsEmulator
 
-        def test_round_trip(sqs_target: SqsTarget) -> None:
-            sqs = sqs_target.client()
-            url = sqs_target.create_queue("jobs")
+        def test_round_trip(sqs_emulator: SqsEmulator) -> None:
+            sqs = sqs_emulator.client()
+            url = sqs_emulator.create_queue("jobs")
             sqs.send_message(QueueUrl=url, MessageBody="hello")
             [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
             assert message["Body"] == "hello"
@@ -46,8 +46,8 @@ def test_deviation_marker_is_a_strict_xfail_on_that_backend_only(
         import pytest
 
         @pytest.mark.sqs_deviation("moto", reason="moto differs")
-        def test_only_the_stub_passes(sqs_target) -> None:
-            assert sqs_target.is_stub
+        def test_only_the_stub_passes(sqs_emulator) -> None:
+            assert sqs_emulator.is_stub
         """
     )
     result = pytester.runpytest_inprocess(*QUIET)
@@ -55,8 +55,8 @@ def test_deviation_marker_is_a_strict_xfail_on_that_backend_only(
 
 
 def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_x(sqs_target) -> None:\n    pass\n")
-    result = pytester.runpytest_inprocess(*QUIET, "--sqs-targets=stub,nope")
+    pytester.makepyfile("def test_x(sqs_emulator) -> None:\n    pass\n")
+    result = pytester.runpytest_inprocess(*QUIET, "--sqs-emulators=stub,nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 

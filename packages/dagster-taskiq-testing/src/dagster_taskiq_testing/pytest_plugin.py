@@ -6,14 +6,14 @@ Fixtures:
 * ``sqs_server``: a real SQS server for the session (``--sqs-server=moto|localstack``), skipped
   with the reason when it cannot start; ``moto_sqs_server`` / ``localstack_sqs_server`` for one
   in particular;
-* ``sqs_target``: a ``SqsTarget``, parametrised over ``--sqs-targets`` (default
-  ``stub,moto``), so a test taking it runs once per target;
-* ``sqs_contract_target``: the same over ``--sqs-contract-targets`` (default all three), used
+* ``sqs_emulator``: a ``SqsEmulator``, parametrised over ``--sqs-emulators`` (default
+  ``stub,moto``), so a test taking it runs once per emulator;
+* ``sqs_contract_emulator``: the same over ``--sqs-contract-emulators`` (default all three), used
   by the contract suite in ``dagster_taskiq_testing.contract``;
 * ``dagster_taskiq``: a factory of ``InProcessTaskIQ`` harnesses that run your Dagster jobs
   through ``taskiq_executor`` on in-process workers over the stub (no network).
 
-Markers: ``sqs_deviation(target, reason)`` turns into ``xfail(strict=True)`` on that target
+Markers: ``sqs_deviation(emulator, reason)`` turns into ``xfail(strict=True)`` on that emulator
 only; ``sqs_fake_time(reason)`` skips the test on real servers (it needs minutes of real time).
 """
 
@@ -30,31 +30,31 @@ from dagster_taskiq_testing._clock import FakeClock
 from dagster_taskiq_testing._errors import ServerUnavailableError
 from dagster_taskiq_testing.servers import LocalStackServer, MotoServer, SqsServer
 from dagster_taskiq_testing.sqs import InMemorySqs
-from dagster_taskiq_testing.sqs_targets import LOCALSTACK, MOTO, STUB, TARGET_NAMES, SqsTarget
+from dagster_taskiq_testing.sqs_emulators import EMULATOR_NAMES, LOCALSTACK, MOTO, STUB, SqsEmulator
 
-# before the targets' tests import it: its assertions get pytest's detailed messages
+# before the broker backends' tests import it: its assertions get pytest's detailed messages
 pytest.register_assert_rewrite("dagster_taskiq_testing.broker_helpers")
 
 if TYPE_CHECKING:
     from dagster_taskiq_testing.dagster_harness import InProcessTaskIQ
 
-_BACKEND_FIXTURES = ("sqs_target", "sqs_contract_target")
+_EMULATOR_FIXTURES = ("sqs_emulator", "sqs_contract_emulator")
 _MISSING: dict[str, str] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dagster-taskiq-testing", "SQS stub and servers")
     group.addoption(
-        "--sqs-targets",
+        "--sqs-emulators",
         default=None,
-        help="targets the sqs_target fixture runs over, comma-separated from "
-        "stub,moto,localstack (default: $DAGSTER_TASKIQ_SQS_TARGETS or stub,moto)",
+        help="emulators the sqs_emulator fixture runs over, comma-separated from "
+        "stub,moto,localstack (default: $DAGSTER_TASKIQ_SQS_EMULATORS or stub,moto)",
     )
     group.addoption(
-        "--sqs-contract-targets",
+        "--sqs-contract-emulators",
         default=None,
-        help="targets the contract suite runs over (default: "
-        "$DAGSTER_TASKIQ_SQS_CONTRACT_TARGETS or stub,moto,localstack)",
+        help="emulators the contract suite runs over (default: "
+        "$DAGSTER_TASKIQ_SQS_CONTRACT_EMULATORS or stub,moto,localstack)",
     )
     group.addoption(
         "--sqs-server",
@@ -86,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sqs_deviation(target, reason): xfail(strict=True) on that target only"
+        "markers", "sqs_deviation(emulator, reason): xfail(strict=True) on that emulator only"
     )
     config.addinivalue_line(
         "markers", "sqs_fake_time(reason): needs the stub's fake clock; skipped on real servers"
@@ -94,28 +94,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sqs_server: needs a real SQS server (moto or LocalStack), started by the tests"
     )
-    for fixture in _BACKEND_FIXTURES:
-        target_names(config, fixture)  # a typo in an option is a usage error, reported early
+    for fixture in _EMULATOR_FIXTURES:
+        emulator_names(config, fixture)  # a typo in an option is a usage error, reported early
 
 
 def _names(config: pytest.Config, option: str, variable: str, default: str) -> list[str]:
     raw = config.getoption(option) or os.environ.get(variable) or default
     names = [name.strip() for name in raw.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(TARGET_NAMES))
+    unknown = sorted(set(names) - set(EMULATOR_NAMES))
     if unknown:
-        raise pytest.UsageError(f"unknown SQS targets {unknown}; choose from {TARGET_NAMES}")
+        raise pytest.UsageError(f"unknown SQS emulators {unknown}; choose from {EMULATOR_NAMES}")
     return names
 
 
-def target_names(config: pytest.Config, fixture: str) -> list[str]:
-    if fixture == "sqs_contract_target":
+def emulator_names(config: pytest.Config, fixture: str) -> list[str]:
+    if fixture == "sqs_contract_emulator":
         return _names(
             config,
-            "--sqs-contract-targets",
-            "DAGSTER_TASKIQ_SQS_CONTRACT_TARGETS",
-            ",".join(TARGET_NAMES),
+            "--sqs-contract-emulators",
+            "DAGSTER_TASKIQ_SQS_CONTRACT_EMULATORS",
+            ",".join(EMULATOR_NAMES),
         )
-    return _names(config, "--sqs-targets", "DAGSTER_TASKIQ_SQS_TARGETS", f"{STUB},{MOTO}")
+    return _names(config, "--sqs-emulators", "DAGSTER_TASKIQ_SQS_EMULATORS", f"{STUB},{MOTO}")
 
 
 def differential_examples(config: pytest.Config) -> int:
@@ -126,9 +126,9 @@ def differential_examples(config: pytest.Config) -> int:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for fixture in _BACKEND_FIXTURES:
+    for fixture in _EMULATOR_FIXTURES:
         if fixture in metafunc.fixturenames:
-            names = target_names(metafunc.config, fixture)
+            names = emulator_names(metafunc.config, fixture)
             metafunc.parametrize(fixture, names, indirect=True, ids=names)
 
 
@@ -137,21 +137,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is None:
             continue
-        target = next((callspec.params[f] for f in _BACKEND_FIXTURES if f in callspec.params), None)
-        if target is None:
+        emulator = next(
+            (callspec.params[f] for f in _EMULATOR_FIXTURES if f in callspec.params), None
+        )
+        if emulator is None:
             continue
-        if target != STUB:
+        if emulator != STUB:
             item.add_marker(pytest.mark.sqs_server)
             for mark in item.iter_markers("sqs_fake_time"):
                 reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
                 item.add_marker(pytest.mark.skip(reason=f"needs the stub's fake clock: {reason}"))
         for mark in item.iter_markers("sqs_deviation"):
             names = mark.args[0]
-            targets = {names} if isinstance(names, str) else set(names)
-            if target in targets:
+            emulators = {names} if isinstance(names, str) else set(names)
+            if emulator in emulators:
                 reason = mark.kwargs.get("reason") or (mark.args[1] if len(mark.args) > 1 else "")
                 item.add_marker(
-                    pytest.mark.xfail(strict=True, reason=f"{target} deviates from AWS: {reason}")
+                    pytest.mark.xfail(strict=True, reason=f"{emulator} deviates from AWS: {reason}")
                 )
 
 
@@ -236,31 +238,31 @@ def dagster_taskiq(tmp_path: Path) -> Callable[..., InProcessTaskIQ]:
     return factory
 
 
-# -- targets ---------------------------------------------------------------------------------
+# -- emulators ---------------------------------------------------------------------------------
 
 
-def _target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
+def _emulator(request: pytest.FixtureRequest) -> Iterator[SqsEmulator]:
     name: str = getattr(request, "param", STUB)
     if name == STUB:
-        target = SqsTarget.for_stub()
+        emulator = SqsEmulator.for_stub()
     else:
         server: Any = request.getfixturevalue(f"{name}_sqs_server")
-        target = SqsTarget(name, endpoint_url=server.endpoint_url)
-    yield target
-    target.close()
+        emulator = SqsEmulator(name, endpoint_url=server.endpoint_url)
+    yield emulator
+    emulator.close()
 
 
 @pytest.fixture
-def sqs_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
-    """One of ``--sqs-targets``: the test runs once per target (stub and moto by default)."""
-    yield from _target(request)
+def sqs_emulator(request: pytest.FixtureRequest) -> Iterator[SqsEmulator]:
+    """One of ``--sqs-emulators``: the test runs once per emulator (stub and moto by default)."""
+    yield from _emulator(request)
 
 
 @pytest.fixture
-def sqs_reference_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
+def sqs_reference_emulator(request: pytest.FixtureRequest) -> Iterator[SqsEmulator]:
     """The real server the differential test compares the stub with: LocalStack where it can
-    be built and is among ``--sqs-contract-targets``, else moto."""
-    names = target_names(request.config, "sqs_contract_target")
+    be built and is among ``--sqs-contract-emulators``, else moto."""
+    names = emulator_names(request.config, "sqs_contract_emulator")
     reasons: list[str] = []
     for name in (LOCALSTACK, MOTO):
         if name not in names:
@@ -270,14 +272,14 @@ def sqs_reference_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
         except pytest.skip.Exception as exc:
             reasons.append(str(exc))
             continue
-        target = SqsTarget(name, endpoint_url=server.endpoint_url)
-        yield target
-        target.close()
+        emulator = SqsEmulator(name, endpoint_url=server.endpoint_url)
+        yield emulator
+        emulator.close()
         return
     pytest.skip("no real SQS server to compare the stub with: " + ("; ".join(reasons) or "none"))
 
 
 @pytest.fixture
-def sqs_contract_target(request: pytest.FixtureRequest) -> Iterator[SqsTarget]:
-    """One of ``--sqs-contract-targets`` (stub, moto and LocalStack by default)."""
-    yield from _target(request)
+def sqs_contract_emulator(request: pytest.FixtureRequest) -> Iterator[SqsEmulator]:
+    """One of ``--sqs-contract-emulators`` (stub, moto and LocalStack by default)."""
+    yield from _emulator(request)

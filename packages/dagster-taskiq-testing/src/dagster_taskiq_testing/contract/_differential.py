@@ -1,7 +1,7 @@
 """A Hypothesis state machine that drives the stub and a real server with the same SQS calls.
 
 Results are compared after normalising what legitimately differs: message ids (mapped to the
-order in which each target first returned them), receipt handles, timestamps and sequence
+order in which each emulator first returned them), receipt handles, timestamps and sequence
 numbers. Known deviations of the reference server are not generated (see ``Reference``).
 """
 
@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped,unuse
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from dagster_taskiq_testing.sqs_targets import MOTO, SqsTarget
+from dagster_taskiq_testing.sqs_emulators import MOTO, SqsEmulator
 
 GROUPS = ("g0", "g1", "g2")
 BODIES = ("alpha", "beta", "gamma", "delta")
@@ -25,9 +25,9 @@ MAX_FIFO_MESSAGES = 10
 
 @dataclass
 class Side:
-    """One target's client, queue URLs and message-id mapping."""
+    """One emulator's client, queue URLs and message-id mapping."""
 
-    target: SqsTarget
+    emulator: SqsEmulator
     client: Any
     fifo_url: str = ""
     standard_url: str = ""
@@ -47,12 +47,12 @@ def _outcome(side: Side, method: str, **params: Any) -> tuple[str, Any]:
 class DifferentialMachine(RuleBasedStateMachine):
     """Same calls, same observable results, on the stub and on ``reference``."""
 
-    reference: SqsTarget
+    reference: SqsEmulator
 
     def __init__(self) -> None:
         super().__init__()
-        self.stub = Side(SqsTarget.for_stub(), None)
-        self.stub.client = self.stub.target.client()
+        self.stub = Side(SqsEmulator.for_stub(), None)
+        self.stub.client = self.stub.emulator.client()
         self.real = Side(self.reference, self.reference.client())
         self.dedup_counter = 0
         # canonical message id -> (stub handle, real handle, fifo?, group) of its latest receive
@@ -61,7 +61,7 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     @initialize()
     def create_queues(self) -> None:
-        base = self.real.target.queue_name("diff")
+        base = self.real.emulator.queue_name("diff")
         for side in (self.stub, self.real):
             side.fifo_url = side.client.create_queue(
                 QueueName=f"{base}.fifo", Attributes={"FifoQueue": "true"}
@@ -74,7 +74,7 @@ class DifferentialMachine(RuleBasedStateMachine):
                 if url:
                     with contextlib.suppress(ClientError):
                         side.client.delete_queue(QueueUrl=url)
-        self.stub.target.close()
+        self.stub.emulator.close()
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         return stub_out[1], real_out[1]
 
     def _dedup_id(self, requested: str) -> str:
-        if self.real.target.name == MOTO:
+        if self.real.emulator.name == MOTO:
             # moto forgets deduplication ids of deleted messages and answers a duplicate with
             # a new MessageId: never repeat an id against it.
             self.dedup_counter += 1
@@ -108,7 +108,7 @@ class DifferentialMachine(RuleBasedStateMachine):
     # -- rules ------------------------------------------------------------------------------
 
     def _fifo_live(self) -> int:
-        stub = self.stub.target.stub
+        stub = self.stub.emulator.stub
         assert stub is not None
         return len(stub.messages(self.stub.fifo_url)) if self.stub.fifo_url else 0
 
@@ -178,7 +178,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         # Always 10, with at most 10 messages in a queue: every available message comes back.
         # Which group a smaller receive picks is not specified (AWS fills from one group
         # first, moto goes by its own order), nor which messages of a standard queue.
-        if fifo and visibility == 0 and self.real.target.name == MOTO:
+        if fifo and visibility == 0 and self.real.emulator.name == MOTO:
             # moto skips the head of a group received with VisibilityTimeout=0 on the next
             # receive, breaking the order within the group; not generated against moto.
             visibility = None

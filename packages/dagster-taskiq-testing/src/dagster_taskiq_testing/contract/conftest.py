@@ -1,12 +1,12 @@
-"""The contract tests take ``target``: one of the targets the plugin parametrises over."""
+"""The contract tests take ``emulator``: one of the emulators the plugin parametrises over."""
 
 from __future__ import annotations
 
 import pytest
 
-from dagster_taskiq_testing.sqs_targets import SqsTarget
+from dagster_taskiq_testing.sqs_emulators import SqsEmulator
 
 
 @pytest.fixture
-def target(sqs_contract_target: SqsTarget) -> SqsTarget:
-    return sqs_contract_target
+def emulator(sqs_contract_emulator: SqsEmulator) -> SqsEmulator:
+    return sqs_contract_emulator

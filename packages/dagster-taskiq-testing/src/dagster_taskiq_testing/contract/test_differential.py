@@ -12,14 +12,14 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from dagster_taskiq_testing.contract._differential import DifferentialMachine
 from dagster_taskiq_testing.pytest_plugin import differential_examples
-from dagster_taskiq_testing.sqs_targets import SqsTarget
+from dagster_taskiq_testing.sqs_emulators import SqsEmulator
 
 
 @pytest.mark.sqs_server
 def test_stub_and_real_server_agree(
-    sqs_reference_target: SqsTarget, pytestconfig: pytest.Config
+    sqs_reference_emulator: SqsEmulator, pytestconfig: pytest.Config
 ) -> None:
-    machine = type("Machine", (DifferentialMachine,), {"reference": sqs_reference_target})
+    machine = type("Machine", (DifferentialMachine,), {"reference": sqs_reference_emulator})
     run_state_machine_as_test(
         machine,
         settings=settings(

@@ -15,7 +15,7 @@ from dagster_taskiq_testing.contract._helpers import (
     AWS_SEQUENCE_NUMBER,
     error_code,
 )
-from dagster_taskiq_testing.sqs_targets import LOCALSTACK, MOTO, SqsTarget
+from dagster_taskiq_testing.sqs_emulators import LOCALSTACK, MOTO, SqsEmulator
 
 
 def _send(sqs: Any, url: str, body: str, group: str, dedup: str | None = None) -> dict[str, Any]:
@@ -32,16 +32,16 @@ def _bodies(response: dict[str, Any]) -> list[str]:
     return [m["Body"] for m in response.get("Messages", [])]
 
 
-def test_fifo_queue_name_must_end_in_fifo(target: SqsTarget) -> None:
-    sqs = target.client()
+def test_fifo_queue_name_must_end_in_fifo(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
     with pytest.raises(ClientError) as excinfo:
-        sqs.create_queue(QueueName=target.queue_name("nofifo"), Attributes={"FifoQueue": "true"})
+        sqs.create_queue(QueueName=emulator.queue_name("nofifo"), Attributes={"FifoQueue": "true"})
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
-def test_fifo_queue_reports_its_attributes(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue(
+def test_fifo_queue_reports_its_attributes(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue(
         "attrs",
         fifo=True,
         ContentBasedDeduplication="true",
@@ -55,9 +55,9 @@ def test_fifo_queue_reports_its_attributes(target: SqsTarget) -> None:
     assert attributes["FifoThroughputLimit"] == "perMessageGroupId"
 
 
-def test_messages_of_a_group_arrive_in_order(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("order", fifo=True)
+def test_messages_of_a_group_arrive_in_order(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("order", fifo=True)
     for i in range(5):
         _send(sqs, url, f"m{i}", "g")
     seen: list[str] = []
@@ -68,9 +68,9 @@ def test_messages_of_a_group_arrive_in_order(target: SqsTarget) -> None:
     assert seen == [f"m{i}" for i in range(5)]
 
 
-def test_a_group_is_blocked_while_one_of_its_messages_is_in_flight(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("blocked", fifo=True)
+def test_a_group_is_blocked_while_one_of_its_messages_is_in_flight(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("blocked", fifo=True)
     _send(sqs, url, "a1", "a")
     _send(sqs, url, "a2", "a")
     first = sqs.receive_message(QueueUrl=url)["Messages"]
@@ -80,9 +80,9 @@ def test_a_group_is_blocked_while_one_of_its_messages_is_in_flight(target: SqsTa
     assert _bodies(sqs.receive_message(QueueUrl=url)) == ["a2"]
 
 
-def test_other_groups_are_not_blocked(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("groups", fifo=True)
+def test_other_groups_are_not_blocked(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("groups", fifo=True)
     _send(sqs, url, "a1", "a")
     _send(sqs, url, "a2", "a")
     _send(sqs, url, "b1", "b")
@@ -91,10 +91,10 @@ def test_other_groups_are_not_blocked(target: SqsTarget) -> None:
 
 
 def test_a_released_message_is_redelivered_before_the_rest_of_its_group(
-    target: SqsTarget,
+    emulator: SqsEmulator,
 ) -> None:
-    sqs = target.client()
-    url = target.create_queue("release-order", fifo=True)
+    sqs = emulator.client()
+    url = emulator.create_queue("release-order", fifo=True)
     _send(sqs, url, "a1", "a")
     _send(sqs, url, "a2", "a")
     handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
@@ -102,19 +102,19 @@ def test_a_released_message_is_redelivered_before_the_rest_of_its_group(
     assert _bodies(sqs.receive_message(QueueUrl=url)) == ["a1"]
 
 
-def test_visibility_timeout_unblocks_the_group(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("unblock", fifo=True, VisibilityTimeout=1)
+def test_visibility_timeout_unblocks_the_group(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("unblock", fifo=True, VisibilityTimeout=1)
     _send(sqs, url, "a1", "a")
     _send(sqs, url, "a2", "a")
     assert _bodies(sqs.receive_message(QueueUrl=url)) == ["a1"]
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert _bodies(sqs.receive_message(QueueUrl=url)) == ["a1"]
 
 
-def test_duplicate_is_accepted_but_not_delivered(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("dedup", fifo=True)
+def test_duplicate_is_accepted_but_not_delivered(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("dedup", fifo=True)
     _send(sqs, url, "one", "g", dedup="d")
     _send(sqs, url, "two", "g", dedup="d")
     message = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
@@ -124,18 +124,18 @@ def test_duplicate_is_accepted_but_not_delivered(target: SqsTarget) -> None:
 
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_DEDUP)
-def test_duplicate_send_returns_the_original_message_id(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("dedup-id", fifo=True)
+def test_duplicate_send_returns_the_original_message_id(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("dedup-id", fifo=True)
     first = _send(sqs, url, "one", "g", dedup="d")
     second = _send(sqs, url, "two", "g", dedup="d")
     assert second["MessageId"] == first["MessageId"]
 
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_DEDUP)
-def test_deduplication_outlives_the_deletion_of_the_message(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("dedup-deleted", fifo=True)
+def test_deduplication_outlives_the_deletion_of_the_message(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("dedup-deleted", fifo=True)
     _send(sqs, url, "one", "g", dedup="d")
     message = sqs.receive_message(QueueUrl=url)["Messages"][0]
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
@@ -144,23 +144,23 @@ def test_deduplication_outlives_the_deletion_of_the_message(target: SqsTarget) -
 
 
 @pytest.mark.sqs_fake_time("waits out the 5-minute deduplication interval")
-def test_deduplication_window_is_five_minutes(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("dedup-window", fifo=True)
+def test_deduplication_window_is_five_minutes(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("dedup-window", fifo=True)
     _send(sqs, url, "one", "g", dedup="d")
     message = sqs.receive_message(QueueUrl=url)["Messages"][0]
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    target.pass_time(299)
+    emulator.pass_time(299)
     _send(sqs, url, "within", "g", dedup="d")
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
-    target.pass_time(2)
+    emulator.pass_time(2)
     _send(sqs, url, "after", "g", dedup="d")
     assert _bodies(sqs.receive_message(QueueUrl=url)) == ["after"]
 
 
-def test_content_based_deduplication_uses_the_sha256_of_the_body(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("content", fifo=True, ContentBasedDeduplication="true")
+def test_content_based_deduplication_uses_the_sha256_of_the_body(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("content", fifo=True, ContentBasedDeduplication="true")
     sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
     sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
     sqs.send_message(QueueUrl=url, MessageBody="other", MessageGroupId="g")
@@ -172,18 +172,18 @@ def test_content_based_deduplication_uses_the_sha256_of_the_body(target: SqsTarg
 
 
 def test_fifo_send_without_deduplication_id_needs_content_based_deduplication(
-    target: SqsTarget,
+    emulator: SqsEmulator,
 ) -> None:
-    sqs = target.client()
-    url = target.create_queue("no-dedup", fifo=True)
+    sqs = emulator.client()
+    url = emulator.create_queue("no-dedup", fifo=True)
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message(QueueUrl=url, MessageBody="m", MessageGroupId="g")
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
-def test_fifo_send_without_group_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("no-group", fifo=True)
+def test_fifo_send_without_group_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("no-group", fifo=True)
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message(QueueUrl=url, MessageBody="m", MessageDeduplicationId="d")
     assert error_code(excinfo) == "MissingParameter"
@@ -191,9 +191,9 @@ def test_fifo_send_without_group_is_rejected(target: SqsTarget) -> None:
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_DEDUP_SCOPE)
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_DEDUP_SCOPE)
-def test_message_group_deduplication_scope(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue(
+def test_message_group_deduplication_scope(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue(
         "scope",
         fifo=True,
         DeduplicationScope="messageGroup",
@@ -206,17 +206,17 @@ def test_message_group_deduplication_scope(target: SqsTarget) -> None:
     assert bodies == ["a", "b"]
 
 
-def test_queue_deduplication_scope_spans_groups(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("scope-queue", fifo=True, DeduplicationScope="queue")
+def test_queue_deduplication_scope_spans_groups(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("scope-queue", fifo=True, DeduplicationScope="queue")
     _send(sqs, url, "a", "g1", dedup="d")
     _send(sqs, url, "b", "g2", dedup="d")
     assert _bodies(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)) == ["a"]
 
 
-def test_per_message_delay_is_rejected_on_fifo(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("fifo-delay", fifo=True)
+def test_per_message_delay_is_rejected_on_fifo(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("fifo-delay", fifo=True)
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message(
             QueueUrl=url,
@@ -229,9 +229,9 @@ def test_per_message_delay_is_rejected_on_fifo(target: SqsTarget) -> None:
 
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_SEQUENCE_NUMBER)
-def test_sequence_numbers_increase_within_a_group(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("seq", fifo=True)
+def test_sequence_numbers_increase_within_a_group(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("seq", fifo=True)
     # Twelve sends: random numbers (moto) come out increasing with odds of 1 in 12! only.
     sent = [_send(sqs, url, f"m{i}", "g", dedup=f"d{i}") for i in range(12)]
     numbers = [int(s["SequenceNumber"]) for s in sent]
@@ -239,9 +239,9 @@ def test_sequence_numbers_increase_within_a_group(target: SqsTarget) -> None:
     assert len(set(numbers)) == 12
 
 
-def test_fifo_messages_carry_group_dedup_and_sequence_number(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("seq-attrs", fifo=True)
+def test_fifo_messages_carry_group_dedup_and_sequence_number(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("seq-attrs", fifo=True)
     sent = [_send(sqs, url, f"m{i}", "g", dedup=f"d{i}") for i in range(3)]
     messages = sqs.receive_message(
         QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
@@ -254,9 +254,9 @@ def test_fifo_messages_carry_group_dedup_and_sequence_number(target: SqsTarget) 
 
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_DEDUP_ID_LENGTH)
-def test_deduplication_id_longer_than_128_characters_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("long-dedup", fifo=True)
+def test_deduplication_id_longer_than_128_characters_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("long-dedup", fifo=True)
     with pytest.raises(ClientError) as excinfo:
         _send(sqs, url, "m", "g", dedup="d" * 129)
     assert error_code(excinfo) == "InvalidParameterValue"

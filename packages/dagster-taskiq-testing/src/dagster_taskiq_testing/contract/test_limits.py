@@ -13,14 +13,14 @@ from dagster_taskiq_testing.contract._helpers import (
     AWS_QUEUE_DELAY_RANGE,
     error_code,
 )
-from dagster_taskiq_testing.sqs_targets import LOCALSTACK, MOTO, SqsTarget
+from dagster_taskiq_testing.sqs_emulators import LOCALSTACK, MOTO, SqsEmulator
 
 ONE_MIB = 1_048_576
 
 
-def test_receive_returns_at_most_ten_messages(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("ten")
+def test_receive_returns_at_most_ten_messages(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("ten")
     for start in (0, 10):
         sqs.send_message_batch(
             QueueUrl=url,
@@ -33,9 +33,9 @@ def test_receive_returns_at_most_ten_messages(target: SqsTarget) -> None:
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
-def test_batch_of_more_than_ten_entries_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("batch11")
+def test_batch_of_more_than_ten_entries_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("batch11")
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "m"} for i in range(11)]
@@ -43,9 +43,9 @@ def test_batch_of_more_than_ten_entries_is_rejected(target: SqsTarget) -> None:
     assert error_code(excinfo) == "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
 
 
-def test_batch_entry_ids_must_be_distinct(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("batchdup")
+def test_batch_entry_ids_must_be_distinct(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("batchdup")
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}]
@@ -53,43 +53,43 @@ def test_batch_entry_ids_must_be_distinct(target: SqsTarget) -> None:
     assert error_code(excinfo) == "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
 
 
-def test_empty_batch_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("batchempty")
+def test_empty_batch_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("batchempty")
     with pytest.raises(ClientError) as excinfo:
         sqs.delete_message_batch(QueueUrl=url, Entries=[])
     assert error_code(excinfo) == "AWS.SimpleQueueService.EmptyBatchRequest"
 
 
-def test_batch_entry_id_format(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("batchid")
+def test_batch_entry_id_format(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("batchid")
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "a b", "MessageBody": "x"}])
     assert error_code(excinfo) == "AWS.SimpleQueueService.InvalidBatchEntryId"
 
 
-def test_body_larger_than_maximum_message_size_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("small", MaximumMessageSize=1024)
+def test_body_larger_than_maximum_message_size_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("small", MaximumMessageSize=1024)
     sqs.send_message(QueueUrl=url, MessageBody="x" * 1024)
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message(QueueUrl=url, MessageBody="x" * 1025)
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
-def test_body_over_one_mib_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("over-mib")
+def test_body_over_one_mib_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("over-mib")
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message(QueueUrl=url, MessageBody="x" * (ONE_MIB + 1))
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_MAX_SIZE)
-def test_default_maximum_message_size_is_one_mib(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("mib")
+def test_default_maximum_message_size_is_one_mib(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("mib")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])
     assert attributes["Attributes"]["MaximumMessageSize"] == str(ONE_MIB)
     body = "x" * ONE_MIB
@@ -98,9 +98,9 @@ def test_default_maximum_message_size_is_one_mib(target: SqsTarget) -> None:
 
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_BODY_CHARS)
-def test_body_with_characters_outside_the_allowed_set_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("chars")
+def test_body_with_characters_outside_the_allowed_set_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("chars")
     with pytest.raises(ClientError) as excinfo:
         sqs.send_message(QueueUrl=url, MessageBody="bad \x01 byte")
     assert error_code(excinfo) == "InvalidMessageContents"
@@ -108,17 +108,17 @@ def test_body_with_characters_outside_the_allowed_set_is_rejected(target: SqsTar
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_BODY_MIN)
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_BODY_MIN)
-def test_empty_body_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("empty")
+def test_empty_body_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("empty")
     with pytest.raises(ClientError):
         sqs.send_message(QueueUrl=url, MessageBody="")
 
 
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_LONG_POLL_MAX)
-def test_wait_time_above_20_seconds_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("wait21")
+def test_wait_time_above_20_seconds_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("wait21")
     with pytest.raises(ClientError) as excinfo:
         sqs.receive_message(QueueUrl=url, WaitTimeSeconds=21)
     assert error_code(excinfo) == "InvalidParameterValue"
@@ -126,8 +126,8 @@ def test_wait_time_above_20_seconds_is_rejected(target: SqsTarget) -> None:
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_QUEUE_DELAY_RANGE)
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_QUEUE_DELAY_RANGE)
-def test_delay_above_15_minutes_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
+def test_delay_above_15_minutes_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
     with pytest.raises(ClientError) as excinfo:
-        sqs.create_queue(QueueName=target.queue_name("delay"), Attributes={"DelaySeconds": "901"})
+        sqs.create_queue(QueueName=emulator.queue_name("delay"), Attributes={"DelaySeconds": "901"})
     assert error_code(excinfo) == "InvalidAttributeValue"

@@ -6,13 +6,13 @@ import asyncio
 import threading
 import time
 
-from dagster_taskiq_testing.sqs_targets import SqsTarget
+from dagster_taskiq_testing.sqs_emulators import SqsEmulator
 
 
-def test_long_poll_returns_when_another_thread_sends(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("poll-thread")
-    sender = target.client()
+def test_long_poll_returns_when_another_thread_sends(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("poll-thread")
+    sender = emulator.client()
 
     def send_later() -> None:
         time.sleep(0.3)
@@ -28,9 +28,9 @@ def test_long_poll_returns_when_another_thread_sends(target: SqsTarget) -> None:
     assert elapsed < 10
 
 
-async def test_long_poll_returns_when_another_task_sends(target: SqsTarget) -> None:
-    url = target.create_queue("poll-task")
-    async with target.async_client() as sqs:
+async def test_long_poll_returns_when_another_task_sends(emulator: SqsEmulator) -> None:
+    url = emulator.create_queue("poll-task")
+    async with emulator.async_client() as sqs:
 
         async def send_later() -> None:
             await asyncio.sleep(0.3)
@@ -45,9 +45,9 @@ async def test_long_poll_returns_when_another_task_sends(target: SqsTarget) -> N
     assert elapsed < 10
 
 
-def test_long_poll_returns_empty_when_the_wait_ends(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("poll-empty")
+def test_long_poll_returns_empty_when_the_wait_ends(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("poll-empty")
     result: dict[str, object] = {}
 
     def receive() -> None:
@@ -55,9 +55,9 @@ def test_long_poll_returns_empty_when_the_wait_ends(target: SqsTarget) -> None:
 
     thread = threading.Thread(target=receive)
     thread.start()
-    if target.clock is not None:
+    if emulator.clock is not None:
         time.sleep(0.1)
-        target.clock.advance(1)
+        emulator.clock.advance(1)
     thread.join(timeout=10)
     assert not thread.is_alive()
     response = result["response"]
@@ -65,10 +65,10 @@ def test_long_poll_returns_empty_when_the_wait_ends(target: SqsTarget) -> None:
     assert "Messages" not in response
 
 
-def test_queue_receive_wait_time_is_the_default_wait(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("poll-default", ReceiveMessageWaitTimeSeconds=20)
-    sender = target.client()
+def test_queue_receive_wait_time_is_the_default_wait(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("poll-default", ReceiveMessageWaitTimeSeconds=20)
+    sender = emulator.client()
     timer = threading.Timer(0.3, lambda: sender.send_message(QueueUrl=url, MessageBody="w"))
     timer.start()
     response = sqs.receive_message(QueueUrl=url)

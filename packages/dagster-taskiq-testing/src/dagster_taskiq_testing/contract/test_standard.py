@@ -7,39 +7,39 @@ import json
 import pytest
 
 from dagster_taskiq_testing.contract._helpers import attribute, receive_bodies
-from dagster_taskiq_testing.sqs_targets import SqsTarget
+from dagster_taskiq_testing.sqs_emulators import SqsEmulator
 
 
-def test_per_message_delay_hides_the_message_until_it_ends(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("delay")
+def test_per_message_delay_hides_the_message_until_it_ends(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("delay")
     sqs.send_message(QueueUrl=url, MessageBody="late", DelaySeconds=1)
     sqs.send_message(QueueUrl=url, MessageBody="now")
     assert [m["Body"] for m in receive_bodies(sqs, url, 1)] == ["now"]
     assert attribute(sqs, url, "ApproximateNumberOfMessagesDelayed") == 1
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert [m["Body"] for m in receive_bodies(sqs, url, 1)] == ["late"]
 
 
-def test_queue_delay_applies_to_every_message(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("queue-delay", DelaySeconds=1)
+def test_queue_delay_applies_to_every_message(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("queue-delay", DelaySeconds=1)
     sqs.send_message(QueueUrl=url, MessageBody="m")
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert [m["Body"] for m in receive_bodies(sqs, url, 1)] == ["m"]
 
 
-def test_per_message_delay_overrides_the_queue_delay(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("delay-override", DelaySeconds=600)
+def test_per_message_delay_overrides_the_queue_delay(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("delay-override", DelaySeconds=600)
     sqs.send_message(QueueUrl=url, MessageBody="m", DelaySeconds=0)
     assert [m["Body"] for m in receive_bodies(sqs, url, 1)] == ["m"]
 
 
-def test_approximate_counts_by_state(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("counts")
+def test_approximate_counts_by_state(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("counts")
     for body in ("a", "b", "c"):
         sqs.send_message(QueueUrl=url, MessageBody=body)
     sqs.send_message(QueueUrl=url, MessageBody="d", DelaySeconds=600)
@@ -60,60 +60,60 @@ def test_approximate_counts_by_state(target: SqsTarget) -> None:
 
 
 def test_dead_letter_queue_receives_the_message_after_max_receive_count(
-    target: SqsTarget,
+    emulator: SqsEmulator,
 ) -> None:
-    sqs = target.client()
-    dlq_url = target.create_queue("dlq")
+    sqs = emulator.client()
+    dlq_url = emulator.create_queue("dlq")
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
-    url = target.create_queue("source", VisibilityTimeout=1, RedrivePolicy=policy)
+    url = emulator.create_queue("source", VisibilityTimeout=1, RedrivePolicy=policy)
     sent = sqs.send_message(QueueUrl=url, MessageBody="poison")
     for expected_count in ("1", "2"):
         message = receive_bodies(sqs, url, 1, AttributeNames=["ApproximateReceiveCount"])
         assert message[0]["Attributes"]["ApproximateReceiveCount"] == expected_count
-        target.pass_time(1.5)
+        emulator.pass_time(1.5)
     assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     dead = receive_bodies(sqs, dlq_url, 1)
     assert [(m["MessageId"], m["Body"]) for m in dead] == [(sent["MessageId"], "poison")]
 
 
-def test_fifo_dead_letter_queue(target: SqsTarget) -> None:
-    sqs = target.client()
-    dlq_url = target.create_queue("dlq", fifo=True)
+def test_fifo_dead_letter_queue(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    dlq_url = emulator.create_queue("dlq", fifo=True)
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})
-    url = target.create_queue("source", fifo=True, VisibilityTimeout=1, RedrivePolicy=policy)
+    url = emulator.create_queue("source", fifo=True, VisibilityTimeout=1, RedrivePolicy=policy)
     for body in ("p", "q"):
         sqs.send_message(
             QueueUrl=url, MessageBody=body, MessageGroupId="g", MessageDeduplicationId=body
         )
     first = sqs.receive_message(QueueUrl=url)["Messages"]
     assert [m["Body"] for m in first] == ["p"]
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     after = sqs.receive_message(QueueUrl=url)["Messages"]
     assert [m["Body"] for m in after] == ["q"]
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=dlq_url)["Messages"]] == ["p"]
 
 
 @pytest.mark.sqs_fake_time("waits out the minimum retention period of 60 seconds")
-def test_messages_older_than_the_retention_period_are_dropped(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("retention", MessageRetentionPeriod=60)
+def test_messages_older_than_the_retention_period_are_dropped(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("retention", MessageRetentionPeriod=60)
     sqs.send_message(QueueUrl=url, MessageBody="old")
-    target.pass_time(30)
+    emulator.pass_time(30)
     sqs.send_message(QueueUrl=url, MessageBody="young")
-    target.pass_time(31)
+    emulator.pass_time(31)
     assert [m["Body"] for m in receive_bodies(sqs, url, 1)] == ["young"]
     assert attribute(sqs, url, "ApproximateNumberOfMessages") == 0
 
 
-def test_purge_queue_deletes_every_message(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("purge")
+def test_purge_queue_deletes_every_message(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("purge")
     sqs.send_message(QueueUrl=url, MessageBody="a")
     sqs.send_message(QueueUrl=url, MessageBody="b")
     assert len(receive_bodies(sqs, url, 1)) == 1

@@ -10,56 +10,56 @@ from dagster_taskiq_testing.contract._helpers import (
     AWS_VISIBILITY_MAX,
     error_code,
 )
-from dagster_taskiq_testing.sqs_targets import LOCALSTACK, MOTO, SqsTarget
+from dagster_taskiq_testing.sqs_emulators import LOCALSTACK, MOTO, SqsEmulator
 
 
 def test_received_message_is_invisible_until_the_queue_visibility_timeout_ends(
-    target: SqsTarget,
+    emulator: SqsEmulator,
 ) -> None:
-    sqs = target.client()
-    url = target.create_queue("vis", VisibilityTimeout=1)
+    sqs = emulator.client()
+    url = emulator.create_queue("vis", VisibilityTimeout=1)
     sqs.send_message(QueueUrl=url, MessageBody="m")
     first = sqs.receive_message(QueueUrl=url)["Messages"]
     assert [m["Body"] for m in first] == ["m"]
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     again = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])["Messages"]
     assert [m["MessageId"] for m in again] == [first[0]["MessageId"]]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
-def test_receive_visibility_timeout_overrides_the_queue_default(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("vis-override", VisibilityTimeout=600)
+def test_receive_visibility_timeout_overrides_the_queue_default(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("vis-override", VisibilityTimeout=600)
     sqs.send_message(QueueUrl=url, MessageBody="m")
     assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)["Messages"]
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["m"]
 
 
-def test_default_visibility_timeout_is_30_seconds(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("vis-default")
+def test_default_visibility_timeout_is_30_seconds(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("vis-default")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     assert attributes["Attributes"]["VisibilityTimeout"] == "30"
 
 
 @pytest.mark.sqs_fake_time("waits out the 30-second default visibility timeout")
-def test_default_visibility_timeout_redelivers_after_30_seconds(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("vis-30")
+def test_default_visibility_timeout_redelivers_after_30_seconds(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("vis-30")
     sqs.send_message(QueueUrl=url, MessageBody="m")
     assert sqs.receive_message(QueueUrl=url)["Messages"]
-    target.pass_time(29)
+    emulator.pass_time(29)
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert sqs.receive_message(QueueUrl=url)["Messages"]
 
 
-def test_each_receive_returns_a_new_receipt_handle(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("handles")
+def test_each_receive_returns_a_new_receipt_handle(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("handles")
     sqs.send_message(QueueUrl=url, MessageBody="m")
     first = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"][0]
     second = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"][0]
@@ -69,9 +69,9 @@ def test_each_receive_returns_a_new_receipt_handle(target: SqsTarget) -> None:
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
 
 
-def test_change_visibility_to_zero_releases_the_message(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("release")
+def test_change_visibility_to_zero_releases_the_message(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("release")
     sqs.send_message(QueueUrl=url, MessageBody="m")
     handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
@@ -80,29 +80,29 @@ def test_change_visibility_to_zero_releases_the_message(target: SqsTarget) -> No
     assert again["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
-def test_change_visibility_extends_the_timeout(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("extend", VisibilityTimeout=1)
+def test_change_visibility_extends_the_timeout(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("extend", VisibilityTimeout=1)
     sqs.send_message(QueueUrl=url, MessageBody="m")
     handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=600)
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
 
 
-def test_delete_with_the_latest_handle_removes_the_message(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("delete", VisibilityTimeout=1)
+def test_delete_with_the_latest_handle_removes_the_message(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("delete", VisibilityTimeout=1)
     sqs.send_message(QueueUrl=url, MessageBody="m")
     handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
     sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
-    target.pass_time(1.5)
+    emulator.pass_time(1.5)
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
 
 
-def test_garbage_receipt_handle_is_invalid(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("garbage")
+def test_garbage_receipt_handle_is_invalid(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("garbage")
     with pytest.raises(ClientError) as excinfo:
         sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-receipt-handle")
     assert error_code(excinfo) == "ReceiptHandleIsInvalid"
@@ -115,28 +115,28 @@ def test_garbage_receipt_handle_is_invalid(target: SqsTarget) -> None:
 
 @pytest.mark.sqs_deviation(MOTO, reason=AWS_QUEUE_VISIBILITY_RANGE)
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_QUEUE_VISIBILITY_RANGE)
-def test_queue_visibility_timeout_above_12_hours_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
+def test_queue_visibility_timeout_above_12_hours_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
     with pytest.raises(ClientError) as excinfo:
         sqs.create_queue(
-            QueueName=target.queue_name("vis-max"), Attributes={"VisibilityTimeout": "43201"}
+            QueueName=emulator.queue_name("vis-max"), Attributes={"VisibilityTimeout": "43201"}
         )
     assert error_code(excinfo) == "InvalidAttributeValue"
 
 
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_VISIBILITY_MAX)
-def test_receive_visibility_timeout_above_12_hours_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("recv-vis-max")
+def test_receive_visibility_timeout_above_12_hours_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("recv-vis-max")
     with pytest.raises(ClientError) as excinfo:
         sqs.receive_message(QueueUrl=url, VisibilityTimeout=43_201)
     assert error_code(excinfo) == "InvalidParameterValue"
 
 
 @pytest.mark.sqs_deviation(LOCALSTACK, reason=AWS_VISIBILITY_MAX)
-def test_change_visibility_above_12_hours_is_rejected(target: SqsTarget) -> None:
-    sqs = target.client()
-    url = target.create_queue("change-vis-max")
+def test_change_visibility_above_12_hours_is_rejected(emulator: SqsEmulator) -> None:
+    sqs = emulator.client()
+    url = emulator.create_queue("change-vis-max")
     sqs.send_message(QueueUrl=url, MessageBody="m")
     handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
     with pytest.raises(ClientError) as excinfo:
@@ -147,15 +147,15 @@ def test_change_visibility_above_12_hours_is_rejected(target: SqsTarget) -> None
 
 @pytest.mark.sqs_fake_time("needs six hours to pass")
 def test_visibility_cannot_be_extended_past_12_hours_after_the_receive(
-    target: SqsTarget,
+    emulator: SqsEmulator,
 ) -> None:
-    sqs = target.client()
-    url = target.create_queue("vis-total")
+    sqs = emulator.client()
+    url = emulator.create_queue("vis-total")
     sqs.send_message(QueueUrl=url, MessageBody="m")
     handle = sqs.receive_message(QueueUrl=url, VisibilityTimeout=43_200)["Messages"][0][
         "ReceiptHandle"
     ]
-    target.pass_time(6 * 3600)
+    emulator.pass_time(6 * 3600)
     with pytest.raises(ClientError) as excinfo:
         sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=43_200)
     assert error_code(excinfo) == "InvalidParameterValue"

@@ -1,4 +1,9 @@
-"""One interface over the stub and the real servers, so one test runs against each of them."""
+"""The SQS emulators a test can run on: the in-memory stub, moto's server, LocalStack.
+
+One interface over the three, so one test runs against each of them (the plugin's
+``sqs_emulator`` / ``sqs_contract_emulator`` fixtures). "Emulator" means one of these three SQS
+stand-ins only; a broker *backend* (sqs, memory, redis, nats, rabbitmq) is another thing.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,10 @@ from dagster_taskiq_testing.sqs import InMemorySqs
 STUB = "stub"
 MOTO = "moto"
 LOCALSTACK = "localstack"
-TARGET_NAMES = (STUB, MOTO, LOCALSTACK)
+EMULATOR_NAMES = (STUB, MOTO, LOCALSTACK)
 
 
-class SqsTarget:
+class SqsEmulator:
     """A place SQS calls go: the stub (with a ``FakeClock``) or a real server's endpoint.
 
     ``client()`` makes a synchronous boto3-shaped client, ``async_client()`` an async one;
@@ -45,10 +50,10 @@ class SqsTarget:
         self._clients: list[Any] = []
 
     def __repr__(self) -> str:
-        return f"SqsTarget({self.name!r})"
+        return f"SqsEmulator({self.name!r})"
 
     @classmethod
-    def for_stub(cls, stub: InMemorySqs | None = None) -> SqsTarget:
+    def for_stub(cls, stub: InMemorySqs | None = None) -> SqsEmulator:
         clock = FakeClock()
         return cls(STUB, stub=stub or InMemorySqs(clock=clock), clock=clock)
 
@@ -73,7 +78,7 @@ class SqsTarget:
 
     @contextlib.asynccontextmanager
     async def async_client(self) -> AsyncIterator[Any]:
-        """``async with target.async_client() as sqs``: the stub's, or aiobotocore's."""
+        """``async with emulator.async_client() as sqs``: the stub's, or aiobotocore's."""
         if self.stub is not None:
             async with self.stub.async_client() as stub_client:
                 yield stub_client
