@@ -8,39 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
-import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nats
 import pytest
 from nats.js.errors import NotFoundError
-from taskiq.message import BrokerMessage
 
 from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
-from dagster_taskiq_testing.broker_helpers import debug_logs as shared_debug_logs
-from dagster_taskiq_testing.broker_helpers import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
-
-NATS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_NATS_URL", "nats://127.0.0.1:4222")
-REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
-_PORT = urllib.parse.urlsplit(NATS_URL).port or 4222
-
-
-def _require_nats() -> None:
-    try:
-        with socket.create_connection(("127.0.0.1", _PORT), timeout=2) as conn:
-            info = conn.recv(4096)
-    except OSError as exc:
-        info = f"unreachable: {exc}".encode()
-    if b'"jetstream":true' not in info:
-        message = f"NATS with JetStream is not reachable at {NATS_URL}: {info[:200]!r}"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+from dagster_taskiq_testing.services import NATS_URL, port_of, require_nats
 
 
 class NatsHarness:
@@ -100,7 +78,7 @@ class NatsHarness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[NatsHarness]:
-    _require_nats()
+    require_nats()
     harness = NatsHarness()
     try:
         yield harness
@@ -109,20 +87,8 @@ async def harness() -> AsyncIterator[NatsHarness]:
 
 
 @pytest.fixture
-def message() -> Callable[..., BrokerMessage]:
-    return step_message
-
-
-@pytest.fixture
-def debug_logs() -> Iterator[None]:
-    """Let every level through to ``capture_logs`` (another conftest may filter them)."""
-    with shared_debug_logs():
-        yield
-
-
-@pytest.fixture
 def proxy() -> Iterator[EndpointProxy]:
     """A TCP proxy in front of NATS: ``kill()`` cuts every connection, ``start()`` reopens."""
-    proxy = EndpointProxy(_PORT).start()
+    proxy = EndpointProxy(port_of(NATS_URL)).start()
     yield proxy
     proxy.kill()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from dagster_taskiq_nats import (
     NatsJetStreamBroker,
     NatsUnavailableError,
 )
-from dagster_taskiq_testing.broker_helpers import Listener
+from dagster_taskiq_testing.broker_helpers import Listener, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
@@ -92,7 +91,7 @@ async def test_startup_retries_then_names_the_servers(harness: Any, debug_logs: 
 
 
 async def test_a_receive_rides_out_a_lost_connection(
-    harness: Any, message: Callable[..., Any], proxy: EndpointProxy, debug_logs: None
+    harness: Any, proxy: EndpointProxy, debug_logs: None
 ) -> None:
     sender = await harness.broker()
     through_proxy = await harness.broker(
@@ -103,7 +102,7 @@ async def test_a_receive_rides_out_a_lost_connection(
         assert await messages.nothing_for(0.3)
         proxy.kill()
         await asyncio.sleep(1.0)
-        await sender.kick(message("run-1:add"))
+        await sender.kick(step_message("run-1:add"))
         proxy.start()
         received = await messages.receive()
     assert received.data

@@ -7,8 +7,6 @@ fail when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,25 +16,7 @@ import pytest
 
 from dagster_taskiq_rabbitmq import RabbitMqBroker, RabbitMqSettings
 from dagster_taskiq_testing.servers import EndpointProxy
-
-RABBITMQ_URL = os.environ.get(
-    "DAGSTER_TASKIQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"
-)
-REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
-
-
-def _port() -> int:
-    return int(RABBITMQ_URL.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-
-
-def _require_rabbitmq() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", _port()), timeout=2).close()
-    except OSError as exc:
-        message = f"RabbitMQ is not reachable at 127.0.0.1:{_port()}: {exc}"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+from dagster_taskiq_testing.services import RABBITMQ_URL, port_of, require_rabbitmq
 
 
 class RabbitMqHarness:
@@ -106,7 +86,7 @@ class RabbitMqHarness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[RabbitMqHarness]:
-    _require_rabbitmq()
+    require_rabbitmq()
     harness = RabbitMqHarness()
     try:
         yield harness
@@ -117,6 +97,6 @@ async def harness() -> AsyncIterator[RabbitMqHarness]:
 @pytest.fixture
 def proxy() -> Iterator[EndpointProxy]:
     """A TCP proxy in front of RabbitMQ: ``kill()`` cuts every connection, ``start()`` reopens."""
-    proxy = EndpointProxy(_port()).start()
+    proxy = EndpointProxy(port_of(RABBITMQ_URL)).start()
     yield proxy
     proxy.kill()

@@ -7,32 +7,16 @@ when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 from __future__ import annotations
 
 import logging
-import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis
-from taskiq.message import BrokerMessage
 
 from dagster_taskiq_redis import RedisBroker, RedisSettings
-from dagster_taskiq_testing.broker_helpers import debug_logs as shared_debug_logs
-from dagster_taskiq_testing.broker_helpers import step_message
 from dagster_taskiq_testing.servers import EndpointProxy
-
-REDIS_URL = os.environ.get("DAGSTER_TASKIQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
-
-
-def _require_redis() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+from dagster_taskiq_testing.services import REDIS_URL, port_of, require_redis
 
 
 class RedisHarness:
@@ -84,7 +68,7 @@ class RedisHarness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[RedisHarness]:
-    _require_redis()
+    require_redis()
     harness = RedisHarness()
     try:
         yield harness
@@ -93,21 +77,8 @@ async def harness() -> AsyncIterator[RedisHarness]:
 
 
 @pytest.fixture
-def message() -> Callable[..., BrokerMessage]:
-    return step_message
-
-
-@pytest.fixture
-def debug_logs() -> Iterator[None]:
-    """Let every level through to ``capture_logs`` (another conftest may filter them)."""
-    with shared_debug_logs():
-        yield
-
-
-@pytest.fixture
 def proxy() -> Iterator[EndpointProxy]:
     """A TCP proxy in front of Redis: ``kill()`` cuts every connection, ``start()`` reopens."""
-    port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
-    proxy = EndpointProxy(port).start()
+    proxy = EndpointProxy(port_of(REDIS_URL)).start()
     yield proxy
     proxy.kill()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from dagster_taskiq_redis import (
     RedisBroker,
     RedisUnavailableError,
 )
-from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener
+from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
@@ -41,20 +40,18 @@ def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.Mo
     assert broker.settings.visibility_timeout == 7.0
 
 
-async def test_deduplication_can_be_turned_off(harness: Any, message: Callable[..., Any]) -> None:
+async def test_deduplication_can_be_turned_off(harness: Any) -> None:
     broker = await harness.broker(deduplication_window=0)
-    await broker.kick(message("run-1:add"))
-    await broker.kick(message("run-1:add"))
+    await broker.kick(step_message("run-1:add"))
+    await broker.kick(step_message("run-1:add"))
     assert harness.length() == 2
 
 
-async def test_an_unacked_message_is_redelivered_after_the_visibility_timeout(
-    harness: Any, message: Callable[..., Any]
-) -> None:
+async def test_an_unacked_message_is_redelivered_after_the_visibility_timeout(harness: Any) -> None:
     """The consumer that received it went silent (no heartbeat, no ack): like a dead worker."""
     first = await harness.broker(heartbeat_enabled=False)
     second = await harness.broker(heartbeat_enabled=False)
-    await first.kick(message("run-1:add"))
+    await first.kick(step_message("run-1:add"))
     gone = Listener(first)
     taken = await gone.receive()
     again = Listener(second)
@@ -69,13 +66,11 @@ async def test_an_unacked_message_is_redelivered_after_the_visibility_timeout(
     await again.close()
 
 
-async def test_dead_letters_move_even_when_no_worker_listens(
-    harness: Any, message: Callable[..., Any]
-) -> None:
+async def test_dead_letters_move_even_when_no_worker_listens(harness: Any) -> None:
     """The executor's own look at the dead letters moves an entry whose last consumer died."""
     worker = await harness.broker(heartbeat_enabled=False, max_deliveries=1)
     executor = await harness.broker(max_deliveries=1)
-    await executor.kick(message("run-1:poison"))
+    await executor.kick(step_message("run-1:poison"))
     messages = Listener(worker)
     await messages.receive()
     await messages.close()  # the worker is gone; its entry stays pending
@@ -90,10 +85,10 @@ async def test_dead_letters_move_even_when_no_worker_listens(
 
 
 async def test_a_restarted_consumer_of_the_same_name_takes_its_entry_back_at_once(
-    harness: Any, message: Callable[..., Any]
+    harness: Any,
 ) -> None:
     first = await harness.broker(consumer_name="worker-a", visibility_timeout=300)
-    await first.kick(message("run-1:add"))
+    await first.kick(step_message("run-1:add"))
     messages = Listener(first)
     await messages.receive()
     await first.shutdown()  # died holding it (shutdown keeps a consumer that holds entries)
@@ -107,10 +102,10 @@ async def test_a_restarted_consumer_of_the_same_name_takes_its_entry_back_at_onc
 
 
 async def test_closing_listen_releases_nothing_it_yielded_and_shutdown_leaves_the_group(
-    harness: Any, message: Callable[..., Any]
+    harness: Any,
 ) -> None:
     broker = await harness.broker()
-    await broker.kick(message("run-1:add"))
+    await broker.kick(step_message("run-1:add"))
     messages = Listener(broker)
     received = await messages.receive()
     await messages.close()
@@ -144,7 +139,7 @@ async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: N
 
 
 async def test_a_receive_rides_out_a_lost_connection(
-    harness: Any, message: Callable[..., Any], proxy: EndpointProxy, debug_logs: None
+    harness: Any, proxy: EndpointProxy, debug_logs: None
 ) -> None:
     sender = await harness.broker()
     through_proxy = await harness.broker(
@@ -156,7 +151,7 @@ async def test_a_receive_rides_out_a_lost_connection(
         await asyncio.sleep(0.3)
         proxy.kill()
         await asyncio.sleep(0.5)
-        await sender.kick(message("run-1:add"))
+        await sender.kick(step_message("run-1:add"))
         proxy.start()
         received = await asyncio.wait_for(waiting, PATIENCE)
     assert received.data

@@ -29,7 +29,6 @@ from dagster_taskiq.messaging import (
 )
 from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings
 from dagster_taskiq_testing import FakeClock, InMemorySqs, InMemorySqsBroker
-from dagster_taskiq_testing.broker_helpers import debug_logs as shared_debug_logs
 from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, SqsServer, boto3_client
 from dagster_taskiq_testing.servers._base import free_port
 
@@ -180,14 +179,6 @@ async def kick_step(
         task_name=STEP_TASK_NAME, broker=broker, labels=step_labels
     )
     await kicker.with_task_id(deduplication_id(key, retry_number, enqueue_attempt)).kiq(payload)
-
-
-@pytest.fixture
-def debug_logs() -> Iterator[None]:
-    """Let every level through to ``capture_logs``: another package's conftest in the same
-    session may have configured structlog to drop DEBUG and INFO events."""
-    with shared_debug_logs():
-        yield
 
 
 @pytest.fixture

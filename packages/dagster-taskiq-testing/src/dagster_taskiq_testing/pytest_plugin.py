@@ -10,6 +10,7 @@ Fixtures:
   ``stub,moto``), so a test taking it runs once per emulator;
 * ``sqs_contract_emulator``: the same over ``--sqs-contract-emulators`` (default all three), used
   by the contract suite in ``dagster_taskiq_testing.contract``;
+* ``debug_logs``: every structlog level reaches ``capture_logs`` during the test;
 * ``dagster_taskiq``: a factory of ``InProcessTaskIQ`` harnesses that run your Dagster jobs
   through ``taskiq_executor`` on in-process workers over the stub (no network).
 
@@ -216,6 +217,17 @@ def sqs_stub(sqs_clock: FakeClock) -> Iterator[InMemorySqs]:
     stub = InMemorySqs(clock=sqs_clock)
     yield stub
     stub.close()
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Let every structlog level through to ``structlog.testing.capture_logs`` for the test:
+    another package's conftest in the same session may have configured structlog to drop
+    DEBUG and INFO events."""
+    from dagster_taskiq_testing.broker_helpers import debug_logs as every_level  # noqa: PLC0415
+
+    with every_level():
+        yield
 
 
 @pytest.fixture
