@@ -7,7 +7,6 @@ NATS the tests skip, or fail when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,18 +16,19 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
+from dagster_taskiq_testing.broker_helpers import StartedBrokers
 from dagster_taskiq_testing.servers import EndpointProxy
 from dagster_taskiq_testing.services import NATS_URL, port_of, require_nats
 
 
-class NatsHarness:
+class NatsHarness(StartedBrokers):
     """Brokers on a unique stream of the real NATS, and a client to inspect it."""
 
     def __init__(self) -> None:
+        super().__init__()
         name = uuid.uuid4().hex[:12]
         self.stream = f"TEST_{name}"
         self.subject = f"test.{name}.steps"
-        self.brokers: list[NatsJetStreamBroker] = []
         self._client: Any = None
 
     def settings(self, **overrides: Any) -> NatsSettings:
@@ -49,10 +49,7 @@ class NatsHarness:
 
     async def broker(self, **overrides: Any) -> NatsJetStreamBroker:
         """A started broker (shut down at the end of the test)."""
-        broker = NatsJetStreamBroker(self.settings(**overrides))
-        await broker.startup()
-        self.brokers.append(broker)
-        return broker
+        return await self.start(NatsJetStreamBroker(self.settings(**overrides)))
 
     async def js(self) -> Any:
         if self._client is None:
@@ -63,12 +60,7 @@ class NatsHarness:
         info = await (await self.js()).stream_info(stream or self.stream)
         return int(info.state.messages)
 
-    async def close(self) -> None:
-        for broker in self.brokers:
-            try:
-                await broker.shutdown()
-            except Exception as exc:
-                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
+    async def clean(self) -> None:
         js = await self.js()
         for stream in (self.stream, f"{self.stream}_DLQ"):
             with contextlib.suppress(NotFoundError):

@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 from nats.js.api import ConsumerConfig, StreamConfig
 from structlog.testing import capture_logs
-from taskiq.acks import AckableMessage
 
 from dagster_taskiq.backends import available_backends, create_broker
-from dagster_taskiq.brokers import DeliveryControl
 from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_nats import (
     NatsConfigurationError,
@@ -22,12 +20,6 @@ from dagster_taskiq_nats import (
 )
 from dagster_taskiq_testing.broker_helpers import Listener, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
-
-
-def control(broker: NatsJetStreamBroker, message: AckableMessage) -> DeliveryControl:
-    found = broker.message_control(message)
-    assert isinstance(found, DeliveryControl)
-    return found
 
 
 async def dead_letters_of(broker: NatsJetStreamBroker) -> list[Any]:

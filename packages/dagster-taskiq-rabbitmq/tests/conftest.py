@@ -6,7 +6,6 @@ fail when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,16 +14,17 @@ import aio_pika
 import pytest
 
 from dagster_taskiq_rabbitmq import RabbitMqBroker, RabbitMqSettings
+from dagster_taskiq_testing.broker_helpers import StartedBrokers
 from dagster_taskiq_testing.servers import EndpointProxy
 from dagster_taskiq_testing.services import RABBITMQ_URL, port_of, require_rabbitmq
 
 
-class RabbitMqHarness:
+class RabbitMqHarness(StartedBrokers):
     """Brokers on unique queues of the real RabbitMQ, and a connection of its own to look."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.queue = f"test-steps-{uuid.uuid4().hex[:12]}"
-        self.brokers: list[RabbitMqBroker] = []
         self.queues: set[str] = {self.queue, f"{self.queue}-dlq"}
 
     def settings(self, **overrides: Any) -> RabbitMqSettings:
@@ -47,10 +47,7 @@ class RabbitMqHarness:
 
     async def broker(self, **overrides: Any) -> RabbitMqBroker:
         """A started broker (shut down at the end of the test)."""
-        broker = RabbitMqBroker(self.settings(**overrides))
-        await broker.startup()
-        self.brokers.append(broker)
-        return broker
+        return await self.start(RabbitMqBroker(self.settings(**overrides)))
 
     async def ready(self, queue: str | None = None) -> int:
         """Messages ready for delivery in ``queue`` (not those held unacked by a consumer)."""
@@ -69,12 +66,7 @@ class RabbitMqHarness:
         finally:
             await connection.close()
 
-    async def close(self) -> None:
-        for broker in self.brokers:
-            try:
-                await broker.shutdown()
-            except Exception as exc:  # one broker's failure must not leave the others open
-                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
+    async def clean(self) -> None:
         connection = await aio_pika.connect(RABBITMQ_URL)
         try:
             for queue in self.queues:

@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from taskiq.acks import AckableMessage
 
 from dagster_taskiq.backends import available_backends, create_broker
-from dagster_taskiq.brokers import DeliveryControl
 from dagster_taskiq.messaging import LABEL_QUEUE, SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_rabbitmq import (
     AckError,
@@ -26,14 +24,14 @@ from dagster_taskiq_rabbitmq import (
     RabbitMqUnavailableError,
     RecentSends,
 )
-from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, debug_logs, step_message
+from dagster_taskiq_testing.broker_helpers import (
+    PATIENCE,
+    Listener,
+    control_of,
+    debug_logs,
+    step_message,
+)
 from dagster_taskiq_testing.servers import EndpointProxy
-
-
-def control(broker: RabbitMqBroker, message: AckableMessage) -> DeliveryControl:
-    found = broker.message_control(message)
-    assert isinstance(found, DeliveryControl)
-    return found
 
 
 def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,14 +61,14 @@ async def test_a_dead_consumers_message_is_requeued_at_once_and_counted(harness:
     await sender.kick(step_message("run-1:add"))
     messages = Listener(first)
     held = await messages.receive()
-    assert control(first, held).receive_count == 1
+    assert control_of(first, held).receive_count == 1
     await first.shutdown()  # the connection closes: RabbitMQ requeues what it held
     harness.brokers.remove(first)
     second = await harness.broker()
     again = Listener(second)
     received = await again.receive()
     assert received.data == held.data
-    assert control(second, received).receive_count == 2
+    assert control_of(second, received).receive_count == 2
     with pytest.raises(AckError):
         await held.ack()  # its channel is gone: another consumer holds the message now
     await received.ack()
@@ -166,7 +164,7 @@ async def test_a_silent_consumer_loses_its_message_after_the_heartbeat_timeout(
     other = Listener(await harness.broker())
     received = await other.receive()
     assert received.data == held.data
-    assert control(harness.brokers[-1], received).receive_count == 2
+    assert control_of(harness.brokers[-1], received).receive_count == 2
     await received.ack()
     proxy.release()
     await other.close()

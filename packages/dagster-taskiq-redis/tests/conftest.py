@@ -6,7 +6,6 @@ when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,17 +14,18 @@ import pytest
 import redis
 
 from dagster_taskiq_redis import RedisBroker, RedisSettings
+from dagster_taskiq_testing.broker_helpers import StartedBrokers
 from dagster_taskiq_testing.servers import EndpointProxy
 from dagster_taskiq_testing.services import REDIS_URL, port_of, require_redis
 
 
-class RedisHarness:
+class RedisHarness(StartedBrokers):
     """Brokers on unique streams of the real Redis, and a synchronous client to inspect them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.stream = f"test-steps-{uuid.uuid4().hex[:12]}"
         self.client = redis.Redis.from_url(REDIS_URL)
-        self.brokers: list[RedisBroker] = []
 
     def settings(self, **overrides: Any) -> RedisSettings:
         values: dict[str, Any] = {
@@ -43,10 +43,7 @@ class RedisHarness:
 
     async def broker(self, **overrides: Any) -> RedisBroker:
         """A started broker (shut down at the end of the test)."""
-        broker = RedisBroker(self.settings(**overrides))
-        await broker.startup()
-        self.brokers.append(broker)
-        return broker
+        return await self.start(RedisBroker(self.settings(**overrides)))
 
     def pending(self, stream: str | None = None, group: str = "dagster-taskiq") -> int:
         info: Any = self.client.xpending(stream or self.stream, group)
@@ -55,12 +52,7 @@ class RedisHarness:
     def length(self, stream: str | None = None) -> int:
         return int(self.client.xlen(stream or self.stream))
 
-    async def close(self) -> None:
-        for broker in self.brokers:
-            try:
-                await broker.shutdown()
-            except Exception as exc:  # one broker's failure must not leave the others open
-                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
+    async def clean(self) -> None:
         keys = [self.stream, f"{self.stream}-dlq", *self.client.keys(f"{self.stream}*")]
         self.client.delete(*set(keys))
         self.client.close()

@@ -9,24 +9,16 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from taskiq.acks import AckableMessage
 
 from dagster_taskiq.backends import available_backends, create_broker
-from dagster_taskiq.brokers import DeliveryControl
 from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_redis import (
     AckError,
     RedisBroker,
     RedisUnavailableError,
 )
-from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, step_message
+from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, control_of, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
-
-
-def control(broker: RedisBroker, message: AckableMessage) -> DeliveryControl:
-    found = broker.message_control(message)
-    assert isinstance(found, DeliveryControl)
-    return found
 
 
 def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,11 +49,11 @@ async def test_an_unacked_message_is_redelivered_after_the_visibility_timeout(ha
     again = Listener(second)
     redelivered = await again.receive()
     assert redelivered.data == taken.data
-    assert control(second, redelivered).receive_count == 2
+    assert control_of(second, redelivered).receive_count == 2
     await redelivered.ack()
     assert (harness.pending(), harness.length()) == (0, 0)
     with pytest.raises(AckError, match="no longer pending"):
-        await control(first, taken).extend_lease(1.0)  # the first consumer lost it
+        await control_of(first, taken).extend_lease(1.0)  # the first consumer lost it
     await gone.close()
     await again.close()
 

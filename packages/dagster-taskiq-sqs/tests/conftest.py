@@ -9,59 +9,55 @@ short). Helpers live on the harness object, so test modules never import this fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from taskiq.kicker import AsyncKicker
 
-from dagster_taskiq.messaging import (
-    LABEL_ENQUEUE_ATTEMPT,
-    LABEL_IDEMPOTENCY_KEY,
-    LABEL_RETRY_NUMBER,
-    LABEL_RUN_ID,
-    LABEL_STEP_KEY,
-    STEP_TASK_NAME,
-    deduplication_id,
-)
+from dagster_taskiq.messaging import STEP_TASK_NAME, deduplication_id
 from dagster_taskiq_sqs import LocalStackSqsBroker, SqsSettings
 from dagster_taskiq_testing import FakeClock, InMemorySqs, InMemorySqsBroker
-from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, SqsServer, boto3_client
+from dagster_taskiq_testing.broker_helpers import StartedBrokers, step_labels_of
+from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, SqsServer
 from dagster_taskiq_testing.servers._base import free_port
+from dagster_taskiq_testing.sqs_emulators import SqsEmulator
 
 
-class Harness:
-    """Brokers, time and inspection on one backend (``stub`` or ``moto``)."""
+class Harness(StartedBrokers):
+    """Brokers, time and inspection on one SQS emulator (the stub or a real server)."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        stub: InMemorySqs | None = None,
-        clock: FakeClock | None = None,
-        endpoint_url: str | None = None,
-        timer_slack: float = 0.3,
-    ) -> None:
-        self.name = name
+    def __init__(self, emulator: SqsEmulator, *, timer_slack: float = 0.3) -> None:
+        super().__init__()
+        self.emulator = emulator
         self.timer_slack = timer_slack
-        self.stub = stub
-        self.clock = clock
-        self.endpoint_url = endpoint_url
-        self.brokers: list[LocalStackSqsBroker] = []
         self._client: Any = None
         # The stub's clock is fake: a 30 s timeout costs nothing. On a server it is real time.
-        self.visibility_timeout = 30 if stub is not None else 1
+        self.visibility_timeout = 30 if emulator.is_stub else 1
+
+    @property
+    def name(self) -> str:
+        return self.emulator.name
+
+    @property
+    def stub(self) -> InMemorySqs | None:
+        return self.emulator.stub
+
+    @property
+    def clock(self) -> FakeClock | None:
+        return self.emulator.clock
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.emulator.endpoint_url
 
     @property
     def is_stub(self) -> bool:
-        return self.stub is not None
+        return self.emulator.is_stub
 
     def queue_name(self, base: str = "steps", *, fifo: bool = True) -> str:
-        name = f"{base}-{uuid.uuid4().hex[:12]}"
-        return f"{name}.fifo" if fifo else name
+        return self.emulator.queue_name(base, fifo=fifo)
 
     def settings(self, **overrides: Any) -> SqsSettings:
         values: dict[str, Any] = {
@@ -89,22 +85,14 @@ class Harness:
     ) -> LocalStackSqsBroker:
         """A started broker (shut down at the end of the test)."""
         settings = settings or self.settings(**overrides)
-        broker: LocalStackSqsBroker
         if self.stub is not None:
-            broker = InMemorySqsBroker(settings, sqs=self.stub)
-        else:
-            broker = LocalStackSqsBroker(settings)
-        await broker.startup()
-        self.brokers.append(broker)
-        return broker
+            return await self.start(InMemorySqsBroker(settings, sqs=self.stub))
+        return await self.start(LocalStackSqsBroker(settings))
 
     def client(self) -> Any:
         """A synchronous boto3-shaped client (the stub's, or boto3's on the server)."""
-        if self.stub is not None:
-            return self.stub.client()
         if self._client is None:
-            assert self.endpoint_url is not None
-            self._client = boto3_client(self.endpoint_url)
+            self._client = self.emulator.client()
         return self._client
 
     def queue_url(self, name: str) -> str:
@@ -147,12 +135,8 @@ class Harness:
         else:
             await asyncio.sleep(seconds + self.timer_slack)
 
-    async def close(self) -> None:
-        for broker in self.brokers:
-            with contextlib.suppress(Exception):
-                await broker.shutdown()
-        if self._client is not None:
-            self._client.close()
+    async def clean(self) -> None:
+        self.emulator.close()
 
 
 async def kick_step(
@@ -167,12 +151,8 @@ async def kick_step(
 ) -> None:
     """Send a step message the way the executor does (labels and task id)."""
     key = f"{run_id}:{step_key}"
-    step_labels: dict[str, Any] = {
-        LABEL_IDEMPOTENCY_KEY: key,
-        LABEL_RUN_ID: run_id,
-        LABEL_STEP_KEY: step_key,
-        LABEL_RETRY_NUMBER: retry_number,
-        LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
+    step_labels = {
+        **step_labels_of(key, retry_number=retry_number, enqueue_attempt=enqueue_attempt),
         **labels,
     }
     kicker: AsyncKicker[[str], None] = AsyncKicker(
@@ -190,28 +170,23 @@ def kick() -> Callable[..., Any]:
 def _server_harness(server: SqsServer) -> Harness:
     # LocalStack checks visibility timeouts and delays on a timer about once a second.
     slack = 1.1 if server.name == "localstack" else 0.3
-    return Harness(server.name, endpoint_url=server.endpoint_url, timer_slack=slack)
+    return Harness(SqsEmulator(server.name, endpoint_url=server.endpoint_url), timer_slack=slack)
 
 
 @pytest.fixture(params=["stub", pytest.param("server", marks=pytest.mark.sqs_server)])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "stub":
-        clock = FakeClock()
-        stub = InMemorySqs(clock=clock)
-        harness = Harness("stub", stub=stub, clock=clock)
+        harness = Harness(SqsEmulator.for_stub())
     else:
         harness = _server_harness(request.getfixturevalue("sqs_server"))
     yield harness
     await harness.close()
-    if harness.stub is not None:
-        harness.stub.close()
 
 
 @pytest.fixture
 async def stub_harness() -> AsyncIterator[Harness]:
     """The stub only (fake clock)."""
-    clock = FakeClock()
-    harness = Harness("stub", stub=InMemorySqs(clock=clock), clock=clock)
+    harness = Harness(SqsEmulator.for_stub())
     yield harness
     await harness.close()
 

@@ -1,9 +1,11 @@
 """Helpers for broker tests (every backend's, and the conformance suite): messages, listeners, logs.
 
-``step_message`` builds a step message with every dagster-taskiq label; ``Listener`` keeps one
-``listen()`` generator and at most one receive in flight on it; ``debug_logs`` lets every level
-through to ``structlog.testing.capture_logs``; ``assert_one_setting_problem`` checks that a
-settings model refuses a value with a single problem naming the setting and its variable.
+``step_message`` builds a step message with every dagster-taskiq label (``step_labels_of``, the
+labels alone); ``Listener`` keeps one ``listen()`` generator and at most one receive in flight on
+it; ``control_of`` is a received message's ``MessageControl``; ``StartedBrokers`` shuts down
+every broker a test started; ``debug_logs`` lets every level through to
+``structlog.testing.capture_logs``; ``assert_one_setting_problem`` checks that a settings model
+refuses a value with a single problem naming the setting and its variable.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import structlog
@@ -28,9 +30,22 @@ from dagster_taskiq.messaging import (
     LABEL_RUN_ID,
     LABEL_STEP_KEY,
     STEP_TASK_NAME,
+    MessageControl,
+    SupportsMessageControl,
 )
 
-__all__ = ["PATIENCE", "Listener", "assert_one_setting_problem", "debug_logs", "step_message"]
+__all__ = [
+    "PATIENCE",
+    "Listener",
+    "StartedBrokers",
+    "assert_one_setting_problem",
+    "control_of",
+    "debug_logs",
+    "step_labels_of",
+    "step_message",
+]
+
+_Broker = TypeVar("_Broker", bound=AsyncBroker)
 
 PATIENCE = 15.0
 """A receive that should succeed gets this long before the test gives up (not a timing claim)."""
@@ -40,19 +55,57 @@ def step_message(
     key: str = "run-1:add", *, retry_number: int = 0, enqueue_attempt: int = 0, body: bytes = b""
 ) -> BrokerMessage:
     """A step message of ``key`` (``run_id:step_key``) with the dagster-taskiq labels."""
-    run_id, step = key.split(":", 1)
     return BrokerMessage(
         task_id=uuid.uuid4().hex,
         task_name=STEP_TASK_NAME,
         message=body or f'{{"step": "{key}"}}'.encode(),
-        labels={
-            LABEL_IDEMPOTENCY_KEY: key,
-            LABEL_RUN_ID: run_id,
-            LABEL_STEP_KEY: step,
-            LABEL_RETRY_NUMBER: retry_number,
-            LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
-        },
+        labels=step_labels_of(key, retry_number=retry_number, enqueue_attempt=enqueue_attempt),
     )
+
+
+def step_labels_of(key: str, *, retry_number: int = 0, enqueue_attempt: int = 0) -> dict[str, Any]:
+    """The labels the executor gives the message of step ``key`` (``run_id:step_key``)."""
+    run_id, step = key.split(":", 1)
+    return {
+        LABEL_IDEMPOTENCY_KEY: key,
+        LABEL_RUN_ID: run_id,
+        LABEL_STEP_KEY: step,
+        LABEL_RETRY_NUMBER: retry_number,
+        LABEL_ENQUEUE_ATTEMPT: enqueue_attempt,
+    }
+
+
+def control_of(broker: object, message: AckableMessage) -> MessageControl:
+    """The ``MessageControl`` of a message ``broker`` delivered (the test fails without one)."""
+    assert isinstance(broker, SupportsMessageControl)
+    found = broker.message_control(message)
+    assert found is not None
+    return found
+
+
+class StartedBrokers:
+    """The brokers a test started, each shut down by :meth:`close` (one's failure does not
+    leave the others open), which then calls :meth:`clean` to delete what they created."""
+
+    def __init__(self) -> None:
+        self.brokers: list[AsyncBroker] = []
+
+    async def start(self, broker: _Broker) -> _Broker:
+        """``broker``, started and remembered."""
+        await broker.startup()
+        self.brokers.append(broker)
+        return broker
+
+    async def close(self) -> None:
+        for broker in self.brokers:
+            try:
+                await broker.shutdown()
+            except Exception as exc:
+                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
+        await self.clean()
+
+    async def clean(self) -> None:
+        """Delete what the test's brokers created on the service (nothing here)."""
 
 
 @contextlib.contextmanager

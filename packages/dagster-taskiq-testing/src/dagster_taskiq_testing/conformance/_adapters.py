@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
-import logging
 import shutil
 import subprocess
 import uuid
@@ -24,7 +24,7 @@ from taskiq import AsyncBroker
 
 from dagster_taskiq.brokers import BrokerSettings
 from dagster_taskiq_testing import services
-from dagster_taskiq_testing.broker_helpers import PATIENCE
+from dagster_taskiq_testing.broker_helpers import PATIENCE, StartedBrokers
 
 __all__ = ["ADAPTERS", "BrokerOptions", "BrokerUnderTest"]
 
@@ -46,15 +46,20 @@ class BrokerOptions:
     heartbeat: bool = False
 
 
-class BrokerUnderTest:
+class BrokerUnderTest(StartedBrokers):
     """Started brokers of one backend on queues of this test's own, closed by :meth:`close`.
 
-    A subclass sets ``name``, the attributes below where its backend differs, and writes
-    :meth:`settings_class`, :meth:`settings`, :meth:`make` and :meth:`stored` (and
-    :meth:`require` / :meth:`clean` when its service needs them).
+    A subclass names its backend (``name``), where its package keeps the settings and broker
+    classes, where a logical queue lives on its service (:meth:`transport`), how many messages
+    the service holds (:meth:`stored`) and, where its service needs them, :meth:`require` and
+    :meth:`clean`; the attributes below where its backend differs.
     """
 
     name: ClassVar[str]
+    package: ClassVar[str]
+    """The backend's package, e.g. ``dagster_taskiq_redis``."""
+    settings_name: ClassVar[str]
+    broker_name: ClassVar[str]
     redelivers_unacked: ClassVar[bool] = True
     """An unacked message goes to another consumer once its visibility timeout passes (and its
     lease is not extended), while its first consumer lives on."""
@@ -65,11 +70,19 @@ class BrokerUnderTest:
     the visibility timeout passes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.prefix = f"conf-{uuid.uuid4().hex[:10]}"
-        self.brokers: list[AsyncBroker] = []
 
     def require(self) -> None:
         """Skip (or fail, in CI) when the backend's service is not reachable."""
+
+    def transport(self, queue: str) -> dict[str, Any]:
+        """The backend's own settings for a broker on the logical queue ``queue``."""
+        raise NotImplementedError
+
+    def visibility(self, seconds: float) -> float:
+        """The visibility timeout the backend can keep closest to ``seconds``."""
+        return seconds
 
     def route(self, queue: str) -> str:
         """The ``queue`` label value that sends a message to the logical queue ``queue``."""
@@ -77,15 +90,28 @@ class BrokerUnderTest:
 
     def settings_class(self) -> type[BrokerSettings]:
         """The backend's settings class (a ``BrokerSettings``)."""
-        raise NotImplementedError
+        found: type[BrokerSettings] = getattr(
+            importlib.import_module(self.package), self.settings_name
+        )
+        return found
 
     def settings(self, queue: str, options: BrokerOptions) -> BrokerSettings:
         """The backend's settings of a broker on the logical queue ``queue``."""
-        raise NotImplementedError
+        return self.settings_class()(
+            visibility_timeout=self.visibility(options.visibility_timeout),
+            max_deliveries=options.max_deliveries,
+            dead_letters_enabled=options.dead_letters,
+            heartbeat_enabled=options.heartbeat,
+            **_FAST_RETRIES,
+            **self.transport(queue),
+        )
 
-    def make(self, settings: Any) -> AsyncBroker:
+    def make(self, settings: BrokerSettings) -> AsyncBroker:
         """A broker (not started) with ``settings``."""
-        raise NotImplementedError
+        broker: AsyncBroker = getattr(importlib.import_module(self.package), self.broker_name)(
+            settings
+        )
+        return broker
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         """Messages the service still holds in the logical queue ``queue`` (or in its dead
@@ -109,6 +135,9 @@ class BrokerUnderTest:
         assert settings.dead_letter_queue is not None
         return settings.queue, settings.dead_letter_queue
 
+    def queue_name(self, queue: str, *, dead: bool = False) -> str:
+        return self.queue_names(queue)[1 if dead else 0]
+
     async def broker(
         self,
         *,
@@ -120,49 +149,28 @@ class BrokerUnderTest:
     ) -> AsyncBroker:
         """A started broker listening on the logical queue ``queue``."""
         options = BrokerOptions(visibility_timeout, max_deliveries, dead_letters, heartbeat)
-        broker = self.make(self.settings(queue, options))
-        await broker.startup()
-        self.brokers.append(broker)
-        return broker
-
-    async def close(self) -> None:
-        for broker in self.brokers:
-            try:
-                await broker.shutdown()
-            except Exception as exc:  # one broker's failure must not leave the others open
-                logging.getLogger(__name__).warning("shutdown failed: %r", exc)
-        await self.clean()
-
-    async def clean(self) -> None:
-        """Delete what the test's brokers created on the service."""
+        return await self.start(self.make(self.settings(queue, options)))
 
 
 # --- SQS: the memory stub and moto's server ---------------------------------------------------
 
 
 class _Sqs(BrokerUnderTest):
+    package = "dagster_taskiq_sqs"
+    settings_name = "SqsSettings"
+    broker_name = "SqsAsyncBroker"
     endpoint_url: str | None = None
 
-    def settings_class(self) -> type[BrokerSettings]:
-        from dagster_taskiq_sqs import SqsSettings  # noqa: PLC0415 - imported when used
+    def transport(self, queue: str) -> dict[str, Any]:
+        return {
+            "endpoint_url": self.endpoint_url,
+            "queue_name": f"{self.prefix}-{queue}.fifo",
+            "create_queues_if_missing": True,
+            "wait_time_seconds": 1,
+        }
 
-        return SqsSettings
-
-    def settings(self, queue: str, options: BrokerOptions) -> BrokerSettings:
-        from dagster_taskiq_sqs import SqsSettings  # noqa: PLC0415
-
-        return SqsSettings(
-            endpoint_url=self.endpoint_url,
-            queue_name=f"{self.prefix}-{queue}.fifo",
-            create_queues_if_missing=True,
-            # SQS counts whole seconds
-            visibility_timeout=max(1, round(options.visibility_timeout)),
-            max_deliveries=options.max_deliveries,
-            dead_letters_enabled=options.dead_letters,
-            heartbeat_enabled=options.heartbeat,
-            wait_time_seconds=1,
-            **_FAST_RETRIES,
-        )
+    def visibility(self, seconds: float) -> float:
+        return max(1, round(seconds))  # SQS counts whole seconds
 
 
 class MemoryStub(_Sqs):
@@ -176,13 +184,15 @@ class MemoryStub(_Sqs):
 
         self.sqs = InMemorySqs()
 
-    def make(self, settings: Any) -> AsyncBroker:
+    def make(self, settings: BrokerSettings) -> AsyncBroker:
+        from dagster_taskiq_sqs import SqsSettings  # noqa: PLC0415 - imported when used
         from dagster_taskiq_testing.broker import InMemorySqsBroker  # noqa: PLC0415
 
+        assert isinstance(settings, SqsSettings)
         return InMemorySqsBroker(settings, sqs=self.sqs)
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
-        return len(self.sqs.messages(self.queue_names(queue)[1 if dead else 0]))
+        return len(self.sqs.messages(self.queue_name(queue, dead=dead)))
 
     async def clean(self) -> None:
         self.sqs.close()
@@ -197,20 +207,13 @@ class SqsOnMoto(_Sqs):
         super().__init__()
         self.endpoint_url = endpoint_url
 
-    def make(self, settings: Any) -> AsyncBroker:
-        from dagster_taskiq_sqs import SqsAsyncBroker  # noqa: PLC0415
-
-        return SqsAsyncBroker(settings)
-
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         from dagster_taskiq_testing.servers import boto3_client  # noqa: PLC0415
 
         assert self.endpoint_url is not None
         client = boto3_client(self.endpoint_url)
         try:
-            url = client.get_queue_url(QueueName=self.queue_names(queue)[1 if dead else 0])[
-                "QueueUrl"
-            ]
+            url = client.get_queue_url(QueueName=self.queue_name(queue, dead=dead))["QueueUrl"]
             counts = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
         finally:
             client.close()
@@ -227,40 +230,22 @@ class RedisStreams(BrokerUnderTest):
     """``RedisBroker`` on the local Redis: a stream per logical queue."""
 
     name = "redis"
+    package = "dagster_taskiq_redis"
+    settings_name = "RedisSettings"
+    broker_name = "RedisBroker"
 
     def require(self) -> None:
         services.require_redis()
 
-    def settings_class(self) -> type[BrokerSettings]:
-        from dagster_taskiq_redis import RedisSettings  # noqa: PLC0415
-
-        return RedisSettings
-
-    def settings(self, queue: str, options: BrokerOptions) -> BrokerSettings:
-        from dagster_taskiq_redis import RedisSettings  # noqa: PLC0415
-
-        return RedisSettings(
-            url=services.REDIS_URL,
-            stream=f"{self.prefix}-{queue}",
-            visibility_timeout=options.visibility_timeout,
-            max_deliveries=options.max_deliveries,
-            dead_letters_enabled=options.dead_letters,
-            heartbeat_enabled=options.heartbeat,
-            block_seconds=0.2,
-            **_FAST_RETRIES,
-        )
-
-    def make(self, settings: Any) -> AsyncBroker:
-        from dagster_taskiq_redis import RedisBroker  # noqa: PLC0415
-
-        return RedisBroker(settings)
+    def transport(self, queue: str) -> dict[str, Any]:
+        return {"url": services.REDIS_URL, "stream": f"{self.prefix}-{queue}", "block_seconds": 0.2}
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         import redis  # noqa: PLC0415
 
         client = redis.Redis.from_url(services.REDIS_URL)
         try:
-            return int(client.xlen(self.queue_names(queue)[1 if dead else 0]))
+            return int(client.xlen(self.queue_name(queue, dead=dead)))
         finally:
             client.close()
 
@@ -283,6 +268,9 @@ class NatsJetStream(BrokerUnderTest):
     """``NatsJetStreamBroker`` on the local NATS: a stream and subject per logical queue."""
 
     name = "nats"
+    package = "dagster_taskiq_nats"
+    settings_name = "NatsSettings"
+    broker_name = "NatsJetStreamBroker"
     dead_letter_leaves_the_queue = False
     """JetStream keeps a message it gave up on in its stream; the dead-letter stream holds the
     advisory that names it. Acking the dead letter deletes both."""
@@ -293,38 +281,24 @@ class NatsJetStream(BrokerUnderTest):
     def route(self, queue: str) -> str:
         return f"{self.prefix}.{queue}"
 
-    def settings_class(self) -> type[BrokerSettings]:
-        from dagster_taskiq_nats import NatsSettings  # noqa: PLC0415
+    def _stream(self, queue: str) -> str:
+        return f"{self.prefix}_{queue}".upper().replace("-", "_")
 
-        return NatsSettings
-
-    def settings(self, queue: str, options: BrokerOptions) -> BrokerSettings:
-        from dagster_taskiq_nats import NatsSettings  # noqa: PLC0415
-
-        return NatsSettings(
-            servers=services.NATS_URL,
-            stream=f"{self.prefix}_{queue}".upper().replace("-", "_"),
-            subject=self.route(queue),
-            storage="memory",
-            visibility_timeout=options.visibility_timeout,
-            max_deliveries=options.max_deliveries,
-            dead_letters_enabled=options.dead_letters,
-            heartbeat_enabled=options.heartbeat,
-            fetch_timeout=0.3,
-            **_FAST_RETRIES,
-        )
-
-    def make(self, settings: Any) -> AsyncBroker:
-        from dagster_taskiq_nats import NatsJetStreamBroker  # noqa: PLC0415
-
-        return NatsJetStreamBroker(settings)
+    def transport(self, queue: str) -> dict[str, Any]:
+        return {
+            "servers": services.NATS_URL,
+            "stream": self._stream(queue),
+            "subject": self.route(queue),
+            "storage": "memory",
+            "fetch_timeout": 0.3,
+        }
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         import nats  # noqa: PLC0415
 
         client = await nats.connect(services.NATS_URL)
         try:
-            info = await client.jetstream().stream_info(self.queue_names(queue)[1 if dead else 0])
+            info = await client.jetstream().stream_info(self.queue_name(queue, dead=dead))
             return int(info.state.messages)
         finally:
             await client.close()
@@ -333,12 +307,11 @@ class NatsJetStream(BrokerUnderTest):
         import nats  # noqa: PLC0415
         from nats.js.errors import NotFoundError  # noqa: PLC0415
 
-        ours = self.prefix.upper().replace("-", "_")
         client = await nats.connect(services.NATS_URL)
         try:
             js = client.jetstream()
             for info in await js.streams_info():
-                if info.config.name and info.config.name.startswith(ours):
+                if info.config.name and info.config.name.startswith(self._stream("")):
                     with contextlib.suppress(NotFoundError):
                         await js.delete_stream(info.config.name)
         finally:
@@ -352,6 +325,9 @@ class RabbitMq(BrokerUnderTest):
     """``RabbitMqBroker`` on the local RabbitMQ: a quorum queue per logical queue."""
 
     name = "rabbitmq"
+    package = "dagster_taskiq_rabbitmq"
+    settings_name = "RabbitMqSettings"
+    broker_name = "RabbitMqBroker"
     redelivers_unacked = False
     """RabbitMQ has no per-message visibility timeout: a message stays with its consumer while
     the consumer's connection lives (it comes back when the connection closes or falls silent
@@ -360,38 +336,23 @@ class RabbitMq(BrokerUnderTest):
     """A dead letter read and not acked goes back to the dead-letter queue at its reader's next
     ``receive_dead_letters()`` past the visibility timeout (or when the reader's connection
     closes), not on a timer of RabbitMQ's."""
-    _MIN_VISIBILITY = 2.0
-    """The visibility timeout is the AMQP heartbeat timeout; one second would let a loaded
-    machine's pause close a connection (and requeue its message) mid-test."""
 
     def require(self) -> None:
         services.require_rabbitmq()
         if shutil.which("rabbitmqctl") is None:  # AMQP counts only the messages not taken
             services.unavailable("rabbitmqctl is not on PATH: the suite counts held messages")
 
-    def settings_class(self) -> type[BrokerSettings]:
-        from dagster_taskiq_rabbitmq import RabbitMqSettings  # noqa: PLC0415
+    def transport(self, queue: str) -> dict[str, Any]:
+        return {
+            "url": services.RABBITMQ_URL,
+            "queue_name": f"{self.prefix}-{queue}",
+            "wait_time_seconds": 0.3,
+        }
 
-        return RabbitMqSettings
-
-    def settings(self, queue: str, options: BrokerOptions) -> BrokerSettings:
-        from dagster_taskiq_rabbitmq import RabbitMqSettings  # noqa: PLC0415
-
-        return RabbitMqSettings(
-            url=services.RABBITMQ_URL,
-            queue_name=f"{self.prefix}-{queue}",
-            visibility_timeout=max(self._MIN_VISIBILITY, options.visibility_timeout),
-            max_deliveries=options.max_deliveries,
-            dead_letters_enabled=options.dead_letters,
-            heartbeat_enabled=options.heartbeat,
-            wait_time_seconds=0.3,
-            **_FAST_RETRIES,
-        )
-
-    def make(self, settings: Any) -> AsyncBroker:
-        from dagster_taskiq_rabbitmq import RabbitMqBroker  # noqa: PLC0415
-
-        return RabbitMqBroker(settings)
+    def visibility(self, seconds: float) -> float:
+        # It is the AMQP heartbeat timeout: one second would let a loaded machine's pause close
+        # a connection (and requeue its message) mid-test.
+        return max(2.0, seconds)
 
     def _counts(self) -> dict[str, int]:
         """Every queue's messages, ready or held unacked (AMQP tells only the ready ones), as
@@ -406,7 +367,7 @@ class RabbitMq(BrokerUnderTest):
         return {row["name"]: int(row["messages"]) for row in json.loads(listed.stdout)}
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
-        return self._counts().get(self.queue_names(queue)[1 if dead else 0], 0)
+        return self._counts().get(self.queue_name(queue, dead=dead), 0)
 
     async def clean(self) -> None:
         import aio_pika  # noqa: PLC0415

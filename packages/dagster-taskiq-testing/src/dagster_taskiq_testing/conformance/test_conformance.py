@@ -16,7 +16,6 @@ from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
     DeadLetter,
-    MessageControl,
     SupportsDeadLetters,
     SupportsMessageControl,
     SupportsReceiveLimit,
@@ -25,16 +24,10 @@ from dagster_taskiq_testing.broker_helpers import (
     PATIENCE,
     Listener,
     assert_one_setting_problem,
+    control_of,
     step_message,
 )
 from dagster_taskiq_testing.conformance._adapters import BrokerUnderTest
-
-
-def control(broker: object, message: AckableMessage) -> MessageControl:
-    assert isinstance(broker, SupportsMessageControl)
-    found = broker.message_control(message)
-    assert found is not None
-    return found
 
 
 def message(key: str = "run-1:a", body: bytes = b"", *, queue: str | None = None) -> BrokerMessage:
@@ -54,13 +47,25 @@ async def ack(received: AckableMessage) -> None:
         await acked
 
 
+async def redelivered(
+    subject: BrokerUnderTest, broker: object, messages: Listener, original: AckableMessage
+) -> None:
+    """``original`` comes to ``broker`` through ``messages`` again, a second delivery; once
+    acked, it is gone."""
+    again = await messages.receive()
+    assert again.data == original.data
+    assert control_of(broker, again).receive_count == 2
+    await ack(again)
+    assert await subject.holds(0)
+
+
 async def test_send_receive_ack_and_the_message_is_gone(subject: BrokerUnderTest) -> None:
     broker = await subject.broker()
     await broker.kick(message(body=b'{"x": 1}'))
     messages = Listener(broker)
     received = await messages.receive()
     assert received.data == b'{"x": 1}'
-    assert control(broker, received).receive_count == 1
+    assert control_of(broker, received).receive_count == 1
     assert await subject.holds(1)
     await ack(received)
     assert await subject.holds(0)
@@ -95,7 +100,7 @@ async def test_release_redelivers_and_a_released_message_refuses_ack_and_extensi
     await broker.kick(message())
     messages = Listener(broker)
     received = await messages.receive()
-    controlled = control(broker, received)
+    controlled = control_of(broker, received)
     await controlled.release()
     with pytest.raises(AckError, match="released"):
         await ack(received)
@@ -103,11 +108,7 @@ async def test_release_redelivers_and_a_released_message_refuses_ack_and_extensi
         await controlled.extend_lease(1.0)
     assert isinstance(broker, SupportsMessageControl)
     assert broker.message_control(received) is None
-    again = await messages.receive()  # at once, not after a timeout
-    assert again.data == received.data
-    assert control(broker, again).receive_count == 2
-    await ack(again)
-    assert await subject.holds(0)
+    await redelivered(subject, broker, messages, received)  # at once, not after a timeout
     await messages.close()
 
 
@@ -119,13 +120,9 @@ async def test_an_unacked_message_goes_to_another_consumer_after_the_visibility_
     first, second = await subject.broker(), await subject.broker()
     await first.kick(message())
     taken = await Listener(first).receive()
-    assert control(first, taken).receive_count == 1
+    assert control_of(first, taken).receive_count == 1
     other = Listener(second)
-    again = await other.receive()
-    assert again.data == taken.data
-    assert control(second, again).receive_count == 2
-    await ack(again)
-    assert await subject.holds(0)
+    await redelivered(subject, second, other, taken)
     await other.close()
 
 
@@ -136,7 +133,7 @@ async def test_extending_the_lease_keeps_a_message_until_it_stops(
     second = await subject.broker(visibility_timeout=2.0)
     await first.kick(message())
     taken = await Listener(first).receive()
-    controlled, other = control(first, taken), Listener(second)
+    controlled, other = control_of(first, taken), Listener(second)
     for _ in range(6):  # 3 s: past the 2 s visibility timeout
         await controlled.extend_lease(2.0)
         assert await other.nothing_for(0.5)
@@ -188,9 +185,9 @@ async def test_a_message_delivered_max_deliveries_times_becomes_a_dead_letter(
     messages = Listener(worker)
     for expected in (1, 2):
         received = await messages.receive()
-        assert control(worker, received).receive_count == expected
+        assert control_of(worker, received).receive_count == expected
         if not subject.redelivers_unacked:
-            await control(worker, received).release()
+            await control_of(worker, received).release()
     assert await messages.nothing_for(2.5)  # no third delivery
     [letter] = await _dead_letters(executor)
     assert letter.body == b'{"poison": 1}'
@@ -213,7 +210,7 @@ async def test_an_unacked_dead_letter_comes_back(subject: BrokerUnderTest) -> No
     messages = Listener(worker)
     received = await messages.receive()
     if not subject.redelivers_unacked:
-        await control(worker, received).release()
+        await control_of(worker, received).release()
     assert await messages.nothing_for(2.5)
     [letter] = await _dead_letters(first)
     assert await _no_dead_letters(second)  # held by the first reader
