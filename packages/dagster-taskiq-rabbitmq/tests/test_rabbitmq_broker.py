@@ -8,7 +8,6 @@ several queues) are the broker conformance suite's (``dagster_taskiq_testing``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from typing import Any
 
@@ -27,6 +26,7 @@ from dagster_taskiq_rabbitmq import (
 from dagster_taskiq_testing.broker_helpers import (
     PATIENCE,
     Listener,
+    assert_startup_gives_up,
     control_of,
     debug_logs,
     step_message,
@@ -113,15 +113,12 @@ async def test_startup_retries_then_names_the_server(harness: Any) -> None:
             connect_timeout=0.5,
         )
     )
-    with debug_logs(), capture_logs() as logs, pytest.raises(RabbitMqUnavailableError) as raised:
-        await broker.startup()
-    text = str(raised.value)
-    assert "amqp://guest:***@127.0.0.1:1/" in text
-    assert "secret" not in text
-    assert "3 attempt(s)" in text
-    assert [log["attempt"] for log in logs if log["event"] == "rabbitmq_retry"] == [1, 2]
-    with contextlib.suppress(Exception):
-        await broker.shutdown()
+    await assert_startup_gives_up(
+        broker,
+        RabbitMqUnavailableError,
+        shown="amqp://guest:***@127.0.0.1:1/",
+        retry_event="rabbitmq_retry",
+    )
 
 
 async def test_a_receive_rides_out_a_lost_connection_and_a_held_message_goes_back(

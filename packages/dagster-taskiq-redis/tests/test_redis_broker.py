@@ -4,7 +4,6 @@ backend shares is the conformance suite's, in dagster_taskiq_testing.conformance
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest
@@ -17,7 +16,13 @@ from dagster_taskiq_redis import (
     RedisBroker,
     RedisUnavailableError,
 )
-from dagster_taskiq_testing.broker_helpers import PATIENCE, Listener, control_of, step_message
+from dagster_taskiq_testing.broker_helpers import (
+    PATIENCE,
+    Listener,
+    assert_startup_gives_up,
+    control_of,
+    step_message,
+)
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
@@ -109,7 +114,7 @@ async def test_closing_listen_releases_nothing_it_yielded_and_shutdown_leaves_th
     assert consumers == []
 
 
-async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: None) -> None:
+async def test_startup_retries_then_names_the_server(harness: Any) -> None:
     broker = RedisBroker(
         harness.settings(
             url="redis://:secret@127.0.0.1:1",
@@ -119,15 +124,9 @@ async def test_startup_retries_then_names_the_server(harness: Any, debug_logs: N
             connect_timeout=0.5,
         )
     )
-    with capture_logs() as logs, pytest.raises(RedisUnavailableError) as raised:
-        await broker.startup()
-    text = str(raised.value)
-    assert "redis://:***@127.0.0.1:1" in text
-    assert "secret" not in text
-    assert "3 attempt(s)" in text
-    assert [log["attempt"] for log in logs if log["event"] == "redis_retry"] == [1, 2]
-    with contextlib.suppress(Exception):
-        await broker.shutdown()
+    await assert_startup_gives_up(
+        broker, RedisUnavailableError, shown="redis://:***@127.0.0.1:1", retry_event="redis_retry"
+    )
 
 
 async def test_a_receive_rides_out_a_lost_connection(

@@ -5,7 +5,9 @@ labels alone); ``Listener`` keeps one ``listen()`` generator and at most one rec
 it; ``control_of`` is a received message's ``MessageControl``; ``StartedBrokers`` shuts down
 every broker a test started; ``debug_logs`` lets every level through to
 ``structlog.testing.capture_logs``; ``assert_one_setting_problem`` checks that a settings model
-refuses a value with a single problem naming the setting and its variable.
+refuses a value with a single problem naming the setting and its variable;
+``assert_startup_gives_up`` that a broker's startup retries, then names its server without the
+password.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 from taskiq import AsyncBroker
 from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
@@ -39,6 +42,7 @@ __all__ = [
     "Listener",
     "StartedBrokers",
     "assert_one_setting_problem",
+    "assert_startup_gives_up",
     "control_of",
     "debug_logs",
     "step_labels_of",
@@ -175,3 +179,21 @@ def assert_one_setting_problem(
     assert fragment in problem.message
     assert str(problem).startswith(f"{field} ({env_var}")  # every variable named, first first
     assert str(problem) in str(raised.value)
+
+
+async def assert_startup_gives_up(
+    broker: AsyncBroker, error: type[Exception], *, shown: str, retry_event: str
+) -> None:
+    """``broker`` (settings: three attempts, a server that is not there, a password
+    ``secret``) fails to start with ``error``, whose text shows ``shown`` (the server, its
+    password masked) and the three attempts; each retry but the last is logged as
+    ``retry_event``."""
+    with debug_logs(), capture_logs() as logs, pytest.raises(error) as raised:
+        await broker.startup()
+    text = str(raised.value)
+    assert shown in text
+    assert "secret" not in text
+    assert "3 attempt(s)" in text
+    assert [log["attempt"] for log in logs if log["event"] == retry_event] == [1, 2]
+    with contextlib.suppress(Exception):
+        await broker.shutdown()
