@@ -68,6 +68,8 @@ class BrokerUnderTest(StartedBrokers):
     dead_letters_return_by_themselves: ClassVar[bool] = True
     """A dead letter read and not acked goes back to the dead-letter queue, for any reader, once
     the visibility timeout passes."""
+    smallest_visibility: ClassVar[str] = "greater than 0"
+    """What the settings say of a visibility timeout of 0."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -159,6 +161,7 @@ class _Sqs(BrokerUnderTest):
     package = "dagster_taskiq_sqs"
     settings_name = "SqsSettings"
     broker_name = "SqsAsyncBroker"
+    smallest_visibility = "greater than or equal to 1"  # SQS counts whole seconds
     endpoint_url: str | None = None
 
     def transport(self, queue: str) -> dict[str, Any]:
