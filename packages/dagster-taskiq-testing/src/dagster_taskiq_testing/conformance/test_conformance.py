@@ -96,20 +96,24 @@ async def test_one_message_per_request(subject: BrokerUnderTest) -> None:
 async def test_release_redelivers_and_a_released_message_refuses_ack_and_extension(
     subject: BrokerUnderTest,
 ) -> None:
-    broker = await subject.broker()
-    await broker.kick(message())
-    messages = Listener(broker)
-    received = await messages.receive()
-    controlled = control_of(broker, received)
+    # A lease longer than the test's patience: the message can come back only by its release.
+    holder = await subject.broker(visibility_timeout=30.0)
+    other = await subject.broker(visibility_timeout=30.0)
+    await holder.kick(message())
+    held = Listener(holder)
+    received = await held.receive()
+    controlled = control_of(holder, received)
     await controlled.release()
     with pytest.raises(AckError, match="released"):
         await ack(received)
     with pytest.raises(AckError, match="released"):
         await controlled.extend_lease(1.0)
-    assert isinstance(broker, SupportsMessageControl)
-    assert broker.message_control(received) is None
-    await redelivered(subject, broker, messages, received)  # at once, not after a timeout
-    await messages.close()
+    assert isinstance(holder, SupportsMessageControl)
+    assert holder.message_control(received) is None
+    competing = Listener(other)
+    await redelivered(subject, other, competing, received)  # to another consumer, at once
+    await held.close()
+    await competing.close()
 
 
 async def test_an_unacked_message_goes_to_another_consumer_after_the_visibility_timeout(
