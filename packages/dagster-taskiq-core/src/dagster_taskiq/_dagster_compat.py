@@ -13,6 +13,9 @@ What each is for:
   failures (a dead-lettered message, a worker that lost the step).
 * ``KnownExecutionState``: the dynamic mappings and retry counts a worker needs for one step.
 * ``RetryMode``/``get_retries_config``: Dagster's ``retries`` executor config and its modes.
+* ``get_tag_concurrency_limits_config``/``get_step_dependency_config_field``/
+  ``StepDependencyConfig``: the ``tag_concurrency_limits`` and ``step_dependency_config``
+  executor config of ``multiprocess_executor`` and ``k8s_job_executor``, same shape and meaning.
 * ``InstanceRef``/``ConfigurableClassData``: how a worker opens the run's instance (without
   process-wide compute log capture on thread workers, see ``without_compute_log_capture``).
 * ``create_execution_plan``/``execute_plan_iterator``/``ReconstructableJob``/
@@ -72,6 +75,11 @@ from dagster._core.execution.plan.state import KnownExecutionState
 from dagster._core.execution.plan.step import ExecutionStep, StepKind
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.retries import get_retries_config as _get_retries_config
+from dagster._core.execution.step_dependency_config import (
+    StepDependencyConfig,
+    get_step_dependency_config_field,
+)
+from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.system_config.objects import ResolvedRunConfig
@@ -102,10 +110,13 @@ __all__ = [
     "ResolvedRunConfig",
     "RetryMode",
     "SerializableErrorInfo",
+    "StepDependencyConfig",
     "StepFailureData",
     "create_execution_plan",
     "execute_plan_iterator",
     "get_retries_config",
+    "get_step_dependency_config_field",
+    "get_tag_concurrency_limits_config",
     "pooled_event_log_storage",
     "raise_interrupts_as",
     "report_step_not_started",

@@ -8,7 +8,13 @@ from typing import Any
 
 from dagster import Field, Permissive, StringSource
 
-from dagster_taskiq._dagster_compat import RetryMode, get_retries_config
+from dagster_taskiq._dagster_compat import (
+    RetryMode,
+    StepDependencyConfig,
+    get_retries_config,
+    get_step_dependency_config_field,
+    get_tag_concurrency_limits_config,
+)
 from dagster_taskiq.brokers import VISIBILITY_TIMEOUT_ALIAS
 from dagster_taskiq.errors import ExecutorConfigError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
@@ -73,6 +79,8 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
         is_required=False,
         description="Most steps of this run in flight at once (default: no limit).",
     ),
+    "tag_concurrency_limits": get_tag_concurrency_limits_config(),
+    "step_dependency_config": get_step_dependency_config_field(),
     "poll_interval": Field(
         float,
         default_value=0.5,
@@ -96,6 +104,12 @@ class ExecutorSettings:
     table_prefix: str = DEFAULT_TABLE_PREFIX
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     max_concurrent: int | None = None
+    tag_concurrency_limits: tuple[Mapping[str, Any], ...] = ()
+    """Per-tag limits on this run's steps in flight at once, across all workers (the shape and
+    meaning of ``multiprocess_executor``'s: ``key``, optional ``value``, ``limit``)."""
+    step_dependency_config: StepDependencyConfig = dataclasses.field(
+        default_factory=StepDependencyConfig.default
+    )
     poll_interval: float = 0.5
     retries: RetryMode = RetryMode.ENABLED
 
@@ -107,6 +121,8 @@ class ExecutorSettings:
             )
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ExecutorConfigError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        for index, limit in enumerate(self.tag_concurrency_limits):
+            _check_tag_limit(index, limit)
         if not 0 < self.poll_interval <= 60:
             raise ExecutorConfigError(f"poll_interval must be in (0, 60], got {self.poll_interval}")
 
@@ -121,6 +137,10 @@ class ExecutorSettings:
             table_prefix=config.get("table_prefix", DEFAULT_TABLE_PREFIX),
             visibility_timeout=_visibility_timeout(config),
             max_concurrent=config.get("max_concurrent"),
+            tag_concurrency_limits=tuple(config.get("tag_concurrency_limits") or ()),
+            step_dependency_config=StepDependencyConfig.from_config(
+                config.get("step_dependency_config")
+            ),
             poll_interval=float(config.get("poll_interval", 0.5)),
             retries=retries or RetryMode.ENABLED,
         )
@@ -139,3 +159,16 @@ def _visibility_timeout(config: Mapping[str, Any]) -> float:
             f"(got {given['visibility_timeout']} and {given[VISIBILITY_TIMEOUT_ALIAS]})"
         )
     return float(next(iter(given.values()), DEFAULT_VISIBILITY_TIMEOUT))
+
+
+def _check_tag_limit(index: int, limit: Mapping[str, Any]) -> None:
+    """One entry of ``tag_concurrency_limits``: a tag key and a limit of at least 1."""
+    field = f"tag_concurrency_limits[{index}]"
+    if not isinstance(limit.get("key"), str) or not limit["key"]:
+        raise ExecutorConfigError(f"{field}.key must be a tag name, got {limit.get('key')!r}")
+    value = limit.get("limit")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ExecutorConfigError(
+            f"{field}.limit must be an integer >= 1 (steps of the run with tag "
+            f"{limit['key']!r} in flight at once), got {value!r}"
+        )

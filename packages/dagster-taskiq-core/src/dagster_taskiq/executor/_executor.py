@@ -17,6 +17,7 @@ from dagster_taskiq._dagster_compat import (
     ExecutionPlan,
     PlanOrchestrationContext,
     RetryMode,
+    StepDependencyConfig,
 )
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.executor._broker_thread import BrokerThread
@@ -47,6 +48,10 @@ class DagsterTaskIQExecutor(Executor):
     @property
     def retries(self) -> RetryMode:
         return self.settings.retries
+
+    @property
+    def step_dependency_config(self) -> StepDependencyConfig:
+        return self.settings.step_dependency_config
 
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan

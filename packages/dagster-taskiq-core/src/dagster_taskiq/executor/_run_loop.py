@@ -113,6 +113,12 @@ class RunLoop:
         self.owner = f"executor:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._next_maintenance = 0.0
         self._next_dead_letters = 0.0
+        self._outputs_release_steps = (
+            not self.settings.step_dependency_config.require_upstream_step_success
+        )
+        """``step_dependency_config.require_upstream_step_success`` off: a step's consumers may
+        start on its outputs before it ends, so the event log is read every maintenance tick
+        while steps are in flight, not only when an outcome comes."""
         self._read_events = True
         """Whether the event log may hold events the loop has not read (an outcome came, or
         the loop logged events itself): read it on the next iteration."""
@@ -134,8 +140,10 @@ class RunLoop:
                     self.plan,
                     retry_mode=self.settings.retries,
                     max_concurrent=self.settings.max_concurrent,
+                    tag_concurrency_limits=[dict(t) for t in self.settings.tag_concurrency_limits]
+                    or None,
                     instance_concurrency_context=concurrency,
-                    step_dependency_config=self.executor.step_dependency_config,
+                    step_dependency_config=self.settings.step_dependency_config,
                 ) as active,
             ):
                 if self.ctx.resume_from_failure:
@@ -156,6 +164,8 @@ class RunLoop:
         # The snapshot is read before the events, so that a record that is final in it has all
         # of its events in the log already (workers write events first, then finish).
         snapshot = self.store.run_snapshot(self.run_id) if now >= self._next_maintenance else None
+        if snapshot is not None and self._outputs_release_steps and self.inflight:
+            self._read_events = True  # outputs of steps still running may start their consumers
         unread = self._outcomes_unread(snapshot) if snapshot is not None else []
         if unread or self._read_events:
             self._read_events = False

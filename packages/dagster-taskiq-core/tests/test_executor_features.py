@@ -1,0 +1,126 @@
+"""Dagster's executor features passed through to the run loop: ``tag_concurrency_limits`` (held
+across all workers of the run) and ``step_dependency_config``; and their bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance
+
+from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore
+from dagster_taskiq.code_locations import CodeLocation, CodeLocations
+from dagster_taskiq.errors import ExecutorConfigError
+from dagster_taskiq.worker import StepRunner, WorkerOptions
+from support import feature_jobs
+from support.executor_harness import InProcessWorkers, RunReport, injected, run_job
+from support.thread_broker import ThreadQueueBroker
+
+LOCATIONS = CodeLocations([CodeLocation(module="support.feature_jobs")])
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        yield instance
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    yield store
+    store.close()
+
+
+def run_on_workers(
+    job_fn: Any,
+    instance: DagsterInstance,
+    store: SqlIdempotencyStore,
+    *,
+    output_nodes: tuple[str, ...] = (),
+    **settings: Any,
+) -> RunReport:
+    """``job_fn`` on two in-process workers of three slots each (six steps at once at most)."""
+    broker = ThreadQueueBroker()
+    executor_settings = ExecutorSettings(backend="injected", poll_interval=0.2, **settings)
+    with (
+        injected(broker, store, executor_settings),
+        InProcessWorkers(
+            lambda: broker,
+            store,
+            count=2,
+            options=WorkerOptions(concurrency=3, visibility_timeout=30),
+            runner_factory=lambda: StepRunner(LOCATIONS),
+        ),
+    ):
+        return run_job(job_fn, instance, store, output_nodes=output_nodes)
+
+
+def test_tag_concurrency_limits_hold_across_workers(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    feature_jobs.TAGGED.reset()
+    feature_jobs.ALL.reset()
+    limits = ({"key": "database", "value": "warehouse", "limit": 2},)
+    report = run_on_workers(
+        feature_jobs.tagged_fan_out, instance, store, tag_concurrency_limits=limits
+    )
+    assert report.success
+    assert len(report.outcomes) == 8
+    assert feature_jobs.TAGGED.most <= 2, feature_jobs.TAGGED.most
+    assert feature_jobs.TAGGED.most == 2  # the limit, not a lower one, was what held them
+    assert feature_jobs.ALL.most > 2  # untagged steps were not held by the tag's limit
+
+
+def test_without_a_tag_limit_tagged_steps_run_together(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    """The check above can fail: six slots run more than two tagged steps at once."""
+    feature_jobs.TAGGED.reset()
+    report = run_on_workers(feature_jobs.tagged_fan_out, instance, store)
+    assert report.success
+    assert feature_jobs.TAGGED.most > 2
+
+
+def test_step_dependency_config_lets_a_consumer_start_before_its_producer_ends(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    feature_jobs.DOWNSTREAM_STARTED.clear()
+    report = run_on_workers(
+        feature_jobs.early_output,
+        instance,
+        store,
+        output_nodes=("uses_late",),
+        step_dependency_config=feature_jobs_config(require_upstream_step_success=False),
+    )
+    assert report.success
+    assert report.outcomes == {
+        "two_outputs": "success",
+        "uses_early": "success",
+        "uses_late": "success",
+    }
+    assert feature_jobs.DOWNSTREAM_STARTED.is_set()
+    # the producer saw its consumer start while it was still running
+    assert report.outputs == {"uses_late": True}
+
+
+def feature_jobs_config(*, require_upstream_step_success: bool) -> Any:
+    return ExecutorSettings.from_config(
+        {"step_dependency_config": {"require_upstream_step_success": require_upstream_step_success}}
+    ).step_dependency_config
+
+
+@pytest.mark.parametrize(
+    ("limits", "fragment"),
+    [
+        ([{"key": "database", "limit": 0}], "tag_concurrency_limits[0].limit"),
+        ([{"key": "a", "limit": 1}, {"key": "b", "limit": -3}], "tag_concurrency_limits[1].limit"),
+        ([{"key": "", "limit": 2}], "tag_concurrency_limits[0].key"),
+    ],
+)
+def test_a_bad_tag_limit_is_refused_naming_the_entry(limits: Any, fragment: str) -> None:
+    with pytest.raises(ExecutorConfigError, match=fragment.replace("[", r"\[")):
+        ExecutorSettings.from_config({"tag_concurrency_limits": limits})
