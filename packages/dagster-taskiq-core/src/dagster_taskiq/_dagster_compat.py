@@ -75,11 +75,13 @@ from dagster._core.execution.plan.state import KnownExecutionState
 from dagster._core.execution.plan.step import ExecutionStep, StepKind
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.retries import get_retries_config as _get_retries_config
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.execution.step_dependency_config import (
-    StepDependencyConfig,
-    get_step_dependency_config_field,
+    get_step_dependency_config_field as _get_step_dependency_config_field,
 )
-from dagster._core.execution.tags import get_tag_concurrency_limits_config
+from dagster._core.execution.tags import (
+    get_tag_concurrency_limits_config as _get_tag_concurrency_limits_config,
+)
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.system_config.objects import ResolvedRunConfig
@@ -193,6 +195,18 @@ def pooled_event_log_storage(instance: DagsterInstance) -> EventLogStorage | Non
     pooled: EventLogStorage = data.rehydrate(as_type=EventLogStorage)  # type: ignore[type-abstract]
     pooled.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=2)
     return pooled
+
+
+def get_tag_concurrency_limits_config() -> Field:
+    """``multiprocess_executor``'s ``tag_concurrency_limits`` config field."""
+    field: Field = _get_tag_concurrency_limits_config()  # type: ignore[no-untyped-call]
+    return field
+
+
+def get_step_dependency_config_field() -> Field:
+    """``multiprocess_executor``'s ``step_dependency_config`` config field."""
+    field: Field = _get_step_dependency_config_field()  # type: ignore[no-untyped-call]
+    return field
 
 
 def get_retries_config() -> Field:
