@@ -44,9 +44,10 @@ EXPECTED: dict[type[enum.Enum], tuple[enum.Enum, Mapping[enum.Enum, frozenset[en
         ActiveStepState.RUNNING,
         {
             ActiveStepState.RUNNING: frozenset(
-                {ActiveStepState.RELEASED, ActiveStepState.FINISHING}
+                {ActiveStepState.RELEASED, ActiveStepState.GIVEN_UP, ActiveStepState.FINISHING}
             ),
             ActiveStepState.RELEASED: frozenset(),
+            ActiveStepState.GIVEN_UP: frozenset(),
             ActiveStepState.FINISHING: frozenset(),
         },
     ),

@@ -115,7 +115,22 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     default=None,
     help="Default: a third of the visibility timeout.",
 )
-@click.option("--grace-period", type=float, default=30.0, show_default=True)
+@click.option(
+    "--grace-period",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds the steps in flight get to finish before they are released.",
+)
+@click.option(
+    "--interrupt-grace",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds a step interrupted because its run is cancelled or its timeout "
+    "(op tag dagster-taskiq/timeout) passed gets to end before the worker gives it up and "
+    "frees its slot.",
+)
 @click.option(
     "--isolation",
     type=click.Choice(["thread", "subprocess"]),
@@ -143,6 +158,7 @@ def worker(
     visibility_timeout: float,
     heartbeat_interval: float | None,
     grace_period: float,
+    interrupt_grace: float,
     isolation: str,
     log_format: LogFormat,
     log_level: str,
@@ -168,6 +184,7 @@ def worker(
         visibility_timeout=visibility_timeout,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
+        interrupt_grace=interrupt_grace,
     )
     try:
         runner = (

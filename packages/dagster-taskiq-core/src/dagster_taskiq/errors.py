@@ -7,6 +7,7 @@ DagsterTaskIQError
   BackendNotFoundError     no installed package provides the named broker backend
   CodeLocationError        a job cannot be pointed at, or a payload points outside the worker's code
   PayloadError             a message payload could not be decoded or validated
+  StepTimeoutError         raised in a step that ran past its op tag dagster-taskiq/timeout
   IdempotencyError         the idempotency store's errors
     StoreUnavailableError    its database is unreachable within the retry budget
     SchemaVersionError       its tables come from an incompatible version
@@ -112,3 +113,24 @@ class BrokerConfigurationError(BrokerError):
 class AckError(BrokerError):
     """A message could not be settled: settled already (acked, released), or no longer held by
     this consumer (received again by another after its visibility timeout)."""
+
+
+class StepTimeoutError(DagsterTaskIQError):
+    """Raised inside a step that ran longer than its op tag ``dagster-taskiq/timeout`` allows.
+
+    The worker raises it in the step's thread (so it counts against the op's ``RetryPolicy``
+    like any error of the op); :meth:`after` makes the class that carries the timeout, since a
+    thread can only be sent an exception class, not an instance."""
+
+    seconds: ClassVar[float] = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"step timed out: it ran longer than its timeout of {self.seconds:g} s "
+            "(op tag dagster-taskiq/timeout)"
+        )
+
+    @classmethod
+    def after(cls, seconds: float) -> type[StepTimeoutError]:
+        """A subclass whose instances say the step ran past ``seconds``."""
+        return type(cls.__name__, (cls,), {"seconds": seconds, "__module__": cls.__module__})

@@ -40,6 +40,11 @@ PAYLOAD_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({PAYLOAD_VERSION})
 
 
+STEP_INTERRUPTED = "StepInterrupted"
+"""``error_class`` of the result a worker records for a step it gave up because its run is being
+cancelled (the run's executor then looks at the run's status at once)."""
+
+
 class TaskState(enum.StrEnum):
     """Lifecycle of one step's idempotency record: PENDING -> RUNNING -> COMPLETED | FAILED."""
 
@@ -167,6 +172,9 @@ class OpExecutionTask(_Payload):
     """Dagster's retry mode value: ``enabled``, ``disabled`` or ``deferred``."""
     queue: str | None = None
     """The queue the step was routed to (op tag ``dagster-taskiq/queue``), informational."""
+    timeout: float | None = None
+    """Seconds the step may run (op tag ``dagster-taskiq/timeout``); the worker interrupts it
+    after. None: no limit."""
     version: int = PAYLOAD_VERSION
 
     def __post_init__(self) -> None:
@@ -182,6 +190,10 @@ class OpExecutionTask(_Payload):
         _require_non_negative(self.retry_number, "retry_number")
         _require_non_negative(self.enqueue_attempt, "enqueue_attempt")
         _require_finite(self.created_at, "created_at")
+        if self.timeout is not None:
+            _require_finite(self.timeout, "timeout")
+            if self.timeout <= 0:
+                raise PayloadError(f"must be > 0 seconds, got {self.timeout}", field="timeout")
         if self.retry_mode not in ("enabled", "disabled", "deferred"):
             raise PayloadError(
                 f"must be one of 'enabled', 'disabled', 'deferred', got {self.retry_mode!r}",

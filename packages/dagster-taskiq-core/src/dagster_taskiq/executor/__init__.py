@@ -3,6 +3,7 @@
 from dagster_taskiq.executor._config import (
     QUEUE_TAG,
     TASKIQ_EXECUTOR_CONFIG_SCHEMA,
+    TIMEOUT_TAG,
     ExecutorSettings,
 )
 from dagster_taskiq.executor._executor import DagsterTaskIQExecutor, taskiq_executor
@@ -10,6 +11,7 @@ from dagster_taskiq.executor._executor import DagsterTaskIQExecutor, taskiq_exec
 __all__ = [
     "QUEUE_TAG",
     "TASKIQ_EXECUTOR_CONFIG_SCHEMA",
+    "TIMEOUT_TAG",
     "DagsterTaskIQExecutor",
     "ExecutorSettings",
     "taskiq_executor",

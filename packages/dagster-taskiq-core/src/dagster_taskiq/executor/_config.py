@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,10 @@ from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
 
 QUEUE_TAG = "dagster-taskiq/queue"
 """Op tag that routes the op's steps to another queue (like dagster-celery's queue tag)."""
+
+TIMEOUT_TAG = "dagster-taskiq/timeout"
+"""Op tag: seconds the op's step may run; the worker interrupts it after (a failure that counts
+against the op's RetryPolicy)."""
 
 DEFAULT_VISIBILITY_TIMEOUT = 300.0
 
@@ -172,3 +177,21 @@ def _check_tag_limit(index: int, limit: Mapping[str, Any]) -> None:
             f"{field}.limit must be an integer >= 1 (steps of the run with tag "
             f"{limit['key']!r} in flight at once), got {value!r}"
         )
+
+
+def step_timeout(step_key: str, tags: Mapping[str, str] | None) -> float | None:
+    """The step's ``dagster-taskiq/timeout`` tag in seconds, or None; ExecutorConfigError naming
+    the step and the tag if it is not a positive number."""
+    text = (tags or {}).get(TIMEOUT_TAG)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ExecutorConfigError(
+            f"op tag {TIMEOUT_TAG} of step {step_key!r} must be a number of seconds > 0 "
+            f"(for example '600'), got {text!r}"
+        )
+    return seconds

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import structlog
+from dagster import DagsterRunStatus, RunsFilter
 
 from dagster_taskiq._dagster_compat import (
     ActiveExecution,
@@ -43,13 +44,20 @@ from dagster_taskiq._dagster_compat import (
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.errors import PayloadError
 from dagster_taskiq.executor._broker_thread import BrokerThread
+from dagster_taskiq.executor._config import step_timeout
 from dagster_taskiq.executor._event_tail import EventTail
 from dagster_taskiq.executor._inflight_state import InFlightState
 from dagster_taskiq.executor._tasks import make_task
 from dagster_taskiq.idempotency import IdempotencyStore, RunSnapshot
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.messaging import STEP_TASK_NAME, DeadLetter
-from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask, TaskState
+from dagster_taskiq.payloads import (
+    STEP_INTERRUPTED,
+    ExecutionResult,
+    IdempotencyRecord,
+    OpExecutionTask,
+    TaskState,
+)
 
 if TYPE_CHECKING:
     from dagster_taskiq.executor._executor import DagsterTaskIQExecutor
@@ -61,6 +69,13 @@ MAINTENANCE_INTERVAL = 1.0
 
 DEAD_LETTER_INTERVAL = 5.0
 """Seconds between looks at the dead-letter queue (a broker request each)."""
+
+CANCEL_CHECK_INTERVAL = 5.0
+"""Seconds between looks at the run's status for a cancellation that did not interrupt this
+process (the run marked CANCELING by run monitoring or another launcher); a step that a worker
+gave up because its run is cancelled makes the loop look at once."""
+
+_CANCELLED = [DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED]
 
 
 @dataclasses.dataclass
@@ -113,6 +128,9 @@ class RunLoop:
         self.owner = f"executor:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._next_maintenance = 0.0
         self._next_dead_letters = 0.0
+        self._next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
+        self._step_interrupted = False
+        """A worker recorded a step interrupted because the run is being cancelled."""
         self._outputs_release_steps = (
             not self.settings.step_dependency_config.require_upstream_step_success
         )
@@ -132,6 +150,8 @@ class RunLoop:
             f"'{self.settings.backend}', lease {self.settings.visibility_timeout:g} s).",
             EngineEventData(),
         )
+        for step in self.plan.get_all_steps_in_topo_order():
+            step_timeout(step.key, step.tags)  # a bad tag fails the run before any step is sent
         watch = self.store.watch_outcomes(self.run_id)
         try:
             with (
@@ -149,7 +169,7 @@ class RunLoop:
                 if self.ctx.resume_from_failure:
                     yield from self._resume(active)
                 while not active.is_complete:
-                    if active.check_for_interrupts():
+                    if active.check_for_interrupts() or self._cancel_requested():
                         self._interrupt(active)
                         return
                     yield from self._step(active)
@@ -187,11 +207,26 @@ class RunLoop:
         list(active.concurrency_event_iterator(self.ctx))
         self._launch(active, list(active.get_steps_to_execute()))
 
+    def _cancel_requested(self) -> bool:
+        """Whether the run is CANCELING (or CANCELED) in Dagster: looked at every
+        ``CANCEL_CHECK_INTERVAL``, and at once after a worker gave a step up for it."""
+        now = time.monotonic()
+        if now < self._next_cancel_check and not self._step_interrupted:
+            return False
+        self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
+        self._step_interrupted = False
+        found = self.instance.get_run_ids(
+            RunsFilter(run_ids=[self.run_id], statuses=_CANCELLED), limit=1
+        )
+        return bool(found)
+
     def _outcomes_unread(self, snapshot: RunSnapshot) -> list[str | None]:
         """The launch cursors of the steps in flight whose record is final: their events are
         in the log (a worker writes them before it records the outcome), not read yet."""
         cursors = []
         for record in snapshot.records:
+            if record.result is not None and record.result.error_class == STEP_INTERRUPTED:
+                self._step_interrupted = True
             flight = self.inflight.get(record.step_key)
             if (
                 flight is not None
@@ -210,7 +245,10 @@ class RunLoop:
             seconds = min(seconds, retry_in)
         if self._read_events:
             return 0.0
-        due = min(self._next_maintenance, self._next_dead_letters) - time.monotonic()
+        due = (
+            min(self._next_maintenance, self._next_dead_letters, self._next_cancel_check)
+            - time.monotonic()
+        )
         return max(0.0, min(seconds, due + 0.001))
 
     # --- events --------------------------------------------------------------------------
@@ -478,8 +516,9 @@ class RunLoop:
         active.mark_interrupted()
         DagsterEvent.engine_event(
             self.ctx,
-            "Executor received termination signal: steps in flight are interrupted by their "
-            "workers (they watch the run's status); queued steps will not start.",
+            "Run is being cancelled: steps in flight are interrupted by their workers (they "
+            "watch the run's status and free a blocked step's slot after their interrupt "
+            "grace); queued steps will not start.",
             EngineEventData.interrupted(list(self.inflight)),
         )
 

@@ -9,7 +9,7 @@ from typing import Any
 from dagster import serialize_value
 
 from dagster_taskiq._dagster_compat import ExecutionStep, KnownExecutionState, RetryMode
-from dagster_taskiq.executor._config import QUEUE_TAG
+from dagster_taskiq.executor._config import QUEUE_TAG, step_timeout
 from dagster_taskiq.payloads import CodePointer, OpExecutionTask, idempotency_key
 
 
@@ -36,6 +36,7 @@ def make_task(
         known_state=_known_state_for(step, known_state),
         retry_mode=retry_mode.for_inner_plan().value,
         queue=step.tags.get(QUEUE_TAG) or None,
+        timeout=step_timeout(step.key, step.tags),
     )
 
 

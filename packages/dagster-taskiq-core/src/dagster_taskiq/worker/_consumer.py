@@ -7,9 +7,13 @@ For each message (see ``docs/architecture.md``):
 2. ``claim`` it in the idempotency store; a lost claim (another worker holds it, or it is final
    already: a duplicate delivery) is acked without running any user code;
 3. run the step on its own daemon thread while a heartbeat extends both the store lease and the
-   message's visibility, and a watcher interrupts the step if its run is being cancelled; the
-   step's Dagster events pass a ``StepFence`` (``_fence.py``): its outcome event is written only
-   while the store confirms the claim, and none once the worker lost or gave the step up;
+   message's visibility, and a watcher interrupts the step if its run is being cancelled or its
+   timeout (op tag ``dagster-taskiq/timeout``) passes: the thread is sent an exception and the
+   step's child processes SIGTERM; a step still running ``interrupt_grace`` seconds later (blocked
+   in C: a sleep, a database call, a wait) is given up: its slot is freed and its failure recorded,
+   and its thread left to end when the blocking call returns. The step's Dagster events pass a
+   ``StepFence`` (``_fence.py``): its outcome event is written only while the store confirms the
+   claim, and none once the worker lost or gave the step up;
 4. ``finish`` with the fence token, and only then ack (delete) the message.
 
 On stop (SIGTERM): no new messages are taken; steps in flight get ``grace_period`` seconds to
@@ -22,19 +26,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import (
+    DagsterExecutionInterruptedError,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+)
 from taskiq import AsyncBroker
 from taskiq.acks import AckableMessage
 
-from dagster_taskiq.errors import DagsterTaskIQError, PayloadError, StoreUnavailableError
+from dagster_taskiq.errors import (
+    DagsterTaskIQError,
+    PayloadError,
+    StepTimeoutError,
+    StoreUnavailableError,
+)
 from dagster_taskiq.idempotency import AsyncIdempotencyStore, IdempotencyStore
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.messaging import (
@@ -43,7 +60,8 @@ from dagster_taskiq.messaging import (
     SupportsMessageControl,
     SupportsReceiveLimit,
 )
-from dagster_taskiq.payloads import ExecutionResult, OpExecutionTask
+from dagster_taskiq.payloads import STEP_INTERRUPTED, ExecutionResult, OpExecutionTask
+from dagster_taskiq.worker._children import children_of, signal_children, track_children
 from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._states import ActiveStepState, SlotState
 from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
@@ -72,6 +90,9 @@ class WorkerOptions:
     heartbeat_interval: float | None = None
     """Seconds between heartbeats; default a third of the lease."""
     cancel_check_interval: float = 1.0
+    interrupt_grace: float = 5.0
+    """Seconds an interrupted step (its run cancelled, or its timeout passed) gets to end before
+    the worker gives it up and frees its slot."""
     grace_period: float = 30.0
     worker_id: str = dataclasses.field(default_factory=default_worker_id)
 
@@ -81,6 +102,10 @@ class WorkerOptions:
         if self.visibility_timeout <= 0:
             raise DagsterTaskIQError(
                 f"visibility_timeout must be > 0, got {self.visibility_timeout}"
+            )
+        if self.interrupt_grace < 0:
+            raise DagsterTaskIQError(
+                f"interrupt_grace must be >= 0 seconds, got {self.interrupt_grace}"
             )
         if self.heartbeat_interval is not None and not (
             0 < self.heartbeat_interval < self.visibility_timeout
@@ -115,6 +140,15 @@ class _Slot:
         self.free()
 
 
+class StopReason(enum.Enum):
+    """Why the worker interrupts a step it runs."""
+
+    CANCELLED = "cancelled"
+    """Its run is being cancelled (CANCELING or CANCELED in Dagster)."""
+    TIMED_OUT = "timed_out"
+    """It ran past its op tag ``dagster-taskiq/timeout``."""
+
+
 @dataclasses.dataclass
 class _Active:
     """A step this worker claimed, from its claim until its outcome is handled."""
@@ -125,8 +159,15 @@ class _Active:
     control: MessageControl | None
     thread: StepThread[StepOutcome]
     fence: StepFence
+    children: list[subprocess.Popen[Any]] = dataclasses.field(default_factory=list)
+    """The processes the step's thread started (``_children``)."""
     state: ActiveStepState = ActiveStepState.RUNNING
     """Changed only by :meth:`enter` (``ActiveStepState`` checks the transition)."""
+    stop: StopReason | None = None
+    """Why the worker interrupted the step, once it did (the first reason only)."""
+    stopping: asyncio.Task[None] | None = None
+    """Interrupts the step, then gives it up if it is still running after the grace."""
+    given_up: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     def enter(self, state: ActiveStepState) -> None:
         self.state = self.state.to(state)
@@ -163,6 +204,7 @@ class Worker:
             # The receive is for the slot just acquired, plus any other free one.
             self.broker.limit_receives(lambda: self._free_slots + 1)
         await self.broker.startup()
+        track_children()
         log.info("worker_started", concurrency=self.options.concurrency)
         watcher = asyncio.create_task(self._watch_cancellations())
         try:
@@ -278,31 +320,107 @@ class Worker:
             lease_seconds=self.options.visibility_timeout,
             confirmed_at=claim_sent_at,
         )
+        children: list[subprocess.Popen[Any]] = []
         thread = StepThread(
-            lambda: fence.run(lambda: self.runner.run(task)), name=f"step:{task.step_key}"
+            lambda: children_of(children, lambda: fence.run(lambda: self.runner.run(task))),
+            name=f"step:{task.step_key}",
         )
-        active = _Active(task, token, message, control, thread, fence)
+        active = _Active(task, token, message, control, thread, fence, children)
         self._active[task.idempotency_key] = active
         heartbeat = asyncio.create_task(self._heartbeat(active))
+        limit = asyncio.create_task(self._time_limit(active)) if task.timeout else None
         log.info("step_started", token=token)
         try:
-            outcome = await thread.result()
+            outcome = await self._outcome(active)
         except BaseException as exc:  # an interrupt that escaped Dagster's own handling
             outcome = StepOutcome.failed(type(exc).__name__, str(exc) or "step interrupted")
         finally:
             heartbeat.cancel()
+            for task_ in (limit, active.stopping):
+                if task_ is not None:
+                    task_.cancel()
             self._active.pop(task.idempotency_key, None)
             if active.state is ActiveStepState.RUNNING:
                 active.enter(ActiveStepState.FINISHING)
             slot.free()  # the step is over: the next message may start while this one ends
         if active.state is ActiveStepState.RELEASED:
             return  # given back to another worker while shutting down
-        if fence.revoked:
+        if active.state is ActiveStepState.GIVEN_UP or outcome is None:
+            outcome = await self._given_up(active, log)  # fence revoked: still ours to record
+        elif fence.revoked:
             await self._abandon(active, log)
             return
         await self._finish(
             task=task, token=token, outcome=outcome, started=started, message=message, log=log
         )
+
+    async def _outcome(self, active: _Active) -> StepOutcome | None:
+        """The step's outcome when its thread ends, or None if the worker gives it up first."""
+        result = asyncio.ensure_future(active.thread.result())
+        given_up = asyncio.ensure_future(active.given_up.wait())
+        try:
+            await asyncio.wait({result, given_up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            given_up.cancel()
+        if active.state is ActiveStepState.GIVEN_UP:
+            result.cancel()  # the thread runs on, detached; its result is not awaited
+            return None
+        return await result
+
+    async def _time_limit(self, active: _Active) -> None:
+        assert active.task.timeout is not None
+        await asyncio.sleep(active.task.timeout)
+        self._stop(active, StopReason.TIMED_OUT)
+
+    def _stop(self, active: _Active, reason: StopReason) -> None:
+        """Interrupt ``active`` for ``reason`` (once; a later reason is ignored)."""
+        if active.stop is None and active.state is ActiveStepState.RUNNING:
+            active.stop = reason
+            active.stopping = asyncio.create_task(self._interrupt(active))
+
+    async def _interrupt(self, active: _Active) -> None:
+        """Send the step's thread an exception and its children SIGTERM; after the grace, if it
+        still runs, give it up."""
+        key, task = active.task.idempotency_key, active.task
+        error: type[BaseException] = DagsterExecutionInterruptedError
+        if active.stop is StopReason.TIMED_OUT and task.timeout is not None:
+            error = StepTimeoutError.after(task.timeout)
+        interrupted = active.thread.interrupt(error)
+        signal_children(active.children, signal.SIGTERM, key=key)
+        _log.info("step_interrupted", key=key, reason=active.stop and active.stop.value)
+        if not interrupted:
+            return
+        await asyncio.sleep(self.options.interrupt_grace)
+        if active.thread.done or active.state is not ActiveStepState.RUNNING:
+            return
+        reason = f"given up: {self.options.interrupt_grace:g} s after its interrupt"
+        if not active.fence.give_up(reason):
+            return  # its outcome is written: its thread is ending
+        active.enter(ActiveStepState.GIVEN_UP)
+        signal_children(active.children, signal.SIGKILL, key=key)
+        active.thread.interrupt(error)  # again: a runner waiting in Python ends its child
+        active.given_up.set()
+
+    async def _given_up(self, active: _Active, log: Any) -> StepOutcome:
+        """The failure recorded for a step the worker gave up; noted in the run's event log."""
+        task, grace = active.task, self.options.interrupt_grace
+        if active.stop is StopReason.TIMED_OUT and task.timeout is not None:
+            error_class = StepTimeoutError.__name__
+            cause = str(StepTimeoutError.after(task.timeout)())
+        else:
+            error_class = STEP_INTERRUPTED
+            cause = f"step interrupted: run {task.run_id} is being cancelled"
+        message = (
+            f"{cause}; it did not stop within {grace:g} s of its interrupt (blocked in a call "
+            "that cannot be interrupted from another thread), so the worker gave it up and freed "
+            "its slot; its thread ends when that call returns, and writes nothing more"
+        )
+        log.warning("step_given_up", token=active.token, reason=error_class)
+        try:
+            await asyncio.to_thread(_note_given_up, task, message)
+        except Exception as exc:
+            log.warning("step_note_failed", error=repr(exc))
+        return StepOutcome.failed(error_class, message)
 
     async def _finish(
         self,
@@ -431,8 +549,8 @@ class Worker:
                 _log.warning("run_status_check_failed", error=repr(exc))
                 continue
             for active in actives:
-                if active.task.run_id in cancelled and active.thread.interrupt():
-                    _log.info("step_interrupted", key=active.task.idempotency_key)
+                if active.task.run_id in cancelled:
+                    self._stop(active, StopReason.CANCELLED)
 
     # --- stopping ------------------------------------------------------------------------
 
@@ -459,6 +577,14 @@ class Worker:
                 _log.info("step_released", key=key, token=active.token)
             except Exception as exc:
                 _log.warning("release_failed", key=key, error=repr(exc))
+
+
+def _note_given_up(task: OpExecutionTask, message: str) -> None:
+    """An engine event on the step, so the run's log says what became of it."""
+    instance = instance_from_ref(task.instance_ref)
+    run = instance.get_run_by_id(task.run_id)
+    if run is not None:
+        instance.report_engine_event(message, run, step_key=task.step_key)
 
 
 def _cancelled_runs(actives: list[_Active]) -> set[str]:

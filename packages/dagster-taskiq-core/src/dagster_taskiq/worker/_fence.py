@@ -101,6 +101,8 @@ class StepFence:
         """Why it was revoked (set with REVOKED)."""
         self._revoking = threading.Lock()
         self.dropped = 0
+        self.outcome_admitted = False
+        """Whether an outcome event of the step passed (set with the revoking lock held)."""
 
     @property
     def revoked(self) -> bool:
@@ -112,6 +114,17 @@ class StepFence:
             if self.state is FenceState.HOLDING:
                 self.reason = reason
                 self.state = self.state.to(FenceState.REVOKED)
+
+    def give_up(self, reason: str) -> bool:
+        """Revoke, unless an outcome event has passed already (then the step has ended and its
+        result is on its way: False)."""
+        with self._revoking:
+            if self.outcome_admitted:
+                return False
+            if self.state is FenceState.HOLDING:
+                self.reason = reason
+                self.state = self.state.to(FenceState.REVOKED)
+            return True
 
     def renewed(self, sent_at: float) -> None:
         """A heartbeat sent at ``sent_at`` (by ``clock``) found the claim held: count from it."""
@@ -151,7 +164,12 @@ class StepFence:
         if self.revoked:
             return False
         if event_type in OUTCOME_EVENTS:
-            return self.confirm()
+            if not self.confirm():
+                return False
+            with self._revoking:
+                if self.state is FenceState.REVOKED:  # given up while it was confirmed
+                    return False
+                self.outcome_admitted = True
         return True
 
     def run(self, fn: Callable[[], _T]) -> _T:

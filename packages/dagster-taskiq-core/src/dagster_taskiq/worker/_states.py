@@ -46,7 +46,8 @@ class SlotState(_States):
 
 
 class ActiveStepState(_States):
-    """A step this worker claimed and runs. ``RUNNING`` -> ``RELEASED`` or ``FINISHING``."""
+    """A step this worker claimed and runs. ``RUNNING`` -> ``RELEASED``, ``GIVEN_UP`` or
+    ``FINISHING``."""
 
     RUNNING = "running"
     """Claimed; its thread runs while the heartbeat extends its store lease and message. It is
@@ -55,6 +56,11 @@ class ActiveStepState(_States):
     """Given back by a stopping worker after the grace period: its record is PENDING and its
     message visible again, its fence revoked and its thread interrupted. No outcome is recorded
     and the message is not acked: another worker runs the step."""
+    GIVEN_UP = "given_up"
+    """Interrupted (its run cancelled, or its timeout passed) and still running
+    ``interrupt_grace`` seconds later: its fence is revoked (the thread writes no more events),
+    its child processes are killed, its slot is freed and its failure recorded and acked. Its
+    thread is left to end when its blocking call returns."""
     FINISHING = "finishing"
     """Its thread ended while the worker still held it: the worker records the outcome and acks
     the message (or, if the fence was revoked meanwhile, abandons the step). It is off the table
@@ -75,8 +81,11 @@ class FenceState(_States):
 _NEXT: dict[_States, frozenset[_States]] = {
     SlotState.HELD: frozenset({SlotState.FREED}),
     SlotState.FREED: frozenset(),
-    ActiveStepState.RUNNING: frozenset({ActiveStepState.RELEASED, ActiveStepState.FINISHING}),
+    ActiveStepState.RUNNING: frozenset(
+        {ActiveStepState.RELEASED, ActiveStepState.GIVEN_UP, ActiveStepState.FINISHING}
+    ),
     ActiveStepState.RELEASED: frozenset(),
+    ActiveStepState.GIVEN_UP: frozenset(),
     ActiveStepState.FINISHING: frozenset(),
     FenceState.HOLDING: frozenset({FenceState.REVOKED}),
     FenceState.REVOKED: frozenset(),

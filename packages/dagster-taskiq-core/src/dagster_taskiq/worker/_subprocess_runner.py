@@ -19,6 +19,7 @@ from dagster_taskiq.code_locations import CodeLocations
 from dagster_taskiq.errors import CodeLocationError
 from dagster_taskiq.instances import instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask
+from dagster_taskiq.worker._children import untracked
 from dagster_taskiq.worker._fence import current_fence
 from dagster_taskiq.worker._step_runner import StepOutcome, logged_outcome
 
@@ -48,7 +49,10 @@ class SubprocessStepRunner:
             for location in self.code_locations.locations:
                 args += ["--module", location.module] if location.module else []
                 args += ["--python-file", location.python_file] if location.python_file else []
-            child = subprocess.Popen(args, stdin=subprocess.PIPE, text=True)  # noqa: S603
+            # Not one of the step's children (``_children``): this runner ends it itself.
+            child = untracked(
+                lambda: subprocess.Popen(args, stdin=subprocess.PIPE, text=True)  # noqa: S603
+            )
             assert child.stdin is not None
             child.stdin.write(task.to_json())
             child.stdin.close()
@@ -86,3 +90,7 @@ def _interrupt(child: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+    except BaseException:  # the worker gave the step up meanwhile
+        child.kill()
+        child.wait()
+        raise

@@ -50,13 +50,13 @@ class StepThread(Generic[_T]):
     def done(self) -> bool:
         return self._future.done()
 
-    def interrupt(self) -> bool:
-        """Raise DagsterExecutionInterruptedError in the step's thread; False if it has ended."""
+    def interrupt(self, error: type[BaseException] = DagsterExecutionInterruptedError) -> bool:
+        """Raise ``error`` (a class) in the step's thread; False if it has ended."""
         ident = self._thread.ident
         if ident is None or not self._thread.is_alive():
             return False
         changed = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(ident), ctypes.py_object(DagsterExecutionInterruptedError)
+            ctypes.c_ulong(ident), ctypes.py_object(error)
         )
         return bool(changed == 1)
 
