@@ -5,6 +5,8 @@ RetryPolicy. The workers here are in-process (one slot each), the run on a threa
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore, TaskState
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import StepRunner, WorkerOptions
 from support import blocking_jobs
-from support.executor_harness import InProcessWorkers, RunReport, injected, run_job
+from support.executor_harness import InProcessWorkers, injected, run_job
 from support.thread_broker import ThreadQueueBroker
 
 LOCATIONS = CodeLocations([CodeLocation(module="support.blocking_jobs")])
@@ -81,29 +83,35 @@ def _sleep_children() -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "how", ["sleep", "subprocess", pytest.param("pg_sleep", marks=pytest.mark.postgres)]
+    ("how", "terminate"),
+    [
+        ("sleep", False),
+        ("sleep", True),
+        ("subprocess", False),
+        pytest.param("pg_sleep", False, marks=pytest.mark.postgres),
+    ],
 )
 @pytest.mark.usefixtures("one_slot_worker")
 def test_a_blocked_step_of_a_cancelled_run_is_ended_and_its_slot_freed(
-    how: str, instance: DagsterInstance, store: SqlIdempotencyStore
+    how: str, terminate: bool, instance: DagsterInstance, store: SqlIdempotencyStore
 ) -> None:
-    reports: list[RunReport] = []
     run_config: dict[str, Any] = {"ops": {"blocked": {"config": {"how": how}}}}
-    runner = threading.Thread(
-        target=lambda: reports.append(
-            run_job(blocking_jobs.blocking, instance, store, run_config=run_config)
-        )
-    )
-    runner.start()
-    assert blocking_jobs.STARTED.wait(60), "the blocking step never started"
-    (run,) = instance.get_runs()
-    # Marked CANCELING only (as run monitoring or another launcher may do): the run process is
-    # not interrupted; its executor sees the status, the worker ends the step.
-    instance.report_run_canceling(run)
-    runner.join(55)
-    assert not runner.is_alive(), "the cancelled run did not end before its step's call returned"
 
-    (report,) = reports
+    def cancel_when_started() -> None:
+        assert blocking_jobs.STARTED.wait(60), "the blocking step never started"
+        (run,) = instance.get_runs()
+        # Marked CANCELING (as run monitoring or another launcher may do it: the run process
+        # is not interrupted; its executor sees the status), and with ``terminate`` the run
+        # process interrupted too, as the UI's terminate does it.
+        instance.report_run_canceling(run)
+        if terminate:
+            os.kill(os.getpid(), signal.SIGINT)  # Dagster turns it into the run's interrupt
+
+    canceller = threading.Thread(target=cancel_when_started)
+    canceller.start()
+    report = run_job(blocking_jobs.blocking, instance, store, run_config=run_config)
+    canceller.join()
+
     assert instance.get_run_by_id(report.run_id).status is DagsterRunStatus.CANCELED
     assert "ended" not in blocking_jobs.NOTES[how]  # the op's body never went past its call
     if how == "subprocess":  # SIGTERM ended the child, and so the wait: the step ended itself
@@ -116,6 +124,8 @@ def test_a_blocked_step_of_a_cancelled_run_is_ended_and_its_slot_freed(
     (record,) = store.records_for_run(report.run_id)
     assert record.state is TaskState.FAILED
     assert record.result is not None
+    # Recorded long before the blocked call (60 s) could have returned by itself.
+    assert record.result.finished_at - record.result.started_at < 50
     if how == "sleep":  # still blocked: the worker gave the step up after its grace
         assert "ended" not in blocking_jobs.NOTES[how]
         assert record.result.error_class == "StepInterrupted"
