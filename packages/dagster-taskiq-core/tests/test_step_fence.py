@@ -20,7 +20,7 @@ from dagster import DagsterEventType, DagsterInstance, reconstructable
 
 from dagster_taskiq import OpExecutionTask, SqlIdempotencyStore, TaskState, idempotency_key
 from dagster_taskiq.code_locations import pointer_for_job
-from dagster_taskiq.instances import instance_ref_payload
+from dagster_taskiq.instances import LogCapture, instance_ref_payload
 from dagster_taskiq.worker import StepRunner
 from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._quiet_events import SLOW_RESOURCE_INIT, QuietEvents
@@ -224,14 +224,16 @@ def test_a_claim_older_than_half_its_lease_is_confirmed_with_the_store_and_may_b
     assert fence.revoked
 
 
-def test_a_thread_worker_step_writes_no_quick_resource_init_nor_logs_captured(
-    instance: DagsterInstance, store: SqlIdempotencyStore
+@pytest.mark.parametrize("log_capture", [LogCapture.THREAD, LogCapture.NONE])
+def test_a_thread_worker_step_writes_no_quick_resource_init_and_logs_captured_if_it_captures(
+    instance: DagsterInstance, store: SqlIdempotencyStore, log_capture: LogCapture
 ) -> None:
     task = _start_task(instance)
     store.ensure_pending(task)
     token = store.claim(task.idempotency_key, "holder", 30)
     assert token is not None
-    _fence(store, task, token).run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
+    runner = StepRunner(SHAPES_LOCATIONS, log_capture=log_capture)
+    _fence(store, task, token).run(lambda: runner.run(task))
     kinds = [
         e.dagster_event.event_type
         for e in instance.all_logs(task.run_id)
@@ -239,7 +241,8 @@ def test_a_thread_worker_step_writes_no_quick_resource_init_nor_logs_captured(
     ]
     assert DagsterEventType.RESOURCE_INIT_STARTED not in kinds
     assert DagsterEventType.RESOURCE_INIT_SUCCESS not in kinds
-    assert DagsterEventType.LOGS_CAPTURED not in kinds
+    # Captured per step thread: the UI's link to the step's logs; not captured: no link.
+    assert kinds.count(DagsterEventType.LOGS_CAPTURED) == (log_capture is LogCapture.THREAD)
     assert kinds.count(DagsterEventType.STEP_SUCCESS) == 1
 
 

@@ -17,7 +17,11 @@ What each is for:
   ``StepDependencyConfig``: the ``tag_concurrency_limits`` and ``step_dependency_config``
   executor config of ``multiprocess_executor`` and ``k8s_job_executor``, same shape and meaning.
 * ``InstanceRef``/``ConfigurableClassData``: how a worker opens the run's instance (without
-  process-wide compute log capture on thread workers, see ``without_compute_log_capture``).
+  process-wide compute log capture on thread workers, see ``with_step_thread_logs``).
+* ``ComputeLogManager``/``LocalComputeLogManager``/``CloudStorageComputeLogManager``/
+  ``CapturedLogContext``/``ComputeIOType``/``touch_file``: a thread worker's compute log manager
+  (``worker/_step_logs.py``) writes each step's stdout/stderr into the files of the instance's
+  own manager, as its ``capture_logs`` would, and marks them complete as it does.
 * ``create_execution_plan``/``execute_plan_iterator``/``ReconstructableJob``/
   ``ReconstructableRepository``/code pointers: run one step in the worker, as
   ``dagster api execute_step`` does (``dagster._cli.api._execute_step_command_body``).
@@ -43,6 +47,7 @@ What each is for:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -83,15 +88,30 @@ from dagster._core.execution.tags import (
     get_tag_concurrency_limits_config as _get_tag_concurrency_limits_config,
 )
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.cloud_storage_compute_log_manager import (
+    CloudStorageComputeLogManager,
+)
+from dagster._core.storage.compute_log_manager import (
+    CapturedLogContext,
+    ComputeIOType,
+    ComputeLogManager,
+)
 from dagster._core.storage.event_log.base import EventLogStorage
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.system_config.objects import ResolvedRunConfig
 from dagster._serdes import ConfigurableClassData
+from dagster._utils import touch_file
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster._utils.interrupts import raise_interrupts_as
 from dagster_shared.error import SerializableErrorInfo
 
 __all__ = [
     "ActiveExecution",
+    "CapturedLogContext",
+    "CloudStorageComputeLogManager",
+    "ComputeIOType",
+    "ComputeLogManager",
+    "ConfigurableClassData",
     "DagsterCodePointer",
     "DagsterEvent",
     "EngineEventData",
@@ -104,6 +124,7 @@ __all__ = [
     "InstanceConcurrencyContext",
     "InstanceRef",
     "KnownExecutionState",
+    "LocalComputeLogManager",
     "ModuleCodePointer",
     "PackageCodePointer",
     "PlanOrchestrationContext",
@@ -125,7 +146,9 @@ __all__ = [
     "seconds_until_due",
     "serializable_error_info_from_exc_info",
     "step_plan",
+    "touch_file",
     "with_python_log_handlers_once",
+    "with_step_thread_logs",
     "without_compute_log_capture",
 ]
 
@@ -225,15 +248,33 @@ def seconds_until_due(active: ActiveExecution) -> float | None:
     return float(seconds) if seconds and seconds > 0 else None
 
 
-def without_compute_log_capture(ref: InstanceRef) -> InstanceRef:
-    """``ref`` with Dagster's no-op compute log manager.
+def with_step_thread_logs(ref: InstanceRef) -> InstanceRef:
+    """``ref`` with the thread workers' compute log manager around the instance's own.
 
     Dagster captures a step's stdout/stderr by redirecting the whole process's file descriptors,
-    which is not safe when several steps run on threads of one worker: their redirections
-    interleave and can leave the process's output pointing at one step's log file. Thread workers
-    therefore run steps without per-step capture (output goes to the worker's own stdout/stderr);
-    a worker with ``--isolation subprocess`` keeps capture (one step per process).
+    which is not safe when several steps run on threads of one worker. A thread worker's instance
+    uses ``dagster_taskiq.worker._step_logs.StepThreadLogManager`` instead, which captures each
+    step thread's ``sys.stdout``/``sys.stderr`` into the same files (same log keys) the
+    instance's own manager (kept as its ``inner``) reads for the UI.
     """
+    inner = ref.compute_logs_data
+    return ref._replace(
+        compute_logs_data=ConfigurableClassData(
+            "dagster_taskiq.worker._step_logs",
+            "StepThreadLogManager",
+            json.dumps(  # YAML: JSON is YAML
+                {
+                    "module": inner.module_name,
+                    "class": inner.class_name,
+                    "config_yaml": inner.config_yaml,
+                }
+            ),
+        )
+    )
+
+
+def without_compute_log_capture(ref: InstanceRef) -> InstanceRef:
+    """``ref`` with Dagster's no-op compute log manager: steps' output is not captured."""
     return ref._replace(
         compute_logs_data=ConfigurableClassData(
             "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"

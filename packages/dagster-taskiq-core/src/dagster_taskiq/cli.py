@@ -136,8 +136,9 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     type=click.Choice(["thread", "subprocess"]),
     default="thread",
     show_default=True,
-    help="thread: steps run on threads of this long-lived process (fast; stdout/stderr are not "
-    "captured per step). subprocess: each step in a fresh process (isolated; slower).",
+    help="thread: steps run on threads of this long-lived process (fast; each step's "
+    "sys.stdout/sys.stderr go to its compute logs). subprocess: each step in a fresh process "
+    "(isolated, all its output captured, killable; slower).",
 )
 @click.option(
     "--log-format",

@@ -2,6 +2,8 @@
 dependency config. In-process workers import this module by name (``support.feature_jobs``), so
 its module-level gauges are shared with the test that reads them."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -106,3 +108,44 @@ def early_output():
     early, late = two_outputs()
     uses_early(early)
     uses_late(late)
+
+
+# --- step logs ------------------------------------------------------------------------------
+
+BOTH_PRINTING = threading.Barrier(2, timeout=30)
+"""Both talking steps print at once (each waits for the other before it starts)."""
+
+
+def _talk(name: str) -> None:
+    BOTH_PRINTING.wait()
+    for n in range(20):
+        print(f"{name} says {n}")
+        print(f"{name} warns {n}", file=sys.stderr)
+        time.sleep(0.005)
+
+
+@op
+def talk_a() -> None:
+    _talk("talk_a")
+
+
+@op
+def talk_b() -> None:
+    _talk("talk_b")
+
+
+@job(executor_def=injected_executor)
+def talking():
+    talk_a()
+    talk_b()
+
+
+@op
+def talk_through_a_child() -> None:
+    print("talk_through_a_child says hello")
+    subprocess.run(["echo", "child process says hello"], check=True)
+
+
+@job(executor_def=injected_executor)
+def talking_child():
+    talk_through_a_child()

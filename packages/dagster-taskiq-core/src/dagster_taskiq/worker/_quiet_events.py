@@ -10,8 +10,8 @@ each, a third of a trivial step's time. Left out, per step:
   connection, paid again by every step), so the start is held back until the outcome is known
   and both are written, with their own timestamps; a ``RESOURCE_INIT_FAILURE`` is always
   written, after the start it follows.
-* ``LOGS_CAPTURED`` on a worker that captures no compute logs (thread workers): it would point
-  the UI at logs that do not exist.
+* ``LOGS_CAPTURED`` on a worker that captures no compute logs (``LogCapture.NONE``): it would
+  point the UI at logs that do not exist.
 """
 
 from __future__ import annotations

@@ -44,10 +44,11 @@ from dagster_taskiq.code_locations import (
     load_job_definition,
 )
 from dagster_taskiq.errors import CodeLocationError
-from dagster_taskiq.instances import instance_from_ref
+from dagster_taskiq.instances import LogCapture, instance_from_ref
 from dagster_taskiq.payloads import OpExecutionTask, TaskState
 from dagster_taskiq.worker._fence import current_fence, install_event_fence
 from dagster_taskiq.worker._quiet_events import QuietEvents
+from dagster_taskiq.worker._step_logs import route_step_output
 
 _log = structlog.get_logger("dagster_taskiq.worker")
 
@@ -227,20 +228,21 @@ class PlanCache:
 class StepRunner:
     """Runs steps in the calling thread; caches instances and jobs across steps (thread-safe).
 
-    ``capture_compute_logs`` keeps Dagster's per-step stdout/stderr capture; it redirects the
-    whole process, so only a process that runs one step at a time may turn it on.
+    ``log_capture``: how steps' stdout/stderr reach the compute logs (``LogCapture``): per step
+    thread (the default), or Dagster's own capture, which redirects the whole process, so only
+    a process that runs one step at a time may use it.
     """
 
     def __init__(
-        self, code_locations: CodeLocations, *, capture_compute_logs: bool = False
+        self, code_locations: CodeLocations, *, log_capture: LogCapture = LogCapture.THREAD
     ) -> None:
         self.code_locations = code_locations
-        self.capture_compute_logs = capture_compute_logs
+        self.log_capture = log_capture
         self._jobs: dict[tuple[Any, ...], ReconstructableJob] = {}
         self._lock = threading.Lock()
         self._runs = RunCache()
         self._plans = PlanCache()
-        self._quiet = QuietEvents(capture_compute_logs=capture_compute_logs)
+        self._quiet = QuietEvents(capture_compute_logs=log_capture is not LogCapture.NONE)
 
     def run(self, task: OpExecutionTask) -> StepOutcome:
         """Run ``task``'s step to its end; never raises for a failure of the step itself."""
@@ -248,9 +250,9 @@ class StepRunner:
             self.code_locations.check(task.code)
         except CodeLocationError as exc:
             return StepOutcome.failed("CodeLocationRefused", str(exc))
-        instance = instance_from_ref(
-            task.instance_ref, capture_compute_logs=self.capture_compute_logs
-        )
+        if self.log_capture is LogCapture.THREAD:
+            route_step_output()
+        instance = instance_from_ref(task.instance_ref, log_capture=self.log_capture)
         install_event_fence(instance, quiet=self._quiet)
         run = self._runs.runnable(instance, task.run_id)
         if run is None:

@@ -10,6 +10,7 @@ from dagster import DagsterExecutionInterruptedError
 
 from dagster_taskiq._dagster_compat import raise_interrupts_as
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
+from dagster_taskiq.instances import LogCapture
 from dagster_taskiq.payloads import OpExecutionTask
 from dagster_taskiq.worker._step_runner import StepOutcome, StepRunner
 
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
         + [CodeLocation(python_file=f) for f in args.python_file]
     )
     task = OpExecutionTask.from_json(sys.stdin.read())
-    runner = StepRunner(locations, capture_compute_logs=True)
+    runner = StepRunner(locations, log_capture=LogCapture.PROCESS)
     try:
         with raise_interrupts_as(DagsterExecutionInterruptedError):
             outcome = runner.run(task)
