@@ -183,3 +183,27 @@ def test_a_bad_timeout_tag_fails_the_run_before_any_step_is_sent(
     )
     assert "op tag dagster-taskiq/timeout of step 'bad_timeout'" in text
     assert "got 'soon'" in text
+
+
+@pytest.mark.usefixtures("one_slot_worker")
+def test_a_cancelled_run_gives_back_the_pool_slot_of_its_blocked_step(
+    instance: DagsterInstance, store: SqlIdempotencyStore
+) -> None:
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(blocking_jobs.BLOCKING_POOL, 1)
+
+    def cancel_when_started() -> None:
+        assert blocking_jobs.STARTED.wait(60), "the blocking step never started"
+        (run,) = instance.get_runs()
+        assert storage.get_concurrency_info(blocking_jobs.BLOCKING_POOL).active_slot_count == 1
+        instance.report_run_canceling(run)
+
+    canceller = threading.Thread(target=cancel_when_started)
+    canceller.start()
+    report = run_job(blocking_jobs.pooled_blocking, instance, store)
+    canceller.join()
+
+    assert instance.get_run_by_id(report.run_id).status is DagsterRunStatus.CANCELED
+    assert "ended" not in blocking_jobs.NOTES["pooled_blocked"]
+    info = storage.get_concurrency_info(blocking_jobs.BLOCKING_POOL)
+    assert info.active_slot_count == 0  # the slot is free while the blocked call still runs

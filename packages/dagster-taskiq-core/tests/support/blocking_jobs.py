@@ -97,3 +97,19 @@ def bad_timeout() -> None:
 @job(executor_def=injected_executor)
 def bad_timeout_job():
     bad_timeout()
+
+
+BLOCKING_POOL = "blocking_pool"
+
+
+@op(pool=BLOCKING_POOL)
+def pooled_blocked() -> None:
+    note("pooled_blocked", "started")
+    STARTED.set()
+    time.sleep(60)
+    note("pooled_blocked", "ended")
+
+
+@job(executor_def=injected_executor)
+def pooled_blocking():
+    pooled_blocked()

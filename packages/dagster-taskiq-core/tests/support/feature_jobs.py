@@ -149,3 +149,27 @@ def talk_through_a_child() -> None:
 @job(executor_def=injected_executor)
 def talking_child():
     talk_through_a_child()
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+POOL = "warehouse_pool"
+POOLED = Gauge()
+
+
+def _pooled_op(n: int):
+    @op(name=f"pooled_{n}", pool=POOL)
+    def pooled() -> int:
+        _busy((POOLED,))
+        return n
+
+    return pooled
+
+
+POOLED_OPS = [_pooled_op(n) for n in range(4)]
+
+
+@job(executor_def=injected_executor)
+def pooled_fan_out():
+    for pooled in POOLED_OPS:
+        pooled()

@@ -347,7 +347,9 @@ class Worker:
             return  # given back to another worker while shutting down
         if active.state is ActiveStepState.GIVEN_UP or outcome is None:
             outcome = await self._given_up(active, log)  # fence revoked: still ours to record
-        elif fence.revoked:
+        elif active.stop is StopReason.CANCELLED:
+            await self._free_pool_slot(active, log)
+        if fence.revoked and active.state is not ActiveStepState.GIVEN_UP:
             await self._abandon(active, log)
             return
         await self._finish(
@@ -420,7 +422,24 @@ class Worker:
             await asyncio.to_thread(_note_given_up, task, message)
         except Exception as exc:
             log.warning("step_note_failed", error=repr(exc))
+        if active.stop is StopReason.CANCELLED:
+            await self._free_pool_slot(active, log)
         return StepOutcome.failed(error_class, message)
+
+    @staticmethod
+    async def _free_pool_slot(active: _Active, log: Any) -> None:
+        """Give back the Dagster pool slot of a step of a cancelled run: its run process, which
+        frees a step's slot when it reads the step's outcome, has stopped following the run."""
+        task = active.task
+        try:
+            instance = instance_from_ref(task.instance_ref)
+            await asyncio.to_thread(
+                instance.event_log_storage.free_concurrency_slot_for_step,
+                task.run_id,
+                task.step_key,
+            )
+        except Exception as exc:
+            log.warning("pool_slot_not_freed", error=repr(exc))
 
     async def _finish(
         self,
