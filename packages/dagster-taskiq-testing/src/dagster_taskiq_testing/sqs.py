@@ -195,8 +195,11 @@ class InMemorySqs:
                         return self._received(params, now, messages)
                     waiter = self._waiters.add_async(loop)
                     timeout = self._wait_timeout(queue, now, deadline)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when
+                # the task is cancelled just as the event is set, and the cancel is lost.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.event.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await waiter.event.wait()
         finally:
             if waiter is not None:
                 with self._lock:

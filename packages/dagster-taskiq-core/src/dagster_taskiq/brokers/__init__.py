@@ -9,6 +9,7 @@ are found by name through the ``dagster_taskiq.brokers`` entry points
 from dagster_taskiq.brokers._base import BrokerBase, DeliveryPolicy
 from dagster_taskiq.brokers._delivery import Delivery, DeliveryControl, DeliveryState
 from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat
+from dagster_taskiq.brokers._queue_set import QueueSet, WeightedQueue
 from dagster_taskiq.brokers._settings import VISIBILITY_TIMEOUT_ALIAS, BrokerSettings
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "DeliveryControl",
     "DeliveryPolicy",
     "DeliveryState",
+    "QueueSet",
+    "WeightedQueue",
     "heartbeat_loop",
     "start_heartbeat",
     "stop_heartbeat",

@@ -1,0 +1,158 @@
+"""One worker, several queues: ``dagster-taskiq worker --queue steps.fifo:3 --queue bulk.fifo``.
+
+A :class:`QueueSet` is a broker made of one broker of the backend per queue. Its ``listen()``
+keeps one receive in flight on each and, when the worker asks for a message, takes one from the
+queues that have one ready by smooth weighted round robin (nginx's): with queues of weights 3
+and 1 both holding messages, three of every four messages come from the first, evenly spread,
+and a queue with messages is never passed over for long (no starvation). A queue with nothing
+ready costs nothing but its receive in flight (a long poll). Message control (lease extension,
+release) and acks go to the broker the message came from; a message received but never handed
+to the worker is released when the worker stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any
+
+from taskiq import AsyncBroker
+from taskiq.acks import AckableMessage
+from taskiq.message import BrokerMessage
+
+from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.messaging import MessageControl, SupportsMessageControl, SupportsReceiveLimit
+
+__all__ = ["QueueSet", "WeightedQueue"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedQueue:
+    """A queue a worker reads, and its share (``weight``) when several have messages."""
+
+    name: str
+    weight: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> WeightedQueue:
+        """``NAME`` or ``NAME:WEIGHT`` (a whole number >= 1); DagsterTaskIQError naming the
+        value and the fix."""
+        name, sep, weight_text = text.rpartition(":")
+        if not sep:
+            name, weight_text = text, "1"
+        if not name:
+            raise DagsterTaskIQError(f"--queue {text!r}: give a queue name, e.g. steps.fifo:2")
+        try:
+            weight = int(weight_text)
+        except ValueError:
+            raise DagsterTaskIQError(
+                f"--queue {text!r}: the weight after ':' must be a whole number >= 1, e.g. {name}:2"
+            ) from None
+        if weight < 1:
+            raise DagsterTaskIQError(
+                f"--queue {text!r}: the weight must be >= 1 (got {weight}), e.g. {name}:1"
+            )
+        return cls(name, weight)
+
+
+class QueueSet(AsyncBroker):
+    """Brokers of one backend on several queues, read as one (see the module's docstring)."""
+
+    def __init__(self, brokers: Sequence[tuple[AsyncBroker, int]]) -> None:
+        if not brokers:
+            raise DagsterTaskIQError("a QueueSet needs at least one queue")
+        super().__init__()
+        self.brokers = [broker for broker, _ in brokers]
+        self.weights = [weight for _, weight in brokers]
+        self.formatter = self.brokers[0].formatter
+
+    def __repr__(self) -> str:
+        pairs = zip(self.brokers, self.weights, strict=True)
+        return f"QueueSet({', '.join(f'{b!r}:{w}' for b, w in pairs)})"
+
+    async def startup(self) -> None:
+        await super().startup()
+        for broker in self.brokers:
+            broker.is_worker_process = self.is_worker_process
+            await broker.startup()
+
+    async def shutdown(self) -> None:
+        for broker in self.brokers:
+            await broker.shutdown()
+        await super().shutdown()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Send through the first queue's broker (its ``queue`` label routes it)."""
+        await self.brokers[0].kick(message)
+
+    def limit_receives(self, startable: Callable[[], int]) -> None:
+        for broker in self.brokers:
+            if isinstance(broker, SupportsReceiveLimit):
+                broker.limit_receives(startable)
+
+    def message_control(self, message: AckableMessage) -> MessageControl | None:
+        for broker in self.brokers:
+            if isinstance(broker, SupportsMessageControl):
+                control = broker.message_control(message)
+                if control is not None:
+                    return control
+        return None
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        streams: list[AsyncIterator[Any]] = [broker.listen() for broker in self.brokers]
+        pending: dict[int, asyncio.Future[Any]] = {
+            i: asyncio.ensure_future(anext(stream)) for i, stream in enumerate(streams)
+        }
+        credit = [0] * len(streams)
+        try:
+            while pending:
+                ready = [i for i, future in pending.items() if future.done()]
+                if not ready:
+                    await asyncio.wait(pending.values(), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                chosen = _choose(ready, self.weights, credit)
+                future = pending.pop(chosen)
+                try:
+                    message = future.result()
+                except StopAsyncIteration:
+                    continue  # that queue's broker stopped listening
+                pending[chosen] = asyncio.ensure_future(anext(streams[chosen]))
+                yield message
+        finally:
+            await self._close(pending, streams)
+
+    async def _close(
+        self, pending: dict[int, asyncio.Future[Any]], streams: list[AsyncIterator[Any]]
+    ) -> None:
+        """Release what was received and not handed on; close every queue's stream."""
+        for future in pending.values():
+            if not future.done():
+                future.cancel()
+                with contextlib.suppress(BaseException):
+                    await future
+                continue
+            if future.cancelled() or future.exception() is not None:
+                continue
+            message = future.result()
+            control = self.message_control(message) if isinstance(message, AckableMessage) else None
+            if control is not None:
+                with contextlib.suppress(Exception):
+                    await control.release()
+        for stream in streams:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+def _choose(ready: list[int], weights: list[int], credit: list[int]) -> int:
+    """Smooth weighted round robin over the ``ready`` queues (``credit`` updated in place)."""
+    total = 0
+    for i in ready:
+        credit[i] += weights[i]
+        total += weights[i]
+    chosen = max(ready, key=lambda i: credit[i])
+    credit[chosen] -= total
+    return chosen

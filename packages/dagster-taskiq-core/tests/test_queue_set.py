@@ -1,0 +1,147 @@
+"""``QueueSet``: one worker reading several queues, weighted, with no queue starved, on the
+in-memory SQS stub (every backend's broker goes through the same class)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from taskiq.acks import AckableMessage
+
+from dagster_taskiq.brokers import QueueSet, WeightedQueue
+from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq_sqs import SqsSettings
+from dagster_taskiq_testing import InMemorySqs, InMemorySqsBroker
+from dagster_taskiq_testing.broker_helpers import step_message
+
+
+def _broker(sqs: InMemorySqs, queue: str) -> InMemorySqsBroker:
+    settings = SqsSettings(
+        queue_name=queue,
+        create_queues_if_missing=True,
+        wait_time_seconds=1,
+        visibility_timeout=30,
+    )
+    return InMemorySqsBroker(settings, sqs=sqs)
+
+
+async def _fill(broker: InMemorySqsBroker, run: str, count: int) -> None:
+    for n in range(count):
+        await broker.kick(step_message(f"{run}:step_{n}", body=f"{run}:{n}".encode()))
+
+
+def _source(message: AckableMessage) -> str:
+    return message.data.decode().split(":")[0]
+
+
+async def _take(queues: QueueSet, count: int) -> list[AckableMessage]:
+    taken = []
+    messages = queues.listen()
+    for _ in range(count):
+        message = await asyncio.wait_for(anext(messages), 10)
+        taken.append(message)
+        await _ack(message)
+    await messages.aclose()
+    return taken
+
+
+async def _ack(message: AckableMessage) -> None:
+    acked = message.ack()
+    if acked is not None:
+        await acked
+
+
+async def test_two_queues_share_by_weight_and_neither_is_starved() -> None:
+    sqs = InMemorySqs()
+    busy, quiet = _broker(sqs, "busy.fifo"), _broker(sqs, "quiet.fifo")
+    queues = QueueSet([(busy, 3), (quiet, 1)])
+    await queues.startup()
+    try:
+        await _fill(busy, "busy", 30)
+        await _fill(quiet, "quiet", 10)
+        taken = [_source(m) for m in await _take(queues, 40)]
+    finally:
+        await queues.shutdown()
+    assert Counter(taken) == {"busy": 30, "quiet": 10}
+    # While both had messages: three from the busy queue for one from the quiet one, spread
+    # out (the quiet queue waits at most three messages), until one of them is empty.
+    first = taken[:36]
+    assert Counter(first[:8]) == {"busy": 6, "quiet": 2}
+    gaps = [i for i, source in enumerate(first) if source == "quiet"]
+    starts = [-1, *gaps[:-1]]
+    assert all(later - earlier <= 4 for earlier, later in zip(starts, gaps, strict=True)), taken
+
+
+async def test_a_queue_with_nothing_does_not_hold_back_the_others() -> None:
+    sqs = InMemorySqs()
+    empty, full = _broker(sqs, "empty.fifo"), _broker(sqs, "full.fifo")
+    queues = QueueSet([(empty, 5), (full, 1)])
+    await queues.startup()
+    try:
+        await _fill(full, "full", 4)
+        taken = [_source(m) for m in await _take(queues, 4)]
+    finally:
+        await queues.shutdown()
+    assert taken == ["full"] * 4
+
+
+async def test_controls_and_acks_go_to_the_queue_a_message_came_from() -> None:
+    sqs = InMemorySqs()
+    first, second = _broker(sqs, "first.fifo"), _broker(sqs, "second.fifo")
+    queues = QueueSet([(first, 1), (second, 1)])
+    await queues.startup()
+    try:
+        await _fill(second, "second", 1)
+        messages = queues.listen()
+        message = await asyncio.wait_for(anext(messages), 10)
+        assert queues.message_control(message) is not None
+        assert first.message_control(message) is None
+        assert second.message_control(message) is not None
+        await _ack(message)
+        assert queues.message_control(message) is None  # acked: no longer held
+        await messages.aclose()
+    finally:
+        await queues.shutdown()
+    assert sqs.messages("second.fifo") == []
+
+
+async def test_what_was_received_and_not_handed_on_is_released_when_listening_stops() -> None:
+    sqs = InMemorySqs()
+    one, two = _broker(sqs, "one.fifo"), _broker(sqs, "two.fifo")
+    queues = QueueSet([(one, 1), (two, 1)])
+    await queues.startup()
+    try:
+        await _fill(one, "one", 1)
+        await _fill(two, "two", 1)
+        messages = queues.listen()
+        handed = await asyncio.wait_for(anext(messages), 10)
+        await asyncio.sleep(0.5)  # the other queue's receive in flight brings its message
+        await messages.aclose()
+        other = "two" if _source(handed) == "one" else "one"
+        # Released at once: visible again for the next worker, not 30 s of visibility later.
+        assert len(sqs.visible_messages(f"{other}.fifo")) == 1
+    finally:
+        await queues.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("steps.fifo", WeightedQueue("steps.fifo", 1)), ("bulk:3", WeightedQueue("bulk", 3))],
+)
+def test_a_queue_is_a_name_and_an_optional_weight(text: str, expected: WeightedQueue) -> None:
+    assert WeightedQueue.parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("steps:0", "the weight must be >= 1"),
+        ("steps:many", "must be a whole number >= 1"),
+        (":2", "give a queue name"),
+    ],
+)
+def test_a_bad_queue_is_refused_naming_the_option(text: str, fragment: str) -> None:
+    with pytest.raises(DagsterTaskIQError, match=fragment) as raised:
+        WeightedQueue.parse(text)
+    assert f"--queue {text!r}" in str(raised.value)
