@@ -56,9 +56,7 @@ def test_a_pool_limit_holds_across_concurrent_runs_on_several_workers(
     ):
         runs = [
             threading.Thread(
-                target=lambda: reports.append(
-                    run_job(feature_jobs.pooled_fan_out, instance, store)
-                )
+                target=lambda: reports.append(run_job(feature_jobs.pooled_fan_out, instance, store))
             )
             for _ in range(3)
         ]
