@@ -9,8 +9,12 @@ from collections import Counter
 import pytest
 from taskiq.acks import AckableMessage
 
+from dagster_taskiq.backends import create_listener
 from dagster_taskiq.brokers import QueueSet, WeightedQueue
 from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq_nats import NatsSettings
+from dagster_taskiq_rabbitmq import RabbitMqSettings
+from dagster_taskiq_redis import RedisSettings
 from dagster_taskiq_sqs import SqsSettings
 from dagster_taskiq_testing import InMemorySqs, InMemorySqsBroker
 from dagster_taskiq_testing.broker_helpers import step_message
@@ -145,3 +149,30 @@ def test_a_bad_queue_is_refused_naming_the_option(text: str, fragment: str) -> N
     with pytest.raises(DagsterTaskIQError, match=fragment) as raised:
         WeightedQueue.parse(text)
     assert f"--queue {text!r}" in str(raised.value)
+
+
+def test_a_worker_with_several_queues_gets_a_broker_per_queue() -> None:
+    listener = create_listener(
+        "memory",
+        {"queue_name": "steps.fifo", "create_queues_if_missing": True},
+        [WeightedQueue("urgent.fifo", 4), WeightedQueue("steps.fifo")],
+    )
+    assert isinstance(listener, QueueSet)
+    queues = [b.settings.queue for b in listener.brokers]  # type: ignore[attr-defined]
+    assert queues == ["urgent.fifo", "steps.fifo"]
+    assert listener.weights == [4, 1]
+    one = create_listener("memory", {"create_queues_if_missing": True}, [WeightedQueue("b.fifo")])
+    assert one.settings.queue == "b.fifo"  # type: ignore[attr-defined]
+    with pytest.raises(DagsterTaskIQError, match=r"'a\.fifo' is given twice"):
+        create_listener("memory", {}, [WeightedQueue("a.fifo"), WeightedQueue("a.fifo", 2)])
+
+
+def test_each_backend_names_its_queue_in_its_own_setting() -> None:
+    assert SqsSettings().for_queue("urgent.fifo") == {"queue_name": "urgent.fifo"}
+    assert RabbitMqSettings().for_queue("urgent") == {"queue_name": "urgent"}
+    assert RedisSettings().for_queue("urgent") == {"stream": "urgent"}
+    # A NATS stream holds the subjects it was made with: another subject, another stream.
+    assert NatsSettings(stream="STEPS").for_queue("steps.urgent") == {
+        "subject": "steps.urgent",
+        "stream": "STEPS_steps_urgent",
+    }

@@ -7,19 +7,21 @@ fields), the rest comes from its environment variables. Core knows no backend by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from taskiq import AsyncBroker
 
-from dagster_taskiq.errors import BackendNotFoundError
+from dagster_taskiq.brokers import BrokerSettings, QueueSet, WeightedQueue
+from dagster_taskiq.errors import BackendNotFoundError, DagsterTaskIQError
 
 __all__ = [
     "BROKER_ENTRY_POINT_GROUP",
     "BrokerFactory",
     "available_backends",
     "create_broker",
+    "create_listener",
     "load_broker_factory",
 ]
 
@@ -74,3 +76,26 @@ def create_broker(name: str, settings: Mapping[str, Any] | None = None) -> Async
             f"broker backend {name!r} returned {type(broker).__name__}, not a taskiq AsyncBroker"
         )
     return broker
+
+
+def create_listener(
+    name: str, settings: Mapping[str, Any] | None, queues: Sequence[WeightedQueue] = ()
+) -> AsyncBroker:
+    """The broker a worker of backend ``name`` listens with: on the queue its ``settings`` name,
+    or on each of ``queues`` (``--queue``), read together by weight (a ``QueueSet``)."""
+    if not queues:
+        return create_broker(name, settings)
+    WeightedQueue.parse_all([f"{q.name}:{q.weight}" for q in queues])  # each named once
+    template = getattr(create_broker(name, settings), "settings", None)
+    if not isinstance(template, BrokerSettings):
+        raise DagsterTaskIQError(
+            f"broker backend {name!r} has no dagster-taskiq settings: it cannot read several "
+            "queues (leave out --queue and name its queue in its settings)"
+        )
+    brokers = [
+        (create_broker(name, {**(settings or {}), **template.for_queue(q.name)}), q.weight)
+        for q in queues
+    ]
+    if len(brokers) == 1:
+        return brokers[0][0]
+    return QueueSet(brokers)

@@ -18,8 +18,10 @@ from typing import Any
 import click
 from rich.console import Console
 
-from dagster_taskiq.backends import create_broker
+from dagster_taskiq.backends import create_listener
+from dagster_taskiq.brokers import WeightedQueue
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
+from dagster_taskiq.errors import DagsterTaskIQError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX, SqlIdempotencyStore
 from dagster_taskiq.logs import LogFormat, configure_logging
 from dagster_taskiq.reports import records_table
@@ -100,6 +102,15 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     default=None,
     help="Directory added to sys.path to import the code locations (default: current).",
 )
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME[:WEIGHT]",
+    help="A queue to read (repeatable; default: the one the backend's settings name). With "
+    "several, each gets its WEIGHT's share of the messages while they all have some "
+    "(default weight 1), and none is starved: --queue urgent.fifo:4 --queue steps.fifo.",
+)
 @click.option("--concurrency", type=int, default=os.cpu_count() or 1, show_default=True)
 @click.option(
     "--visibility-timeout",
@@ -155,6 +166,7 @@ def worker(
     modules: tuple[str, ...],
     python_files: tuple[str, ...],
     working_directory: str | None,
+    queues: tuple[str, ...],
     concurrency: int,
     visibility_timeout: float,
     heartbeat_interval: float | None,
@@ -171,6 +183,10 @@ def worker(
             "name the code this worker serves with -m/--module or -f/--python-file "
             "(payloads naming any other code are refused)"
         )
+    try:
+        weighted = WeightedQueue.parse_all(queues)
+    except DagsterTaskIQError as exc:
+        raise click.BadParameter(str(exc), param_hint="--queue") from None
     directory = os.path.abspath(working_directory or os.getcwd())
     if directory not in sys.path:
         sys.path.insert(0, directory)
@@ -179,7 +195,7 @@ def worker(
         + [CodeLocation(python_file=os.path.join(directory, f)) for f in python_files]
     )
     store = SqlIdempotencyStore(store_url or _default_store_url(), table_prefix=table_prefix)
-    broker = create_broker(backend, _parse_settings(broker_settings))
+    broker = create_listener(backend, _parse_settings(broker_settings), weighted)
     options = WorkerOptions(
         concurrency=concurrency,
         visibility_timeout=visibility_timeout,

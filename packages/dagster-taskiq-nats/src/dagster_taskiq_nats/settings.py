@@ -48,6 +48,7 @@ class NatsSettings(BrokerSettings):
     settings_error = NatsSettingsError
     url_fields = frozenset({"servers"})
     renamed: ClassVar[Mapping[str, str]] = {"duplicate_window": "deduplication_window"}
+    queue_field: ClassVar[str] = "subject"
 
     # --- where -----------------------------------------------------------------------------
     servers: str = Field(
@@ -101,6 +102,12 @@ class NatsSettings(BrokerSettings):
     @property
     def queue(self) -> str:
         return self.stream
+
+    def for_queue(self, queue: str) -> dict[str, Any]:
+        """On NATS a queue is a subject (what ``dagster-taskiq/queue`` names) kept in a stream
+        of its own (a stream holds the subjects it was made with): ``<stream>_<subject>``."""
+        stream = re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.stream}_{queue}")[:64]
+        return {"subject": queue, "stream": stream}
 
     @property
     def dead_letter_queue(self) -> str | None:

@@ -38,6 +38,7 @@ class RedisSettings(BrokerSettings):
     settings_error = RedisSettingsError
     url_fields = frozenset({"url"})
     renamed: ClassVar[Mapping[str, str]] = {"dedup_window": "deduplication_window"}
+    queue_field: ClassVar[str] = "stream"
 
     # --- where -----------------------------------------------------------------------------
     url: str = Field(

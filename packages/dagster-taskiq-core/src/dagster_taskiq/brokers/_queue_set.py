@@ -56,6 +56,16 @@ class WeightedQueue:
             )
         return cls(name, weight)
 
+    @classmethod
+    def parse_all(cls, texts: Sequence[str]) -> list[WeightedQueue]:
+        """Each of ``texts`` (:meth:`parse`), each queue named once."""
+        queues = [cls.parse(text) for text in texts]
+        names = [queue.name for queue in queues]
+        for name in names:
+            if names.count(name) > 1:
+                raise DagsterTaskIQError(f"--queue {name!r} is given twice: name each queue once")
+        return queues
+
 
 class QueueSet(AsyncBroker):
     """Brokers of one backend on several queues, read as one (see the module's docstring)."""

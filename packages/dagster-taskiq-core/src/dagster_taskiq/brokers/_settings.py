@@ -53,6 +53,9 @@ class BrokerSettings(BaseSettings):
     """Fields whose value an error shows only without credentials (``<redacted>`` with an ``@``)."""
     renamed: ClassVar[Mapping[str, str]] = {}
     """Old setting names and their new ones: an old name is refused with the new one named."""
+    queue_field: ClassVar[str] = "queue_name"
+    """The setting naming the queue the broker listens to: what a step's op tag
+    ``dagster-taskiq/queue`` and ``dagster-taskiq worker --queue`` name."""
 
     # --- delivery --------------------------------------------------------------------------
     visibility_timeout: float = Field(
@@ -114,6 +117,10 @@ class BrokerSettings(BaseSettings):
     def dead_letter_queue(self) -> str | None:
         """Where dead letters go, or None when ``dead_letters_enabled`` is false."""
         raise NotImplementedError
+
+    def for_queue(self, queue: str) -> dict[str, Any]:
+        """The settings that make a broker like this one listen on ``queue`` instead."""
+        return {self.queue_field: queue}
 
     def delivery_policy(self) -> DeliveryPolicy:
         """How the broker treats what it receives (:class:`~dagster_taskiq.brokers.BrokerBase`)."""
