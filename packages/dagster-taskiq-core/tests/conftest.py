@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from dagster_taskiq.idempotency import SqlIdempotencyStore
 from dagster_taskiq.retrying import RetryBudget
@@ -25,6 +26,22 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         require_postgres()
         return POSTGRES_URL
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    """A Dagster instance in a home of its own (SQLite storage), as a run's and its workers'."""
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        yield instance
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
+    """An idempotency store on SQLite (a temp file), closed afterwards."""
+    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ across all workers of the run) and ``step_dependency_config``; and their bad inp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,26 +11,14 @@ from dagster import DagsterInstance
 from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.errors import ExecutorConfigError
-from dagster_taskiq.worker import StepRunner, WorkerOptions
 from support import feature_jobs
-from support.executor_harness import InProcessWorkers, RunReport, injected, run_job
-from support.thread_broker import ThreadQueueBroker
+from support.executor_harness import (
+    RunReport,
+    run_job,
+    workers_on_a_queue,
+)
 
 LOCATIONS = CodeLocations([CodeLocation(module="support.feature_jobs")])
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
-        yield instance
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
-    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    yield store
-    store.close()
 
 
 def run_on_workers(
@@ -44,18 +30,8 @@ def run_on_workers(
     **settings: Any,
 ) -> RunReport:
     """``job_fn`` on two in-process workers of three slots each (six steps at once at most)."""
-    broker = ThreadQueueBroker()
     executor_settings = ExecutorSettings(backend="injected", poll_interval=0.2, **settings)
-    with (
-        injected(broker, store, executor_settings),
-        InProcessWorkers(
-            lambda: broker,
-            store,
-            count=2,
-            options=WorkerOptions(concurrency=3, visibility_timeout=30),
-            runner_factory=lambda: StepRunner(LOCATIONS),
-        ),
-    ):
+    with workers_on_a_queue(store, LOCATIONS, count=2, concurrency=3, settings=executor_settings):
         return run_job(job_fn, instance, store, output_nodes=output_nodes)
 
 

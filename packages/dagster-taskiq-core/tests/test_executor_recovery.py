@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,21 +35,6 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory.mkdir()
     monkeypatch.setenv(job_shapes.LEDGER_ENV, str(directory))
     return directory
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    home = tmp_path / "home"
-    home.mkdir()
-    with DagsterInstance.local_temp(str(home)) as inst:
-        yield inst
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
-    s = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.close()
 
 
 def sent_tasks(broker: ThreadQueueBroker) -> list[OpExecutionTask]:

@@ -5,55 +5,29 @@ outcome, and a cancelled run gives its slots back."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from dagster import DagsterInstance
 
-from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore
+from dagster_taskiq import SqlIdempotencyStore
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
-from dagster_taskiq.worker import StepRunner, WorkerOptions
 from support import feature_jobs
-from support.executor_harness import InProcessWorkers, RunReport, injected, run_job
-from support.thread_broker import ThreadQueueBroker
+from support.executor_harness import (
+    RunReport,
+    run_job,
+    workers_on_a_queue,
+)
 
 LOCATIONS = CodeLocations([CodeLocation(module="support.feature_jobs")])
 LIMIT = 2
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
-        instance.event_log_storage.set_concurrency_slots(feature_jobs.POOL, LIMIT)
-        yield instance
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
-    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    yield store
-    store.close()
-
-
 def test_a_pool_limit_holds_across_concurrent_runs_on_several_workers(
     instance: DagsterInstance, store: SqlIdempotencyStore
 ) -> None:
+    instance.event_log_storage.set_concurrency_slots(feature_jobs.POOL, LIMIT)
     feature_jobs.POOLED.reset()
-    broker = ThreadQueueBroker()
     reports: list[RunReport] = []
-    settings = ExecutorSettings(backend="injected", poll_interval=0.2)
-    with (
-        injected(broker, store, settings),
-        InProcessWorkers(
-            lambda: broker,
-            store,
-            count=2,
-            options=WorkerOptions(concurrency=4, visibility_timeout=30),
-            runner_factory=lambda: StepRunner(LOCATIONS),
-        ),
-    ):
+    with workers_on_a_queue(store, LOCATIONS, count=2, concurrency=4):
         runs = [
             threading.Thread(
                 target=lambda: reports.append(run_job(feature_jobs.pooled_fan_out, instance, store))

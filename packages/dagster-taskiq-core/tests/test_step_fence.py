@@ -10,7 +10,6 @@ between its step's STEP_SUCCESS and ``finish`` left the step to be run, and succ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,20 +25,6 @@ from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._quiet_events import SLOW_RESOURCE_INIT, QuietEvents
 from support import job_shapes
 from support.executor_harness import SHAPES_LOCATIONS
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "home")) as inst:
-        yield inst
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
-    s = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.close()
 
 
 def _start_task(instance: DagsterInstance) -> OpExecutionTask:

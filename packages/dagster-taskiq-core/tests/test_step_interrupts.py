@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore, TaskState
+from dagster_taskiq import SqlIdempotencyStore, TaskState
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
-from dagster_taskiq.worker import StepRunner, WorkerOptions
+from dagster_taskiq.worker import WorkerOptions
 from support import blocking_jobs
-from support.executor_harness import InProcessWorkers, injected, run_job
+from support.executor_harness import run_job, workers_on_a_queue
 from support.thread_broker import ThreadQueueBroker
 
 LOCATIONS = CodeLocations([CodeLocation(module="support.blocking_jobs")])
@@ -29,42 +29,12 @@ OPTIONS = WorkerOptions(
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
-        yield instance
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
-    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def broker() -> ThreadQueueBroker:
-    return ThreadQueueBroker()
-
-
-@pytest.fixture
-def one_slot_worker(
-    broker: ThreadQueueBroker, store: SqlIdempotencyStore
-) -> Iterator[InProcessWorkers]:
+def one_slot_worker(store: SqlIdempotencyStore) -> Iterator[ThreadQueueBroker]:
+    """One worker with one slot; yields the queue it shares with the executor."""
     blocking_jobs.NOTES.clear()
     blocking_jobs.STARTED.clear()
-    settings = ExecutorSettings(backend="injected", poll_interval=0.2)
-    with (
-        injected(broker, store, settings),
-        InProcessWorkers(
-            lambda: broker,
-            store,
-            count=1,
-            options=OPTIONS,
-            runner_factory=lambda: StepRunner(LOCATIONS),
-        ) as workers,
-    ):
-        yield workers
+    with workers_on_a_queue(store, LOCATIONS, options=OPTIONS) as broker:
+        yield broker
 
 
 def _sleep_children() -> list[int]:
@@ -167,15 +137,12 @@ def test_python_code_past_its_timeout_fails_with_the_timeout_named(
 
 
 def test_a_bad_timeout_tag_fails_the_run_before_any_step_is_sent(
-    instance: DagsterInstance,
-    store: SqlIdempotencyStore,
-    broker: ThreadQueueBroker,
-    one_slot_worker: InProcessWorkers,
+    instance: DagsterInstance, store: SqlIdempotencyStore, one_slot_worker: ThreadQueueBroker
 ) -> None:
     report = run_job(blocking_jobs.bad_timeout_job, instance, store)
 
     assert not report.success
-    assert broker.sent == []
+    assert one_slot_worker.sent == []
     text = "\n".join(
         str(e.event_specific_data.error.message)
         for e in report.events

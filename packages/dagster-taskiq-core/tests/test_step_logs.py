@@ -5,34 +5,21 @@ only its own lines) and with ``--isolation subprocess`` (a child process's outpu
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore
+from dagster_taskiq import SqlIdempotencyStore
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
-from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, WorkerOptions
+from dagster_taskiq.worker import SubprocessStepRunner
 from support import TESTS_DIR, feature_jobs
-from support.executor_harness import InProcessWorkers, RunReport, injected, run_job
-from support.thread_broker import ThreadQueueBroker
+from support.executor_harness import (
+    RunReport,
+    run_job,
+    workers_on_a_queue,
+)
 
 LOCATIONS = CodeLocations([CodeLocation(module="support.feature_jobs")])
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
-        yield instance
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
-    store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    yield store
-    store.close()
 
 
 def step_logs(instance: DagsterInstance, report: RunReport) -> dict[str, tuple[str, str]]:
@@ -58,17 +45,7 @@ def step_logs(instance: DagsterInstance, report: RunReport) -> dict[str, tuple[s
 def test_steps_printing_at_once_on_one_thread_worker_each_get_their_own_log(
     instance: DagsterInstance, store: SqlIdempotencyStore
 ) -> None:
-    broker = ThreadQueueBroker()
-    with (
-        injected(broker, store, ExecutorSettings(backend="injected", poll_interval=0.2)),
-        InProcessWorkers(
-            lambda: broker,
-            store,
-            count=1,
-            options=WorkerOptions(concurrency=2, visibility_timeout=30),
-            runner_factory=lambda: StepRunner(LOCATIONS),
-        ),
-    ):
+    with workers_on_a_queue(store, LOCATIONS, concurrency=2):
         report = run_job(feature_jobs.talking, instance, store)
     assert report.success
 
@@ -89,15 +66,8 @@ def test_subprocess_isolation_captures_a_child_process_too(
 ) -> None:
     # The step processes import support.feature_jobs as the run's code pointer names it.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
-    broker = ThreadQueueBroker()
-    with (
-        injected(broker, store, ExecutorSettings(backend="injected", poll_interval=0.2)),
-        InProcessWorkers(
-            lambda: broker,
-            store,
-            count=1,
-            runner_factory=lambda: SubprocessStepRunner(LOCATIONS),
-        ),
+    with workers_on_a_queue(
+        store, LOCATIONS, runner_factory=lambda: SubprocessStepRunner(LOCATIONS)
     ):
         report = run_job(feature_jobs.talking_child, instance, store)
     assert report.success

@@ -16,6 +16,7 @@ from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import RunsSteps, StepRunner, Worker, WorkerOptions
 from dagster_taskiq_testing import WorkerThreads
 from support import job_shapes
+from support.thread_broker import ThreadQueueBroker
 
 SHAPES_LOCATIONS = CodeLocations(
     [CodeLocation(module="support.job_shapes"), CodeLocation(python_file=job_shapes.__file__)]
@@ -149,3 +150,33 @@ def run_job(
             materializations=materializations(events),
             events=list(events),
         )
+
+
+@contextlib.contextmanager
+def workers_on_a_queue(
+    store: SqlIdempotencyStore,
+    locations: CodeLocations,
+    *,
+    count: int = 1,
+    concurrency: int = 2,
+    options: WorkerOptions | None = None,
+    settings: ExecutorSettings | None = None,
+    runner_factory: Callable[[], RunsSteps] | None = None,
+) -> Iterator[ThreadQueueBroker]:
+    """``count`` in-process workers serving ``locations`` (``concurrency`` slots each, or
+    ``options``) and the executor of the jobs of ``job_shapes.injected_executor``, sharing one
+    ``ThreadQueueBroker`` (yielded) and ``store``."""
+    broker = ThreadQueueBroker()
+    with (
+        injected(
+            broker, store, settings or ExecutorSettings(backend="injected", poll_interval=0.2)
+        ),
+        InProcessWorkers(
+            lambda: broker,
+            store,
+            count=count,
+            options=options or WorkerOptions(concurrency=concurrency, visibility_timeout=30),
+            runner_factory=runner_factory or (lambda: StepRunner(locations)),
+        ),
+    ):
+        yield broker
