@@ -8,7 +8,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from dagster_taskiq.retrying import RetryBudget, Retrying, call_with_retry
+from dagster_taskiq.retrying import RetryBudget, Retrying
 
 _log = structlog.get_logger("test_retrying")
 
@@ -61,8 +61,8 @@ def _policy(budget: RetryBudget) -> Retrying:
     return Retrying(budget=budget, **DEMO)
 
 
-VARIANTS = ["call_with_retry", "call", "call_sync"]
-"""The one-shot async function (the backends' form), the policy's async and blocking calls."""
+VARIANTS = ["call", "call_sync"]
+"""The policy's async and blocking calls."""
 
 
 @pytest.fixture(params=VARIANTS)
@@ -70,13 +70,11 @@ def variant(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-async def _call(call: Flaky, budget: RetryBudget, variant: str = "call_with_retry") -> str:
+async def _call(call: Flaky, budget: RetryBudget, variant: str = "call") -> str:
     fields = {"key": "run:step"}
-    if variant == "call":
-        return await _policy(budget).call("send", call, log_fields=fields)
     if variant == "call_sync":
         return _policy(budget).call_sync("send", call.sync, log_fields=fields)
-    return await call_with_retry("send", call, budget=budget, log_fields=fields, **DEMO)
+    return await _policy(budget).call("send", call, log_fields=fields)
 
 
 async def test_transient_errors_are_retried_within_the_budget_and_logged(variant: str) -> None:

@@ -7,7 +7,7 @@ the budget is spent), the fields that name its target (SQS: ``endpoint`` and ``q
 it raises when the budget is spent; then wraps each call in :meth:`Retrying.call` (coroutines,
 the brokers) or :meth:`Retrying.call_sync` (blocking calls, the store). Both behave alike: a
 non-transient error is raised at once, unlogged; the budget bounds the time (at most
-``timeout`` plus one backoff plus one call). :func:`call_with_retry` is the one-shot async form.
+``timeout`` plus one backoff plus one call).
 
 The first try runs outside stamina (its retry context costs ~15 µs a call, and the store is on
 every step's hot path); its transient failure is replayed as stamina's first attempt, so the
@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import stamina
 
-__all__ = ["RetryBudget", "Retrying", "call_with_retry"]
+__all__ = ["RetryBudget", "Retrying"]
 
 _T = TypeVar("_T")
 
@@ -304,30 +304,3 @@ class _Way:
             f"attempt(s) in {elapsed:.1f} s (budget: {budget.attempts} attempts, "
             f"{budget.timeout:g} s; {policy.budget_hint}). Last error: {described}"
         )
-
-
-async def call_with_retry(
-    operation: str,
-    call: Callable[[], Awaitable[_T]],
-    *,
-    budget: RetryBudget,
-    is_transient: Callable[[BaseException], bool],
-    logger: _Logger,
-    event_prefix: str,
-    target: Mapping[str, Any],
-    unreachable: str,
-    error: Callable[[str], Exception],
-    log_fields: Mapping[str, Any] | None = None,
-) -> _T:
-    """``await call()`` through a one-off :class:`Retrying` with these arguments (see its
-    :meth:`~Retrying.call`): the form the broker backends used before ``Retrying``."""
-    policy = Retrying(
-        budget=budget,
-        is_transient=is_transient,
-        logger=logger,
-        event_prefix=event_prefix,
-        target=target,
-        unreachable=unreachable,
-        error=error,
-    )
-    return await policy.call(operation, call, log_fields=log_fields)
