@@ -37,40 +37,64 @@ RABBITMQ_URL = os.environ.get(
 )
 
 
-def _broker_settings(target: Any, **transport: Any) -> dict[str, Any]:
-    """A target's broker settings: its transport's, then the delivery settings every target
-    shares, then its ``extra`` overrides."""
-    return {
-        **transport,
-        "visibility_timeout": target.visibility_timeout,
-        "max_deliveries": target.max_receive_count,
-        "retry_timeout": 20.0,
-        **target.extra,
-    }
-
-
-def _executor_config(target: Any, store_url: str, **executor: Any) -> dict[str, Any]:
-    return {
-        "execution": {
-            "config": {
-                "broker": {"backend": target.backend, "settings": target.broker_settings()},
-                "store_url": store_url,
-                "visibility_timeout": float(target.visibility_timeout),
-                "poll_interval": 0.2,
-                **executor,
-            }
-        }
-    }
-
-
 def _unavailable(message: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(message + " (DAGSTER_TASKIQ_REQUIRE_SERVICES=1)")
     pytest.skip(message)
 
 
-@dataclasses.dataclass
-class SqsTarget:
+@dataclasses.dataclass(kw_only=True)
+class Target:
+    """What every target shares: its delivery settings, its executor config, and the acts each
+    backend does its own way (:meth:`transport`, :meth:`require`, :meth:`depth`,
+    :meth:`cleanup`)."""
+
+    backend: ClassVar[str]
+    visibility_timeout: int = 5
+    max_receive_count: int = 5
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def transport(self) -> dict[str, Any]:
+        """The backend's own settings: where its queue is."""
+        raise NotImplementedError
+
+    def broker_settings(self) -> dict[str, Any]:
+        """The transport's settings, then the delivery settings every target shares, then the
+        ``extra`` overrides."""
+        return {
+            **self.transport(),
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_receive_count,
+            "retry_timeout": 20.0,
+            **self.extra,
+        }
+
+    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
+        return {
+            "execution": {
+                "config": {
+                    "broker": {"backend": self.backend, "settings": self.broker_settings()},
+                    "store_url": store_url,
+                    "visibility_timeout": float(self.visibility_timeout),
+                    "poll_interval": 0.2,
+                    **executor,
+                }
+            }
+        }
+
+    def require(self) -> None:
+        """Skip (or fail, in CI) when the backend's service is not reachable."""
+
+    def depth(self) -> int:
+        """Messages in the queue not yet acked."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Delete what the target made on its service."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class SqsTarget(Target):
     """One queue (and its DLQ) on a real SQS server, as executor and workers both see it."""
 
     backend: ClassVar[str] = "sqs"
@@ -78,21 +102,14 @@ class SqsTarget:
     queue_name: str = dataclasses.field(
         default_factory=lambda: f"steps-{uuid.uuid4().hex[:10]}.fifo"
     )
-    visibility_timeout: int = 5
-    max_receive_count: int = 5
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def broker_settings(self) -> dict[str, Any]:
-        return _broker_settings(
-            self,
+    def transport(self) -> dict[str, Any]:
+        return dict(
             endpoint_url=self.endpoint_url,
             queue_name=self.queue_name,
             create_queues_if_missing=True,
             wait_time_seconds=1,
         )
-
-    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
-        return _executor_config(self, store_url, **executor)
 
     def require(self) -> None:
         """The sqs_server fixture starts (or skips) the server itself."""
@@ -121,27 +138,20 @@ class SqsTarget:
         """The server goes away with its fixture."""
 
 
-@dataclasses.dataclass
-class RedisTarget:
+@dataclasses.dataclass(kw_only=True)
+class RedisTarget(Target):
     """One stream (and its dead-letter stream) on the local Redis."""
 
     backend: ClassVar[str] = "redis"
     url: str = REDIS_URL
     stream: str = dataclasses.field(default_factory=lambda: f"steps-{uuid.uuid4().hex[:10]}")
-    visibility_timeout: int = 5
-    max_receive_count: int = 5
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def broker_settings(self) -> dict[str, Any]:
-        return _broker_settings(
-            self,
+    def transport(self) -> dict[str, Any]:
+        return dict(
             url=self.url,
             stream=self.stream,
             block_seconds=0.5,
         )
-
-    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
-        return _executor_config(self, store_url, **executor)
 
     def _client(self) -> Any:
         import redis  # noqa: PLC0415
@@ -163,33 +173,26 @@ class RedisTarget:
         client.delete(self.stream, f"{self.stream}-dlq", *client.keys(f"{self.stream}:*"))
 
 
-@dataclasses.dataclass
-class NatsTarget:
+@dataclasses.dataclass(kw_only=True)
+class NatsTarget(Target):
     """One JetStream stream (and its dead-letter stream) on the local NATS."""
 
     backend: ClassVar[str] = "nats"
     servers: str = NATS_URL
     name: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:10])
-    visibility_timeout: int = 5
-    max_receive_count: int = 5
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def stream(self) -> str:
         return f"STEPS_{self.name}"
 
-    def broker_settings(self) -> dict[str, Any]:
-        return _broker_settings(
-            self,
+    def transport(self) -> dict[str, Any]:
+        return dict(
             servers=self.servers,
             stream=self.stream,
             subject=f"steps.{self.name}",
             storage="memory",
             fetch_timeout=0.5,
         )
-
-    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
-        return _executor_config(self, store_url, **executor)
 
     def _js(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
         import nats  # noqa: PLC0415
@@ -230,27 +233,20 @@ class NatsTarget:
         self._js(delete)
 
 
-@dataclasses.dataclass
-class RabbitMqTarget:
+@dataclasses.dataclass(kw_only=True)
+class RabbitMqTarget(Target):
     """One quorum queue (and its dead-letter queue) on the local RabbitMQ."""
 
     backend: ClassVar[str] = "rabbitmq"
     url: str = RABBITMQ_URL
     queue: str = dataclasses.field(default_factory=lambda: f"steps-{uuid.uuid4().hex[:10]}")
-    visibility_timeout: int = 5
-    max_receive_count: int = 5
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def broker_settings(self) -> dict[str, Any]:
-        return _broker_settings(
-            self,
+    def transport(self) -> dict[str, Any]:
+        return dict(
             url=self.url,
             queue_name=self.queue,
             wait_time_seconds=0.5,
         )
-
-    def run_config(self, store_url: str, **executor: Any) -> dict[str, Any]:
-        return _executor_config(self, store_url, **executor)
 
     def _channel(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
         import aio_pika  # noqa: PLC0415
