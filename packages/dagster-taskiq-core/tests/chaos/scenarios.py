@@ -127,25 +127,43 @@ def _expect_success(run: ScenarioRun, result: RunResult, c: Cluster) -> None:
 def sigkill(c: Cluster, rng: random.Random) -> ScenarioRun:
     """SIGKILL a worker at a random moment of a step (incl. heartbeats), 1-3 times per run."""
     run = ScenarioRun("sigkill", 0)
-    kills = rng.randint(1, 3)
-
-    def fault(stop: threading.Event) -> None:
-        while run.faults < kills and not stop.is_set():
-            busy = _wait_busy(c, stop, timeout=5)
-            if not busy:
-                continue
-            time.sleep(rng.uniform(0.0, 1.2))  # heartbeats every visibility/3 = 1 s
-            _step, pid = rng.choice(busy)
-            assert c.workers is not None
-            if pid in c.workers.pids:
-                c.workers.kill(pid, signal.SIGKILL)
-                run.faults += 1
-            time.sleep(rng.uniform(0.3, 2.0))
-
+    # heartbeats every visibility/3 = 1 s: a kill within 1.2 s of a step's start may beat them
+    fault = _signal_busy_workers(
+        c, rng, run, signal.SIGKILL, rng.randint(1, 3), wait=(0.0, 1.2), then=(0.3, 2.0)
+    )
     with Fault(fault):
         result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 2.0))
     _expect_success(run, result, c)
     return run
+
+
+def _signal_busy_workers(
+    c: Cluster,
+    rng: random.Random,
+    run: ScenarioRun,
+    signum: signal.Signals,
+    times: int,
+    *,
+    wait: tuple[float, float],
+    then: tuple[float, float],
+) -> Callable[[threading.Event], None]:
+    """A fault that, ``times`` times, waits for a busy worker, ``wait`` seconds more (a random
+    point of a step), sends it ``signum`` and pauses ``then`` seconds before the next."""
+
+    def fault(stop: threading.Event) -> None:
+        while run.faults < times and not stop.is_set():
+            busy = _wait_busy(c, stop, timeout=5)
+            if not busy:
+                continue
+            time.sleep(rng.uniform(*wait))
+            _step, pid = rng.choice(busy)
+            assert c.workers is not None
+            if pid in c.workers.pids:
+                c.workers.kill(pid, signum)
+                run.faults += 1
+            time.sleep(rng.uniform(*then))
+
+    return fault
 
 
 def sigkill_before_ack(c: Cluster, rng: random.Random) -> ScenarioRun:
@@ -189,21 +207,9 @@ def sigkill_before_ack(c: Cluster, rng: random.Random) -> ScenarioRun:
 def sigterm(c: Cluster, rng: random.Random) -> ScenarioRun:
     """SIGTERM a worker mid-step: it drains within its grace period (1 s) or releases."""
     run = ScenarioRun("sigterm", 0)
-    stops = rng.randint(1, 2)
-
-    def fault(stop: threading.Event) -> None:
-        while run.faults < stops and not stop.is_set():
-            busy = _wait_busy(c, stop, timeout=5)
-            if not busy:
-                continue
-            time.sleep(rng.uniform(0.0, 0.8))
-            _step, pid = rng.choice(busy)
-            assert c.workers is not None
-            if pid in c.workers.pids:
-                c.workers.kill(pid, signal.SIGTERM)
-                run.faults += 1
-            time.sleep(rng.uniform(1.0, 3.0))
-
+    fault = _signal_busy_workers(
+        c, rng, run, signal.SIGTERM, rng.randint(1, 2), wait=(0.0, 0.8), then=(1.0, 3.0)
+    )
     with Fault(fault):
         result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 2.5))
     _expect_success(run, result, c)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import enum
 import re
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from dagster_taskiq.brokers import BrokerSettings
+from dagster_taskiq.brokers import BrokerSettings, redact_url, server_url_problem
 from dagster_taskiq.errors import SettingProblem
 from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_nats.errors import NatsSettingsError
@@ -97,7 +96,7 @@ class NatsSettings(BrokerSettings):
     @property
     def redacted_servers(self) -> str:
         """The servers without passwords or tokens (for logs and errors)."""
-        return ",".join(_redact(server) for server in self.server_list)
+        return ",".join(redact_url(server, user_is_secret=True) for server in self.server_list)
 
     @property
     def queue(self) -> str:
@@ -132,15 +131,11 @@ class NatsSettings(BrokerSettings):
         if not self.server_list:
             problem("servers", "give at least one server URL")
         for server in self.server_list:
-            shown = _redact(server)
-            parts = urllib.parse.urlsplit(server)
-            if parts.scheme not in _SCHEMES or not parts.hostname:
-                problem("servers", f"not a nats:// (tls://, ws://, wss://) URL, got {shown!r}")
-                continue
-            try:
-                _ = parts.port
-            except ValueError:
-                problem("servers", f"the port is not a number, got {shown!r}")
+            wrong = server_url_problem(
+                server, _SCHEMES, "a nats:// (tls://, ws://, wss://)", user_is_secret=True
+            )
+            if wrong:
+                problem("servers", wrong)
         for field in ("stream", "consumer", "dead_letter_consumer", "dead_letter_stream"):
             value = getattr(self, field)
             if value is not None and not _NAME.match(value):
@@ -158,10 +153,3 @@ class NatsSettings(BrokerSettings):
         if self.dead_letter_queue is not None and self.dead_letter_queue == self.stream:
             problem("dead_letter_stream", f"must differ from the stream itself ({self.stream!r})")
         return problems
-
-
-def _redact(server: str) -> str:
-    parts = urllib.parse.urlsplit(server)
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
-    return urllib.parse.urlunsplit(parts)

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from dagster_taskiq.brokers import BrokerSettings
+from dagster_taskiq.brokers import BrokerSettings, redact_url, server_url_problem
 from dagster_taskiq.errors import SettingProblem
 from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_rabbitmq.errors import RabbitMqSettingsError
@@ -125,12 +125,7 @@ class RabbitMqSettings(BrokerSettings):
     @property
     def redacted_url(self) -> str:
         """The URL without its password (for logs and errors)."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+        return redact_url(self.url)
 
     # --- validation ------------------------------------------------------------------------
 
@@ -140,14 +135,9 @@ class RabbitMqSettings(BrokerSettings):
         def problem(field: str, message: str) -> None:
             problems.append(self.problem(field, message))
 
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme not in _SCHEMES or not parts.hostname:
-            problem("url", f"not an amqp:// or amqps:// URL, got {self.redacted_url!r}")
-        else:
-            try:
-                _ = parts.port
-            except ValueError:
-                problem("url", f"the port is not a number, got {self.redacted_url!r}")
+        wrong = server_url_problem(self.url, _SCHEMES, "an amqp:// or amqps://")
+        if wrong:
+            problem("url", wrong)
         for field in ("queue_name", "dead_letter_queue_name"):
             value = getattr(self, field)
             if value is None:

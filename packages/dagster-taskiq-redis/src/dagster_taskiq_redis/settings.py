@@ -11,14 +11,13 @@ checks are core's :class:`~dagster_taskiq.brokers.BrokerSettings`.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from dagster_taskiq.brokers import BrokerSettings
+from dagster_taskiq.brokers import BrokerSettings, redact_url, server_url_problem
 from dagster_taskiq.errors import SettingProblem
 from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_redis.errors import RedisSettingsError
@@ -105,12 +104,7 @@ class RedisSettings(BrokerSettings):
     @property
     def redacted_url(self) -> str:
         """The URL without its password (for logs and errors)."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+        return redact_url(self.url)
 
     # --- validation ------------------------------------------------------------------------
 
@@ -120,14 +114,11 @@ class RedisSettings(BrokerSettings):
         def problem(field: str, message: str) -> None:
             problems.append(self.problem(field, message))
 
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme not in _SCHEMES or (parts.scheme != "unix" and not parts.hostname):
-            problem("url", f"not a redis://, rediss:// or unix:// URL, got {self.redacted_url!r}")
-        else:
-            try:
-                _ = parts.port
-            except ValueError:
-                problem("url", f"the port is not a number, got {self.redacted_url!r}")
+        wrong = server_url_problem(
+            self.url, _SCHEMES, "a redis://, rediss:// or unix://", hostless={"unix"}
+        )
+        if wrong:
+            problem("url", wrong)
         for field in ("stream", "group", "dead_letter_group", "consumer_name"):
             value = getattr(self, field)
             if value is not None and not _NAME.match(value):

@@ -10,7 +10,12 @@ from dagster_taskiq.brokers._base import BrokerBase, DeliveryPolicy
 from dagster_taskiq.brokers._delivery import Delivery, DeliveryControl, DeliveryState
 from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat
 from dagster_taskiq.brokers._queue_set import QueueSet, WeightedQueue
-from dagster_taskiq.brokers._settings import VISIBILITY_TIMEOUT_ALIAS, BrokerSettings
+from dagster_taskiq.brokers._settings import (
+    VISIBILITY_TIMEOUT_ALIAS,
+    BrokerSettings,
+    redact_url,
+    server_url_problem,
+)
 
 __all__ = [
     "VISIBILITY_TIMEOUT_ALIAS",
@@ -23,6 +28,8 @@ __all__ = [
     "QueueSet",
     "WeightedQueue",
     "heartbeat_loop",
+    "redact_url",
+    "server_url_problem",
     "start_heartbeat",
     "stop_heartbeat",
 ]

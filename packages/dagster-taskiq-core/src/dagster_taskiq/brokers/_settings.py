@@ -16,7 +16,8 @@ One name per idea across backends, executor config, CLI and worker options:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
@@ -219,3 +220,41 @@ class BrokerSettings(BaseSettings):
             env_vars = cls.env_vars(field) if known else ("no such setting",)
             problems.append(SettingProblem(field, env_vars, message))
         return problems
+
+
+def redact_url(url: str, *, user_is_secret: bool = False) -> str:
+    """``url`` without its password (``user:***@``), for logs and errors; with
+    ``user_is_secret`` (a token in the user part, as NATS allows) without its user part too."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    if user_is_secret:
+        user = "***@"
+    elif parts.password is None:
+        return url
+    else:
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+
+
+def server_url_problem(
+    url: str,
+    schemes: Collection[str],
+    expected: str,
+    *,
+    hostless: Collection[str] = (),
+    user_is_secret: bool = False,
+) -> str | None:
+    """What is wrong with a server URL, or None: a scheme outside ``schemes`` (``expected``
+    names them, e.g. ``"a redis://, rediss:// or unix://"``), no host (but for the ``hostless``
+    schemes), a port that is not a number. The URL is shown redacted."""
+    parts = urllib.parse.urlsplit(url)
+    shown = redact_url(url, user_is_secret=user_is_secret)
+    if parts.scheme not in schemes or (parts.scheme not in hostless and not parts.hostname):
+        return f"not {expected} URL, got {shown!r}"
+    try:
+        _ = parts.port
+    except ValueError:
+        return f"the port is not a number, got {shown!r}"
+    return None
