@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nats
-import pytest
 from nats.js.errors import NotFoundError
 
 from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
-from dagster_taskiq_testing.broker_helpers import StartedBrokers
-from dagster_taskiq_testing.servers import EndpointProxy
-from dagster_taskiq_testing.services import NATS_URL, port_of, require_nats
+from dagster_taskiq_testing.broker_helpers import StartedBrokers, harness_fixture, proxy_fixture
+from dagster_taskiq_testing.services import NATS_URL, require_nats
 
 
 class NatsHarness(StartedBrokers):
@@ -68,19 +65,5 @@ class NatsHarness(StartedBrokers):
         await self._client.close()
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[NatsHarness]:
-    require_nats()
-    harness = NatsHarness()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[EndpointProxy]:
-    """A TCP proxy in front of NATS: ``kill()`` cuts every connection, ``start()`` reopens."""
-    proxy = EndpointProxy(port_of(NATS_URL)).start()
-    yield proxy
-    proxy.kill()
+harness = harness_fixture(NatsHarness, require_nats)
+proxy = proxy_fixture(NATS_URL)

@@ -7,16 +7,13 @@ fail when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aio_pika
-import pytest
 
 from dagster_taskiq_rabbitmq import RabbitMqBroker, RabbitMqSettings
-from dagster_taskiq_testing.broker_helpers import StartedBrokers
-from dagster_taskiq_testing.servers import EndpointProxy
-from dagster_taskiq_testing.services import RABBITMQ_URL, port_of, require_rabbitmq
+from dagster_taskiq_testing.broker_helpers import StartedBrokers, harness_fixture, proxy_fixture
+from dagster_taskiq_testing.services import RABBITMQ_URL, require_rabbitmq
 
 
 class RabbitMqHarness(StartedBrokers):
@@ -76,19 +73,5 @@ class RabbitMqHarness(StartedBrokers):
             await connection.close()
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[RabbitMqHarness]:
-    require_rabbitmq()
-    harness = RabbitMqHarness()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[EndpointProxy]:
-    """A TCP proxy in front of RabbitMQ: ``kill()`` cuts every connection, ``start()`` reopens."""
-    proxy = EndpointProxy(port_of(RABBITMQ_URL)).start()
-    yield proxy
-    proxy.kill()
+harness = harness_fixture(RabbitMqHarness, require_rabbitmq)
+proxy = proxy_fixture(RABBITMQ_URL)

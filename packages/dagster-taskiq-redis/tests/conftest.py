@@ -7,16 +7,13 @@ when ``DAGSTER_TASKIQ_REQUIRE_SERVICES=1`` (CI).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import pytest
 import redis
 
 from dagster_taskiq_redis import RedisBroker, RedisSettings
-from dagster_taskiq_testing.broker_helpers import StartedBrokers
-from dagster_taskiq_testing.servers import EndpointProxy
-from dagster_taskiq_testing.services import REDIS_URL, port_of, require_redis
+from dagster_taskiq_testing.broker_helpers import StartedBrokers, harness_fixture, proxy_fixture
+from dagster_taskiq_testing.services import REDIS_URL, require_redis
 
 
 class RedisHarness(StartedBrokers):
@@ -58,19 +55,5 @@ class RedisHarness(StartedBrokers):
         self.client.close()
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[RedisHarness]:
-    require_redis()
-    harness = RedisHarness()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[EndpointProxy]:
-    """A TCP proxy in front of Redis: ``kill()`` cuts every connection, ``start()`` reopens."""
-    proxy = EndpointProxy(port_of(REDIS_URL)).start()
-    yield proxy
-    proxy.kill()
+harness = harness_fixture(RedisHarness, require_redis)
+proxy = proxy_fixture(REDIS_URL)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pytest
@@ -45,11 +45,14 @@ __all__ = [
     "assert_startup_gives_up",
     "control_of",
     "debug_logs",
+    "harness_fixture",
+    "proxy_fixture",
     "step_labels_of",
     "step_message",
 ]
 
 _Broker = TypeVar("_Broker", bound=AsyncBroker)
+_Harness = TypeVar("_Harness", bound="StartedBrokers")
 
 PATIENCE = 15.0
 """A receive that should succeed gets this long before the test gives up (not a timing claim)."""
@@ -110,6 +113,38 @@ class StartedBrokers:
 
     async def clean(self) -> None:
         """Delete what the test's brokers created on the service (nothing here)."""
+
+
+def harness_fixture(make: Callable[[], _Harness], require: Callable[[], None]) -> Any:
+    """A backend's ``harness`` fixture: ``require()`` (skip, or fail in CI, without the
+    service), then ``make()``, closed after the test (its brokers shut down, its queues
+    deleted). In a conftest: ``harness = harness_fixture(RedisHarness, require_redis)``."""
+
+    @pytest.fixture
+    async def harness() -> AsyncIterator[_Harness]:
+        require()
+        made = make()
+        try:
+            yield made
+        finally:
+            await made.close()
+
+    return harness
+
+
+def proxy_fixture(url: str) -> Any:
+    """A backend's ``proxy`` fixture: a TCP proxy in front of the service at ``url``;
+    ``kill()`` cuts every connection, ``start()`` reopens."""
+    from dagster_taskiq_testing.servers import EndpointProxy  # noqa: PLC0415 - servers is heavy
+    from dagster_taskiq_testing.services import port_of  # noqa: PLC0415
+
+    @pytest.fixture
+    def proxy() -> Iterator[EndpointProxy]:
+        started = EndpointProxy(port_of(url)).start()
+        yield started
+        started.kill()
+
+    return proxy
 
 
 @contextlib.contextmanager
