@@ -9,8 +9,6 @@ its build downloads jars.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -20,15 +18,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import IO, Any
+from typing import IO
 
 from dagster_taskiq_testing._errors import ServerUnavailableError
 from dagster_taskiq_testing.servers._base import (
-    boto3_client,
-    end_process,
-    free_port,
+    ServerProcess,
     http_get,
-    wait_until,
 )
 
 LOCALSTACK_PINS: tuple[str, ...] = (
@@ -143,26 +138,21 @@ def _install(staging: pathlib.Path, *, timeout: float, log: IO[str] | None) -> N
     )
 
 
-class LocalStackServer:
+class LocalStackServer(ServerProcess):
     """``python -m localstack.runtime.main`` with ``SERVICES=sqs`` on a free loopback port."""
 
     name = "localstack"
+    title = "LocalStack"
 
     def __init__(
         self, python: pathlib.Path | str | None = None, *, start_timeout: float = 90.0
     ) -> None:
+        super().__init__(start_timeout=start_timeout, stop_timeout=15.0)
         self._python = pathlib.Path(python) if python is not None else None
-        self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
-        self._log: IO[bytes] | None = None
 
     def start(self, *, build_timeout: float = 600.0) -> LocalStackServer:
         python = self._python or build_localstack_env(timeout=build_timeout)
-        self._workdir = tempfile.TemporaryDirectory(prefix="localstack-")
-        workdir = pathlib.Path(self._workdir.name)
-        self._port = port = free_port()
+        workdir, port = self._prepare()
         env = {
             key: value
             for key, value in os.environ.items()
@@ -179,67 +169,11 @@ class LocalStackServer:
                 "TMPDIR": str(workdir),
             }
         )
-        atexit.register(self.stop)  # no orphaned LocalStack if the session ends abruptly
-        self._log = open(workdir / "localstack.log", "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [str(python), "-m", "localstack.runtime.main"],
-            env=env,
-            cwd=workdir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self._launch(
+            [str(python), "-m", "localstack.runtime.main"], ready=self._ready, env=env, cwd=workdir
         )
-        try:
-            wait_until(
-                self._ready,
-                timeout=self._start_timeout,
-                what="LocalStack",
-                alive=lambda: self._process is not None and self._process.poll() is None,
-            )
-        except ServerUnavailableError as exc:
-            tail = self.log_tail()
-            self.stop()
-            raise ServerUnavailableError(f"{exc}; log tail:\n{tail}") from exc
         return self
 
     def _ready(self) -> bool:
         health = json.loads(http_get(f"{self.endpoint_url}/_localstack/health"))
         return health.get("services", {}).get("sqs") in {"available", "running"}
-
-    def log_tail(self, lines: int = 30) -> str:
-        if self._workdir is None:
-            return ""
-        path = pathlib.Path(self._workdir.name) / "localstack.log"
-        with contextlib.suppress(OSError):
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    @property
-    def pid(self) -> int | None:
-        """The server process's id while it runs."""
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def endpoint_url(self) -> str:
-        if self._port is None:
-            raise ServerUnavailableError("LocalStack was not started")
-        return f"http://127.0.0.1:{self._port}"
-
-    def client(self) -> Any:
-        return boto3_client(self.endpoint_url)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        end_process(process, 15)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    def __enter__(self) -> LocalStackServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -12,22 +12,15 @@ is accepted but not honoured, and several server-side validations are missing.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
-import pathlib
-import subprocess
 import sys
-import tempfile
-from typing import IO, Any
+from typing import Any
 
 from dagster_taskiq_testing._errors import ServerUnavailableError
 from dagster_taskiq_testing.servers._base import (
+    ServerProcess,
     boto3_client,
-    end_process,
-    free_port,
     http_get,
-    wait_until,
 )
 
 
@@ -100,7 +93,7 @@ class MotoServer:
         self.stop()
 
 
-class MotoProcessServer:
+class MotoProcessServer(ServerProcess):
     """``python -m moto.server`` as a child process on 127.0.0.1 and a free port.
 
     Its output goes to a log file in a temporary directory (its tail is in the error when it
@@ -109,85 +102,17 @@ class MotoProcessServer:
     """
 
     name = "moto"
+    title = "moto's server"
 
     def __init__(self, *, start_timeout: float = 30.0, stop_timeout: float = 10.0) -> None:
-        self._start_timeout = start_timeout
-        self._stop_timeout = stop_timeout
-        self._process: subprocess.Popen[bytes] | None = None
-        self._port: int | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(start_timeout=start_timeout, stop_timeout=stop_timeout)
 
     def start(self) -> MotoProcessServer:
         if self._process is not None:
             return self
-        self._workdir = tempfile.TemporaryDirectory(prefix="moto-")
-        self._port = port = free_port()
-        atexit.register(self.stop)  # no orphaned server if the session ends abruptly
-        self._log = open(self._log_path(), "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        _, port = self._prepare()
+        self._launch(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C reaches the caller, whose stop() ends the server
+            ready=lambda: http_get(f"{self.endpoint_url}/moto-api/data.json") is not None,
         )
-        try:
-            wait_until(
-                lambda: http_get(f"{self.endpoint_url}/moto-api/data.json") is not None,
-                timeout=self._start_timeout,
-                what="moto's server",
-                alive=lambda: self._process is not None and self._process.poll() is None,
-            )
-        except ServerUnavailableError as exc:
-            tail = self.log_tail()
-            self.stop()
-            raise ServerUnavailableError(f"{exc}; log tail:\n{tail}") from exc
         return self
-
-    def _log_path(self) -> pathlib.Path:
-        assert self._workdir is not None
-        return pathlib.Path(self._workdir.name) / "moto.log"
-
-    def log_tail(self, lines: int = 30) -> str:
-        if self._workdir is None:
-            return ""
-        with contextlib.suppress(OSError):
-            text = self._log_path().read_text(errors="replace")
-            return "\n".join(text.splitlines()[-lines:])
-        return ""
-
-    @property
-    def endpoint_url(self) -> str:
-        if self._port is None:
-            raise ServerUnavailableError("moto's server was not started")
-        return f"http://127.0.0.1:{self._port}"
-
-    def client(self) -> Any:
-        return boto3_client(self.endpoint_url)
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The server process's id while it runs."""
-        return self._process.pid if self._process is not None else None
-
-    def stop(self) -> None:
-        """Terminate the process (kill it if it lingers); the port then refuses connections."""
-        atexit.unregister(self.stop)
-        process, self._process = self._process, None
-        end_process(process, self._stop_timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    def __enter__(self) -> MotoProcessServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
