@@ -10,14 +10,11 @@ import pytest
 from nats.js.api import ConsumerConfig, StreamConfig
 from structlog.testing import capture_logs
 
-from dagster_taskiq.backends import available_backends, create_broker
-from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_nats import (
     NatsConfigurationError,
     NatsJetStreamBroker,
-    NatsUnavailableError,
 )
-from dagster_taskiq_testing.broker_helpers import Listener, assert_startup_gives_up, step_message
+from dagster_taskiq_testing.broker_helpers import Listener, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
@@ -29,17 +26,6 @@ async def dead_letters_of(broker: NatsJetStreamBroker) -> list[Any]:
             return letters
         await asyncio.sleep(0.1)
     return []
-
-
-def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DAGSTER_TASKIQ_NATS_CONSUMER", "from-env")
-    assert "nats" in available_backends()
-    broker = create_broker("nats", {"stream": "S1", "visibility_timeout": "7"})
-    assert isinstance(broker, NatsJetStreamBroker)
-    assert isinstance(broker, SupportsMessageControl)
-    assert isinstance(broker, SupportsDeadLetters)
-    assert (broker.settings.stream, broker.settings.consumer) == ("S1", "from-env")
-    assert broker.settings.visibility_timeout == 7.0
 
 
 async def test_an_existing_stream_or_consumer_with_other_settings_is_refused(
@@ -58,21 +44,6 @@ async def test_an_existing_stream_or_consumer_with_other_settings_is_refused(
     info = await js.consumer_info(harness.stream, "dagster-taskiq-workers")
     assert isinstance(info.config, ConsumerConfig)
     assert info.config.ack_wait == 1.0  # left as it was
-
-
-async def test_startup_retries_then_names_the_servers(harness: Any) -> None:
-    broker = NatsJetStreamBroker(
-        harness.settings(
-            servers="nats://user:secret@127.0.0.1:1",
-            retry_attempts=3,
-            retry_initial_delay=0.05,
-            retry_max_delay=0.1,
-            connect_timeout=1,
-        )
-    )
-    await assert_startup_gives_up(
-        broker, NatsUnavailableError, shown="nats://***@127.0.0.1:1", retry_event="nats_retry"
-    )
 
 
 async def test_a_receive_rides_out_a_lost_connection(

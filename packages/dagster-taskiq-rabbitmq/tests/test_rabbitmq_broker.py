@@ -14,19 +14,17 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from dagster_taskiq.backends import available_backends, create_broker
-from dagster_taskiq.messaging import LABEL_QUEUE, SupportsDeadLetters, SupportsMessageControl
+from dagster_taskiq.messaging import LABEL_QUEUE
 from dagster_taskiq_rabbitmq import (
     AckError,
     RabbitMqBroker,
     RabbitMqConfigurationError,
-    RabbitMqUnavailableError,
+    RabbitMqSettings,
     RecentSends,
 )
 from dagster_taskiq_testing.broker_helpers import (
     PATIENCE,
     Listener,
-    assert_startup_gives_up,
     control_of,
     debug_logs,
     step_message,
@@ -34,15 +32,11 @@ from dagster_taskiq_testing.broker_helpers import (
 from dagster_taskiq_testing.servers import EndpointProxy
 
 
-def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DAGSTER_TASKIQ_RABBITMQ_DEAD_LETTER_QUEUE_NAME", "from-env")
-    assert "rabbitmq" in available_backends()
-    broker = create_broker("rabbitmq", {"queue_name": "q1", "visibility_timeout": "7"})
-    assert isinstance(broker, RabbitMqBroker)
-    assert isinstance(broker, SupportsMessageControl)
-    assert isinstance(broker, SupportsDeadLetters)
-    assert (broker.settings.queue, broker.settings.dead_letter_queue) == ("q1", "from-env")
-    assert broker.settings.connection_url.endswith("?heartbeat=7")
+def test_the_visibility_timeout_is_the_connections_heartbeat() -> None:
+    settings = RabbitMqSettings(
+        url="amqp://guest:guest@127.0.0.1:5672/?heartbeat=3", visibility_timeout=7
+    )
+    assert settings.connection_url.endswith("?heartbeat=7")
 
 
 def test_the_deduplication_record_forgets_after_its_window() -> None:
@@ -101,24 +95,6 @@ async def test_a_send_to_a_deleted_queue_declares_it_again(harness: Any) -> None
         await broker.kick(routed)
     assert await harness.ready(other) == 1
     assert any(log["event"] == "rabbitmq_retry" for log in logs)
-
-
-async def test_startup_retries_then_names_the_server(harness: Any) -> None:
-    broker = RabbitMqBroker(
-        harness.settings(
-            url="amqp://guest:secret@127.0.0.1:1/",
-            retry_attempts=3,
-            retry_initial_delay=0.05,
-            retry_max_delay=0.1,
-            connect_timeout=0.5,
-        )
-    )
-    await assert_startup_gives_up(
-        broker,
-        RabbitMqUnavailableError,
-        shown="amqp://guest:***@127.0.0.1:1/",
-        retry_event="rabbitmq_retry",
-    )
 
 
 async def test_a_receive_rides_out_a_lost_connection_and_a_held_message_goes_back(

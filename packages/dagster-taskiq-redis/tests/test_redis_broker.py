@@ -9,32 +9,16 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from dagster_taskiq.backends import available_backends, create_broker
-from dagster_taskiq.messaging import SupportsDeadLetters, SupportsMessageControl
 from dagster_taskiq_redis import (
     AckError,
-    RedisBroker,
-    RedisUnavailableError,
 )
 from dagster_taskiq_testing.broker_helpers import (
     PATIENCE,
     Listener,
-    assert_startup_gives_up,
     control_of,
     step_message,
 )
 from dagster_taskiq_testing.servers import EndpointProxy
-
-
-def test_the_entry_point_creates_the_broker_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_GROUP", "from-env")
-    assert "redis" in available_backends()
-    broker = create_broker("redis", {"stream": "s1", "visibility_timeout": "7"})
-    assert isinstance(broker, RedisBroker)
-    assert isinstance(broker, SupportsMessageControl)
-    assert isinstance(broker, SupportsDeadLetters)
-    assert (broker.settings.stream, broker.settings.group) == ("s1", "from-env")
-    assert broker.settings.visibility_timeout == 7.0
 
 
 async def test_deduplication_can_be_turned_off(harness: Any) -> None:
@@ -112,21 +96,6 @@ async def test_closing_listen_releases_nothing_it_yielded_and_shutdown_leaves_th
     harness.brokers.remove(broker)
     consumers: Any = harness.client.xinfo_consumers(harness.stream, "dagster-taskiq")
     assert consumers == []
-
-
-async def test_startup_retries_then_names_the_server(harness: Any) -> None:
-    broker = RedisBroker(
-        harness.settings(
-            url="redis://:secret@127.0.0.1:1",
-            retry_attempts=3,
-            retry_initial_delay=0.05,
-            retry_max_delay=0.1,
-            connect_timeout=0.5,
-        )
-    )
-    await assert_startup_gives_up(
-        broker, RedisUnavailableError, shown="redis://:***@127.0.0.1:1", retry_event="redis_retry"
-    )
 
 
 async def test_a_receive_rides_out_a_lost_connection(

@@ -70,6 +70,12 @@ class BrokerUnderTest(StartedBrokers):
     the visibility timeout passes."""
     smallest_visibility: ClassVar[str] = "greater than 0"
     """What the settings say of a visibility timeout of 0."""
+    from_environment: ClassVar[tuple[str, str, str]]
+    """A setting, the environment variable it is read from, and a value for it."""
+    unreachable: ClassVar[tuple[dict[str, Any], str] | None] = None
+    """Settings that point the broker at a server that is not there, with a password
+    ``secret``, and how errors show that server (password masked); None where the backend has
+    no server (the stub) or tests its own (SQS: ``dagster-taskiq-sqs``'s fault tests)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,12 +114,16 @@ class BrokerUnderTest(StartedBrokers):
             **self.transport(queue),
         )
 
+    def broker_class(self) -> Callable[[BrokerSettings], AsyncBroker]:
+        """The backend's broker class."""
+        found: Callable[[BrokerSettings], AsyncBroker] = getattr(
+            importlib.import_module(self.package), self.broker_name
+        )
+        return found
+
     def make(self, settings: BrokerSettings) -> AsyncBroker:
         """A broker (not started) with ``settings``."""
-        broker: AsyncBroker = getattr(importlib.import_module(self.package), self.broker_name)(
-            settings
-        )
-        return broker
+        return self.broker_class()(settings)
 
     async def stored(self, queue: str = "main", *, dead: bool = False) -> int:
         """Messages the service still holds in the logical queue ``queue`` (or in its dead
@@ -162,6 +172,7 @@ class _Sqs(BrokerUnderTest):
     settings_name = "SqsSettings"
     broker_name = "SqsAsyncBroker"
     smallest_visibility = "greater than or equal to 1"  # SQS counts whole seconds
+    from_environment = ("region", "DAGSTER_TASKIQ_SQS_REGION", "eu-west-1")
     endpoint_url: str | None = None
 
     def transport(self, queue: str) -> dict[str, Any]:
@@ -236,6 +247,11 @@ class RedisStreams(BrokerUnderTest):
     package = "dagster_taskiq_redis"
     settings_name = "RedisSettings"
     broker_name = "RedisBroker"
+    from_environment = ("group", "DAGSTER_TASKIQ_REDIS_GROUP", "from-env")
+    unreachable = (
+        {"url": "redis://:secret@127.0.0.1:1", "connect_timeout": 0.5},
+        "redis://:***@127.0.0.1:1",
+    )
 
     def require(self) -> None:
         services.require_redis()
@@ -274,6 +290,11 @@ class NatsJetStream(BrokerUnderTest):
     package = "dagster_taskiq_nats"
     settings_name = "NatsSettings"
     broker_name = "NatsJetStreamBroker"
+    from_environment = ("consumer", "DAGSTER_TASKIQ_NATS_CONSUMER", "from-env")
+    unreachable = (
+        {"servers": "nats://user:secret@127.0.0.1:1", "connect_timeout": 1},
+        "nats://***@127.0.0.1:1",  # a NATS URL's user part may be a token: all of it masked
+    )
     dead_letter_leaves_the_queue = False
     """JetStream keeps a message it gave up on in its stream; the dead-letter stream holds the
     advisory that names it. Acking the dead letter deletes both."""
@@ -331,6 +352,15 @@ class RabbitMq(BrokerUnderTest):
     package = "dagster_taskiq_rabbitmq"
     settings_name = "RabbitMqSettings"
     broker_name = "RabbitMqBroker"
+    from_environment = (
+        "dead_letter_queue_name",
+        "DAGSTER_TASKIQ_RABBITMQ_DEAD_LETTER_QUEUE_NAME",
+        "from-env",
+    )
+    unreachable = (
+        {"url": "amqp://guest:secret@127.0.0.1:1/", "connect_timeout": 0.5},
+        "amqp://guest:***@127.0.0.1:1/",
+    )
     redelivers_unacked = False
     """RabbitMQ has no per-message visibility timeout: a message stays with its consumer while
     the consumer's connection lives (it comes back when the connection closes or falls silent
