@@ -51,12 +51,6 @@ def test_invalid_values_name_the_setting_and_its_variable(
     )
 
 
-def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DAGSTER_TASKIQ_REDIS_BLOCK_SECONDS", "soon")
-    with pytest.raises(RedisSettingsError, match="DAGSTER_TASKIQ_REDIS_BLOCK_SECONDS"):
-        RedisSettings()
-
-
 def test_the_password_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = RedisSettings(url="redis://user:hunter2@cache:6379/0")
     assert settings.redacted_url == "redis://user:***@cache:6379/0"

@@ -304,3 +304,13 @@ def test_the_shared_settings_come_from_the_environment(
     aliased = settings(taskiq_visibility_timeout=60)  # the one alias of visibility_timeout
     assert (aliased.visibility_timeout, aliased.heartbeat_every) == (60, 20)
     assert settings().delivery_policy().heartbeat_every == 100
+
+
+def test_a_bad_environment_value_names_the_variable(
+    subject: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = subject.settings_class()
+    variable = settings.env_var("retry_timeout")
+    monkeypatch.setenv(variable, "soon")
+    with pytest.raises(settings.settings_error, match=variable):
+        settings()
