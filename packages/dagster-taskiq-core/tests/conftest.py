@@ -11,6 +11,7 @@ from dagster import DagsterInstance
 from dagster_taskiq.idempotency import SqlIdempotencyStore
 from dagster_taskiq.retrying import RetryBudget
 from dagster_taskiq_testing import FakeClock
+from support import job_shapes
 from support.store import (
     POSTGRES_URL,
     drop_store_tables,
@@ -42,6 +43,16 @@ def store(tmp_path: Path) -> Iterator[SqlIdempotencyStore]:
     store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
     yield store
     store.close()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The side-effect ledger's directory (``job_shapes.LEDGER_ENV``): each op body run of the
+    jobs in ``support.job_shapes`` appends a line to its run's file there."""
+    directory = tmp_path / "ledger"
+    directory.mkdir()
+    monkeypatch.setenv(job_shapes.LEDGER_ENV, str(directory))
+    return directory
 
 
 @pytest.fixture

@@ -25,16 +25,8 @@ from dagster_taskiq import ExecutorSettings, OpExecutionTask, SqlIdempotencyStor
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
 from support import job_shapes
-from support.executor_harness import InProcessWorkers, injected, run_job
+from support.executor_harness import InProcessWorkers, injected, run_job, wait_for_final_records
 from support.thread_broker import ThreadQueueBroker
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "ledger"
-    directory.mkdir()
-    monkeypatch.setenv(job_shapes.LEDGER_ENV, str(directory))
-    return directory
 
 
 def sent_tasks(broker: ThreadQueueBroker) -> list[OpExecutionTask]:
@@ -212,12 +204,7 @@ def test_terminating_a_run_interrupts_its_steps(
         report = run_job(job_shapes.slow_job, instance, store)
         canceller.join()
         # The worker interrupts the slow step when it sees the run cancelled.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            record = store.get(f"{report.run_id}:slow")
-            if record is not None and record.state.is_final:
-                break
-            time.sleep(0.05)
+        wait_for_final_records(store, report.run_id, timeout=10)
     assert time.monotonic() - started < 15
     run = instance.get_run_by_id(report.run_id)
     assert run is not None

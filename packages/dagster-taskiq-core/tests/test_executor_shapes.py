@@ -50,14 +50,6 @@ SHAPES: dict[str, tuple[Any, dict[str, Any] | None, dict[str, str] | None, tuple
 }
 
 
-@pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "ledger"
-    directory.mkdir()
-    monkeypatch.setenv(job_shapes.LEDGER_ENV, str(directory))
-    return directory
-
-
 def in_process_reference(job_fn: Any, run_config: Any, tags: Any, nodes: tuple[str, ...]) -> Any:
     job_def = job_fn() if job_fn is job_shapes.partitioned_assets else job_fn
     with DagsterInstance.ephemeral() as instance:

@@ -14,7 +14,13 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster_taskiq import ExecutorSettings, SqlIdempotencyStore, TaskState
 from dagster_taskiq.worker import SubprocessStepRunner
 from support import TESTS_DIR, job_shapes
-from support.executor_harness import SHAPES_LOCATIONS, InProcessWorkers, injected, run_job
+from support.executor_harness import (
+    SHAPES_LOCATIONS,
+    InProcessWorkers,
+    injected,
+    run_job,
+    wait_for_final_records,
+)
 from support.thread_broker import ThreadQueueBroker
 
 
@@ -85,12 +91,7 @@ def test_subprocess_step_is_interrupted_when_the_run_is_cancelled(
         started = time.monotonic()
         report = run_job(job_shapes.slow_job, instance, store)
         canceller.join()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            record = store.get(f"{report.run_id}:slow")
-            if record is not None and record.state.is_final:
-                break
-            time.sleep(0.05)
+        wait_for_final_records(store, report.run_id, timeout=20)
     assert time.monotonic() - started < 25
     run = instance.get_run_by_id(report.run_id)
     assert run is not None
