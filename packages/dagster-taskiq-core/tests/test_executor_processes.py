@@ -138,32 +138,8 @@ def test_duplicate_copy_of_a_completed_step_is_acked_without_running(
 def test_worker_sigkilled_mid_step_is_replaced_and_the_step_rerun(
     cluster: dict[str, Any],
 ) -> None:
-    killed: list[int] = []
-
-    def kill_when_started() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            runs = cluster["instance"].get_runs()
-            if runs:
-                lines = [
-                    line
-                    for line in ledger_lines(cluster["ledger"], runs[0].run_id)
-                    if line[0] == "slow"
-                ]
-                if lines:
-                    pid = int(lines[0][2])
-                    cluster["workers"].kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-            time.sleep(0.05)
-
-    for run in cluster["instance"].get_runs():
-        cluster["instance"].delete_run(run.run_id)
-    killer = threading.Thread(target=kill_when_started)
-    killer.start()
-    report = _run(cluster, job_shapes.slow_job)
-    killer.join()
-    assert killed, "the slow step never started"
+    report, signalled = _signal_the_slow_steps_worker(cluster, signal.SIGKILL)
+    killed = [pid for pid, _ in signalled]
     assert report.success, cluster["workers"].logs()[-3000:]
     lines = [line for line in ledger_lines(cluster["ledger"], report.run_id) if line[0] == "slow"]
     starts = [line for line in lines if line[4] == "start"]
@@ -181,9 +157,26 @@ def test_worker_sigkilled_mid_step_is_replaced_and_the_step_rerun(
 def test_worker_sigtermed_mid_step_finishes_it_within_the_grace_period(
     cluster: dict[str, Any],
 ) -> None:
-    stopped: list[tuple[int, Any]] = []
+    report, stopped = _signal_the_slow_steps_worker(cluster, signal.SIGTERM)
+    pid, process = stopped[0]
+    assert report.success, cluster["workers"].logs()[-3000:]
+    lines = [line for line in ledger_lines(cluster["ledger"], report.run_id) if line[0] == "slow"]
+    # the stopping worker finished the step it held (4 s, within its 5 s grace) and nobody re-ran it
+    assert [(line[2], line[4]) for line in lines] == [(str(pid), "start"), (str(pid), "end")]
+    assert process.wait(30) == 0  # then it exited cleanly
+    record = cluster["store"].get(f"{report.run_id}:slow")
+    assert (record.state, record.attempt) == (TaskState.COMPLETED, 1)
+    assert report.success_events == {"slow": 1, "add_one": 1}
 
-    def terminate_when_started() -> None:
+
+def _signal_the_slow_steps_worker(
+    cluster: dict[str, Any], signum: signal.Signals
+) -> tuple[Any, list[tuple[int, Any]]]:
+    """Run ``slow_job``; once its ``slow`` step has started, send its worker ``signum``.
+    The run's report, and the worker signalled (its pid and process)."""
+    signalled: list[tuple[int, Any]] = []
+
+    def signal_when_started() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             runs = cluster["instance"].get_runs()
@@ -196,27 +189,19 @@ def test_worker_sigtermed_mid_step_finishes_it_within_the_grace_period(
                 if lines:
                     pid = int(lines[0][2])
                     process = next(p for p in cluster["workers"].processes if p.pid == pid)
-                    cluster["workers"].kill(pid, signal.SIGTERM)
-                    stopped.append((pid, process))
+                    cluster["workers"].kill(pid, signum)
+                    signalled.append((pid, process))
                     return
             time.sleep(0.05)
 
     for run in cluster["instance"].get_runs():
         cluster["instance"].delete_run(run.run_id)
-    stopper = threading.Thread(target=terminate_when_started)
-    stopper.start()
+    signaller = threading.Thread(target=signal_when_started)
+    signaller.start()
     report = _run(cluster, job_shapes.slow_job)
-    stopper.join()
-    assert stopped, "the slow step never started"
-    pid, process = stopped[0]
-    assert report.success, cluster["workers"].logs()[-3000:]
-    lines = [line for line in ledger_lines(cluster["ledger"], report.run_id) if line[0] == "slow"]
-    # the stopping worker finished the step it held (4 s, within its 5 s grace) and nobody re-ran it
-    assert [(line[2], line[4]) for line in lines] == [(str(pid), "start"), (str(pid), "end")]
-    assert process.wait(30) == 0  # then it exited cleanly
-    record = cluster["store"].get(f"{report.run_id}:slow")
-    assert (record.state, record.attempt) == (TaskState.COMPLETED, 1)
-    assert report.success_events == {"slow": 1, "add_one": 1}
+    signaller.join()
+    assert signalled, "the slow step never started"
+    return report, signalled
 
 
 def _send_copy(cluster: dict[str, Any], run_id: str, step: str, job: Any) -> None:
