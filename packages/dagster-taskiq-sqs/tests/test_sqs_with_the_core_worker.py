@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from dagster_taskiq import CodePointer, OpExecutionTask, SqlIdempotencyStore, TaskState
 from dagster_taskiq.worker import StepOutcome, Worker, WorkerOptions
@@ -29,6 +33,39 @@ class CountingRunner:
         return StepOutcome(TaskState.COMPLETED)
 
 
+@dataclasses.dataclass
+class _WorkerOnTheStub:
+    sender: Any
+    """The executor's broker on the worker's queue."""
+    worker: Worker
+    stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    running: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self.running = asyncio.create_task(self.worker.run(self.stop))
+        return self.running
+
+
+@contextlib.asynccontextmanager
+async def _worker(
+    stub_harness: Any, store: SqlIdempotencyStore, runner: CountingRunner, **options: Any
+) -> AsyncIterator[_WorkerOnTheStub]:
+    """A core ``Worker`` (``options``) on a broker of the stub's queue, running ``runner``'s
+    steps, started by ``start()``; on the way out, steps are let go and the worker stopped."""
+    sender = await stub_harness.broker()
+    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
+    assert worker_broker.settings.max_messages == 10
+    worker = Worker(worker_broker, store, runner, WorkerOptions(visibility_timeout=30, **options))
+    on_the_stub = _WorkerOnTheStub(sender, worker)
+    try:
+        yield on_the_stub
+    finally:
+        runner.release.set()
+        on_the_stub.stop.set()
+        if on_the_stub.running is not None:
+            await asyncio.wait_for(on_the_stub.running, 30)
+
+
 def _task(step: str, *, enqueue_attempt: int = 0) -> OpExecutionTask:
     return OpExecutionTask(
         run_id="run-1",
@@ -45,17 +82,12 @@ async def test_core_worker_runs_a_step_once_and_acks_after_recording_it(
     stub_harness, kick, wait_until, tmp_path: Path
 ) -> None:
     store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    sender = await stub_harness.broker()
-    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
     runner = CountingRunner(seconds=0.5)
-    options = WorkerOptions(
-        concurrency=2, visibility_timeout=30, heartbeat_interval=0.1, cancel_check_interval=60
-    )
-    worker = Worker(worker_broker, store, runner, options)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    queue = sender.settings.queue
-    try:
+    async with _worker(
+        stub_harness, store, runner, concurrency=2, heartbeat_interval=0.1, cancel_check_interval=60
+    ) as worker:
+        worker.start()
+        sender, queue = worker.sender, worker.sender.settings.queue
         task = _task("a")
         store.ensure_pending(task)
         await kick(sender, "run-1", "a", payload=task.to_json())
@@ -81,37 +113,25 @@ async def test_core_worker_runs_a_step_once_and_acks_after_recording_it(
         await kick(sender, "run-1", "a", payload=task.to_json(), enqueue_attempt=1)
         await wait_until(lambda: stub_harness.counts(queue) == (0, 0), 10, "the duplicate acked")
         assert runner.ran == ["run-1:a"]
-    finally:
-        runner.release.set()
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        store.close()
+    store.close()
 
 
 async def test_core_worker_gives_unfinished_steps_back_when_it_stops(
     stub_harness, kick, wait_until, tmp_path: Path
 ) -> None:
     store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    sender = await stub_harness.broker()
-    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
     runner = CountingRunner(seconds=30)
-    options = WorkerOptions(
-        concurrency=2, visibility_timeout=30, grace_period=0.2, cancel_check_interval=60
-    )
-    worker = Worker(worker_broker, store, runner, options)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    queue = sender.settings.queue
-    try:
+    async with _worker(
+        stub_harness, store, runner, concurrency=2, grace_period=0.2, cancel_check_interval=60
+    ) as worker:
+        running = worker.start()
+        sender, queue = worker.sender, worker.sender.settings.queue
         task = _task("slow")
         store.ensure_pending(task)
         await kick(sender, "run-1", "slow", payload=task.to_json())
         await wait_until(lambda: runner.ran == ["run-1:slow"], 10, "the step to start")
-        stop.set()  # SIGTERM: the grace period passes, the step is released
+        worker.stop.set()  # SIGTERM: the grace period passes, the step is released
         await asyncio.wait_for(running, 30)
-    finally:
-        runner.release.set()
-        stop.set()
     assert stub_harness.counts(queue) == (1, 0)  # visible again, for another worker, at once
     [released] = stub_harness.stub.visible_messages(queue)
     assert released.receive_count == 1
@@ -125,19 +145,16 @@ async def test_a_worker_takes_as_many_messages_as_it_has_free_slots(
     stub_harness, kick, wait_until, tmp_path: Path
 ) -> None:
     store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
-    sender = await stub_harness.broker()
-    worker_broker = InMemorySqsBroker(sender.settings, sqs=stub_harness.stub)
-    assert worker_broker.settings.max_messages == 10
     runner = CountingRunner(seconds=30)
-    options = WorkerOptions(concurrency=3, visibility_timeout=30, cancel_check_interval=60)
-    worker = Worker(worker_broker, store, runner, options)
-    for n in range(5):
-        task = _task(f"s{n}")
-        store.ensure_pending(task)
-        await kick(sender, "run-1", f"s{n}", payload=task.to_json())
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    try:
+    async with _worker(
+        stub_harness, store, runner, concurrency=3, cancel_check_interval=60
+    ) as worker:
+        sender = worker.sender
+        for n in range(5):
+            task = _task(f"s{n}")
+            store.ensure_pending(task)
+            await kick(sender, "run-1", f"s{n}", payload=task.to_json())
+        worker.start()  # after the five messages: its first receive finds them all
         await wait_until(lambda: len(runner.ran) == 3, 10, "three steps to start")
         # One receive filled the three slots; the other two messages stayed in the queue.
         asked = [
@@ -150,7 +167,4 @@ async def test_a_worker_takes_as_many_messages_as_it_has_free_slots(
         await wait_until(
             lambda: stub_harness.counts(sender.settings.queue) == (0, 0), 10, "every ack"
         )
-    finally:
-        stop.set()
-        await running
-        store.close()
+    store.close()
