@@ -171,6 +171,19 @@ def env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
+def timed_run(target: Any, instance: Any, run_config: dict[str, Any], label: str) -> Any:
+    """``dagster.execute_job(target)``: its wall seconds and its result; SystemExit naming
+    ``label`` if the run failed (a benchmark of a failed run measures nothing)."""
+    from dagster import execute_job  # noqa: PLC0415 - imported when a benchmark runs
+
+    started = time.perf_counter()
+    result = execute_job(target, instance, run_config=run_config)
+    wall = time.perf_counter() - started
+    if not result.success:
+        raise SystemExit(f"{label}: run {result.run_id} failed")
+    return wall, result
+
+
 def event_log_rows(instance: Any, run_id: str) -> int:
     """Every row the run wrote to the event log (Dagster events and plain log records)."""
     return len(instance.all_logs(run_id))

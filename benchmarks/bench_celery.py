@@ -66,6 +66,7 @@ from benchmarks._common import (
     aim_verdict,
     dagster_home,
     sqs_server,
+    timed_run,
 )
 from benchmarks.bench_executors import CHAIN, FAN_OUT, _chain_gaps
 
@@ -226,14 +227,7 @@ def _target(executor: str, job: str) -> Any:
 
 
 def _run_one(instance: Any, executor: str, job: str, config: dict[str, Any]) -> tuple[float, str]:
-    from dagster import execute_job  # noqa: PLC0415
-
-    target = _target(executor, job)
-    started = time.perf_counter()
-    result = execute_job(target, instance, run_config=config)
-    wall = time.perf_counter() - started
-    if not result.success:
-        raise SystemExit(f"{executor} {job}: run {result.run_id} failed")
+    wall, result = timed_run(_target(executor, job), instance, config, f"{executor} {job}")
     return wall, result.run_id
 
 

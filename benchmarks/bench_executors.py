@@ -36,7 +36,6 @@ import dataclasses
 import itertools
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from benchmarks._common import (
     postgres_database,
     sqs_server,
     storages,
+    timed_run,
 )
 
 CHAIN, FAN_OUT = "chain_20", "fan_out_50"
@@ -90,8 +90,6 @@ def _chain_gaps(instance: Any, run_id: str) -> list[float]:
 def _run_one(
     instance: Any, executor: str, job: str, run_config: dict[str, Any]
 ) -> tuple[float, str]:
-    from dagster import execute_job  # noqa: PLC0415
-
     from dagster_taskiq.code_locations import job_in_module  # noqa: PLC0415
 
     if executor == "taskiq":
@@ -100,11 +98,7 @@ def _run_one(
         target = job_in_module(
             "dagster_taskiq_examples.bench_jobs", f"{job}_{executor}", attribute="bench_defs"
         )
-    started = time.perf_counter()
-    result = execute_job(target, instance, run_config=run_config)
-    wall = time.perf_counter() - started
-    if not result.success:
-        raise SystemExit(f"{executor} {job}: run {result.run_id} failed")
+    wall, result = timed_run(target, instance, run_config, f"{executor} {job}")
     return wall, result.run_id
 
 

@@ -55,6 +55,7 @@ from benchmarks._common import (
     postgres_cpu_seconds,
     postgres_database,
     sqs_server,
+    timed_run,
 )
 from benchmarks._runs import (
     BASELINE_REF,
@@ -295,8 +296,6 @@ def _run(  # noqa: PLR0917 - a private helper of the driver loop
     roles: dict[str, list[int]],
     store_url: str,
 ) -> dict[str, Any]:
-    from dagster import execute_job  # noqa: PLC0415
-
     from dagster_taskiq.code_locations import job_in_module  # noqa: PLC0415
 
     if executor == "taskiq":
@@ -307,11 +306,7 @@ def _run(  # noqa: PLR0917 - a private helper of the driver loop
         )
     before = {role: _cpu(pids) for role, pids in roles.items()}
     postgres = postgres_cpu_seconds()
-    started = time.perf_counter()
-    result = execute_job(target, instance, run_config=config)
-    wall = time.perf_counter() - started
-    if not result.success:
-        raise SystemExit(f"{executor} {job}: run {result.run_id} failed")
+    wall, result = timed_run(target, instance, config, f"{executor} {job}")
     cpu = {role: _cpu(pids) - before[role] for role, pids in roles.items()}
     cpu["postgres"] = postgres_cpu_seconds() - postgres
     logs = instance.all_logs(result.run_id)
