@@ -397,15 +397,31 @@ def _delete(queue: Queue, handle: str) -> None:
 def delete_message_batch(
     state: AccountState, params: Mapping[str, Any], now: float
 ) -> dict[str, Any]:
+    return _act_on_each(
+        state,
+        params,
+        "DeleteMessageBatchRequestEntry",
+        lambda queue, entry: _delete(queue, entry["ReceiptHandle"]),
+    )
+
+
+def _act_on_each(
+    state: AccountState,
+    params: Mapping[str, Any],
+    entry_type: str,
+    act: Callable[[Queue, Mapping[str, Any]], None],
+) -> dict[str, Any]:
+    """A batch request whose entries each ``act`` on a message of the queue and answer nothing
+    but their success (or their own error)."""
     queue = state.queue(params["QueueUrl"])
     entries: Sequence[Mapping[str, Any]] = params["Entries"]
-    check_batch(entries, "DeleteMessageBatchRequestEntry")
+    check_batch(entries, entry_type)
 
-    def delete_one(entry: Mapping[str, Any]) -> dict[str, Any]:
-        _delete(queue, entry["ReceiptHandle"])
+    def act_on_one(entry: Mapping[str, Any]) -> dict[str, Any]:
+        act(queue, entry)
         return {}
 
-    return _batch(entries, delete_one)
+    return _batch(entries, act_on_one)
 
 
 def change_message_visibility(
@@ -437,12 +453,11 @@ def _change_visibility(queue: Queue, handle: str, timeout: int, now: float) -> N
 def change_message_visibility_batch(
     state: AccountState, params: Mapping[str, Any], now: float
 ) -> dict[str, Any]:
-    queue = state.queue(params["QueueUrl"])
-    entries: Sequence[Mapping[str, Any]] = params["Entries"]
-    check_batch(entries, "ChangeMessageVisibilityBatchRequestEntry")
-
-    def change_one(entry: Mapping[str, Any]) -> dict[str, Any]:
-        _change_visibility(queue, entry["ReceiptHandle"], entry.get("VisibilityTimeout", 0), now)
-        return {}
-
-    return _batch(entries, change_one)
+    return _act_on_each(
+        state,
+        params,
+        "ChangeMessageVisibilityBatchRequestEntry",
+        lambda queue, entry: _change_visibility(
+            queue, entry["ReceiptHandle"], entry.get("VisibilityTimeout", 0), now
+        ),
+    )
