@@ -176,3 +176,30 @@ def test_each_backend_names_its_queue_in_its_own_setting() -> None:
         "subject": "steps.urgent",
         "stream": "STEPS_steps_urgent",
     }
+
+
+async def test_a_priority_lane_overtakes_a_backlog_within_one_receive() -> None:
+    """200 low-priority steps queued; a high-priority step sent while the worker works through
+    them is the next one it takes (lane weights 9 and 1), not the 201st."""
+    sqs = InMemorySqs()
+    urgent, steps = _broker(sqs, "urgent.fifo"), _broker(sqs, "steps.fifo")
+    queues = QueueSet([(urgent, 9), (steps, 1)])
+    await queues.startup()
+    try:
+        await _fill(steps, "low", 200)
+        messages = queues.listen()
+        for _ in range(5):
+            await _ack(await asyncio.wait_for(anext(messages), 10))
+        await _fill(urgent, "high", 1)
+        # The urgent lane's receive in flight (a long poll) brings it back.
+        for _ in range(100):
+            if sqs.in_flight_messages("urgent.fifo"):
+                break
+            await asyncio.sleep(0.02)
+        taken = await asyncio.wait_for(anext(messages), 10)
+        assert _source(taken) == "high"
+        await _ack(taken)
+        await messages.aclose()
+    finally:
+        await queues.shutdown()
+    assert len(sqs.messages("steps.fifo")) == 195  # the backlog waits its turn

@@ -25,6 +25,7 @@ from dagster_taskiq.executor import (
     TIMEOUT_TAG,
     DagsterTaskIQExecutor,
     ExecutorSettings,
+    PriorityLane,
     taskiq_executor,
 )
 from dagster_taskiq.idempotency import (
@@ -68,6 +69,7 @@ __all__ = [
     "IdempotencyStore",
     "OpExecutionTask",
     "PayloadError",
+    "PriorityLane",
     "SchemaVersionError",
     "SettingProblem",
     "SettingsError",

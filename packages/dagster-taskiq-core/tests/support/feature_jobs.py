@@ -173,3 +173,44 @@ POOLED_OPS = [_pooled_op(n) for n in range(4)]
 def pooled_fan_out():
     for pooled in POOLED_OPS:
         pooled()
+
+
+# --- priority lanes -------------------------------------------------------------------------
+
+
+@op(tags={"dagster/priority": "5"})
+def urgent() -> int:
+    return 1
+
+
+@op(tags={"dagster/priority": "-1"})
+def whenever() -> int:
+    return 2
+
+
+@op
+def unmarked() -> int:
+    return 3
+
+
+@op(tags={"dagster/priority": "5", "dagster-taskiq/queue": "its-own"})
+def routed() -> int:
+    return 4
+
+
+@job(executor_def=injected_executor)
+def prioritised():
+    urgent()
+    whenever()
+    unmarked()
+    routed()
+
+
+@op(tags={"dagster/priority": "high"})
+def badly_marked() -> int:
+    return 5
+
+
+@job(executor_def=injected_executor)
+def badly_prioritised():
+    badly_marked()

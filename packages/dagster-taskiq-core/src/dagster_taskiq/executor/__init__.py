@@ -5,6 +5,7 @@ from dagster_taskiq.executor._config import (
     TASKIQ_EXECUTOR_CONFIG_SCHEMA,
     TIMEOUT_TAG,
     ExecutorSettings,
+    PriorityLane,
 )
 from dagster_taskiq.executor._executor import DagsterTaskIQExecutor, taskiq_executor
 
@@ -14,5 +15,6 @@ __all__ = [
     "TIMEOUT_TAG",
     "DagsterTaskIQExecutor",
     "ExecutorSettings",
+    "PriorityLane",
     "taskiq_executor",
 ]

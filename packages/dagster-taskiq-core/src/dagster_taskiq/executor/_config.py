@@ -27,6 +27,11 @@ TIMEOUT_TAG = "dagster-taskiq/timeout"
 """Op tag: seconds the op's step may run; the worker interrupts it after (a failure that counts
 against the op's RetryPolicy)."""
 
+PRIORITY_TAG = "dagster/priority"
+"""Dagster's priority tag: on an op, its steps' priority (Dagster orders a run's ready steps by
+it); on a run, the priority of its steps that have none of their own. With
+``priority_lanes``, it also picks the queue a step is sent to."""
+
 DEFAULT_VISIBILITY_TIMEOUT = 300.0
 
 TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
@@ -86,6 +91,17 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
     ),
     "tag_concurrency_limits": get_tag_concurrency_limits_config(),
     "step_dependency_config": get_step_dependency_config_field(),
+    "priority_lanes": Field(
+        [{"min_priority": int, "queue": str}],
+        is_required=False,
+        description=(
+            "Priority across runs: a step whose priority (op tag dagster/priority, else the "
+            "run's) is at least a lane's min_priority is sent to that lane's queue (the lane "
+            "with the highest min_priority it reaches), unless its op names a queue with "
+            "dagster-taskiq/queue. Workers read the lanes by weight: dagster-taskiq worker "
+            "--queue urgent.fifo:9 --queue steps.fifo."
+        ),
+    ),
     "poll_interval": Field(
         float,
         default_value=0.5,
@@ -97,6 +113,14 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
     ),
     "retries": get_retries_config(),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorityLane:
+    """Steps of at least ``min_priority`` go to ``queue``."""
+
+    min_priority: int
+    queue: str
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,6 +139,8 @@ class ExecutorSettings:
     step_dependency_config: StepDependencyConfig = dataclasses.field(
         default_factory=StepDependencyConfig.default
     )
+    priority_lanes: tuple[PriorityLane, ...] = ()
+    """Queues for the steps of higher priority, highest ``min_priority`` first."""
     poll_interval: float = 0.5
     retries: RetryMode = RetryMode.ENABLED
 
@@ -128,6 +154,7 @@ class ExecutorSettings:
             raise ExecutorConfigError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
         for index, limit in enumerate(self.tag_concurrency_limits):
             _check_tag_limit(index, limit)
+        _check_lanes(self.priority_lanes)
         if not 0 < self.poll_interval <= 60:
             raise ExecutorConfigError(f"poll_interval must be in (0, 60], got {self.poll_interval}")
 
@@ -146,6 +173,14 @@ class ExecutorSettings:
             step_dependency_config=StepDependencyConfig.from_config(
                 config.get("step_dependency_config")
             ),
+            priority_lanes=tuple(
+                sorted(
+                    (PriorityLane(lane["min_priority"], lane["queue"]) for lane in lanes),
+                    key=lambda lane: -lane.min_priority,
+                )
+            )
+            if (lanes := config.get("priority_lanes"))
+            else (),
             poll_interval=float(config.get("poll_interval", 0.5)),
             retries=retries or RetryMode.ENABLED,
         )
@@ -195,3 +230,40 @@ def step_timeout(step_key: str, tags: Mapping[str, str] | None) -> float | None:
             f"(for example '600'), got {text!r}"
         )
     return seconds
+
+
+def _check_lanes(lanes: tuple[PriorityLane, ...]) -> None:
+    seen: dict[int, str] = {}
+    for lane in lanes:
+        if not lane.queue:
+            raise ExecutorConfigError(
+                f"priority_lanes: the lane of min_priority {lane.min_priority} names no queue"
+            )
+        if lane.min_priority in seen:
+            raise ExecutorConfigError(
+                f"priority_lanes: two lanes of min_priority {lane.min_priority} "
+                f"({seen[lane.min_priority]!r} and {lane.queue!r}): give each lane its own"
+            )
+        seen[lane.min_priority] = lane.queue
+
+
+def step_priority(
+    step_key: str, step_tags: Mapping[str, str] | None, run_tags: Mapping[str, str]
+) -> int:
+    """The step's priority: its op's ``dagster/priority`` tag, else its run's, else 0;
+    ExecutorConfigError naming the step and the tag if it is not a whole number."""
+    text = (step_tags or {}).get(PRIORITY_TAG, run_tags.get(PRIORITY_TAG))
+    if text is None:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ExecutorConfigError(
+            f"tag {PRIORITY_TAG} of step {step_key!r} (or of its run) must be a whole number "
+            f"(for example '5' or '-1'), got {text!r}"
+        ) from None
+
+
+def lane_queue(lanes: tuple[PriorityLane, ...], priority: int) -> str | None:
+    """The queue of the highest lane ``priority`` reaches (``lanes`` highest first), or None."""
+    return next((lane.queue for lane in lanes if priority >= lane.min_priority), None)

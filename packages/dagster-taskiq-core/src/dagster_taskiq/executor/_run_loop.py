@@ -37,6 +37,7 @@ from dagster_taskiq._dagster_compat import (
     ExecutionPlan,
     ExecutionStep,
     InstanceConcurrencyContext,
+    KnownExecutionState,
     PlanOrchestrationContext,
     SerializableErrorInfo,
     seconds_until_due,
@@ -44,7 +45,7 @@ from dagster_taskiq._dagster_compat import (
 from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.errors import PayloadError
 from dagster_taskiq.executor._broker_thread import BrokerThread
-from dagster_taskiq.executor._config import step_timeout
+from dagster_taskiq.executor._config import step_priority, step_timeout
 from dagster_taskiq.executor._event_tail import EventTail
 from dagster_taskiq.executor._inflight_state import InFlightState
 from dagster_taskiq.executor._tasks import make_task
@@ -150,8 +151,11 @@ class RunLoop:
             f"'{self.settings.backend}', lease {self.settings.visibility_timeout:g} s).",
             EngineEventData(),
         )
+        run_tags = self.ctx.dagster_run.tags
         for step in self.plan.get_all_steps_in_topo_order():
-            step_timeout(step.key, step.tags)  # a bad tag fails the run before any step is sent
+            # A bad tag fails the run before any step is sent.
+            step_timeout(step.key, step.tags)
+            step_priority(step.key, step.tags, run_tags)
         watch = self.store.watch_outcomes(self.run_id)
         try:
             with (
@@ -283,14 +287,7 @@ class RunLoop:
         known_state = active.get_known_state()
         to_send: list[OpExecutionTask] = []
         for step in steps:
-            task = make_task(
-                run_id=self.run_id,
-                step=step,
-                pointer=self.pointer,
-                instance_ref=self.instance_ref,
-                known_state=known_state,
-                retry_mode=self.settings.retries,
-            )
+            task = self._task(step, known_state)
             flight = _InFlight(
                 step=step,
                 key=task.idempotency_key,
@@ -304,6 +301,19 @@ class RunLoop:
             if sendable is not None:
                 to_send.append(sendable)
         self.broker.send(to_send)
+
+    def _task(self, step: ExecutionStep, known_state: KnownExecutionState) -> OpExecutionTask:
+        """The step's message payload (``make_task`` with this run's fixed parts)."""
+        return make_task(
+            run_id=self.run_id,
+            step=step,
+            pointer=self.pointer,
+            instance_ref=self.instance_ref,
+            known_state=known_state,
+            retry_mode=self.settings.retries,
+            run_tags=self.ctx.dagster_run.tags,
+            priority_lanes=self.settings.priority_lanes,
+        )
 
     def _prepare(self, task: OpExecutionTask, flight: _InFlight) -> OpExecutionTask | None:
         """Record the step PENDING; return the task to send, or None if it must not be sent.
@@ -339,14 +349,7 @@ class RunLoop:
         known_state = active.get_known_state()
         to_send = []
         for flight in waiting:
-            task = make_task(
-                run_id=self.run_id,
-                step=flight.step,
-                pointer=self.pointer,
-                instance_ref=self.instance_ref,
-                known_state=known_state,
-                retry_mode=self.settings.retries,
-            )
+            task = self._task(flight.step, known_state)
             flight.enter(InFlightState.PREPARING)
             sendable = self._prepare(task, flight)
             if sendable is not None:
@@ -390,14 +393,7 @@ class RunLoop:
             f"Step {flight.step.key}: its worker stopped heartbeating (lease expired, owner "
             f"{record.owner}); re-enqueued as attempt {record.enqueue_attempt}.",
         )
-        task = make_task(
-            run_id=self.run_id,
-            step=flight.step,
-            pointer=self.pointer,
-            instance_ref=self.instance_ref,
-            known_state=active.get_known_state(),
-            retry_mode=self.settings.retries,
-        )
+        task = self._task(flight.step, active.get_known_state())
         return dataclasses.replace(task, enqueue_attempt=record.enqueue_attempt)
 
     def _report_lost_outcome(

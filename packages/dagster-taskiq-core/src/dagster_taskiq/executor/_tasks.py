@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from dagster import serialize_value
 
 from dagster_taskiq._dagster_compat import ExecutionStep, KnownExecutionState, RetryMode
-from dagster_taskiq.executor._config import QUEUE_TAG, step_timeout
+from dagster_taskiq.executor._config import (
+    QUEUE_TAG,
+    PriorityLane,
+    lane_queue,
+    step_priority,
+    step_timeout,
+)
 from dagster_taskiq.payloads import CodePointer, OpExecutionTask, idempotency_key
 
 
@@ -22,8 +29,13 @@ def make_task(
     known_state: KnownExecutionState,
     retry_mode: RetryMode,
     enqueue_attempt: int = 0,
+    run_tags: Mapping[str, str] | None = None,
+    priority_lanes: tuple[PriorityLane, ...] = (),
 ) -> OpExecutionTask:
-    """The payload that lets a worker run ``step`` on its own."""
+    """The payload that lets a worker run ``step`` on its own. Its queue: the op's
+    ``dagster-taskiq/queue`` tag, else the priority lane its priority reaches, else none (the
+    broker's own)."""
+    priority = step_priority(step.key, step.tags, run_tags or {})
     return OpExecutionTask(
         run_id=run_id,
         step_key=step.key,
@@ -35,7 +47,7 @@ def make_task(
         enqueue_attempt=enqueue_attempt,
         known_state=_known_state_for(step, known_state),
         retry_mode=retry_mode.for_inner_plan().value,
-        queue=step.tags.get(QUEUE_TAG) or None,
+        queue=step.tags.get(QUEUE_TAG) or lane_queue(priority_lanes, priority),
         timeout=step_timeout(step.key, step.tags),
     )
 
