@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dagster_taskiq_examples._cluster import DemoQueue, WorkerPool
+from dagster_taskiq_examples._cluster import CODE_LOCATION, DemoQueue, WorkerPool
 
 POSTGRES_URL = os.environ.get(
     "DAGSTER_TASKIQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -51,10 +51,15 @@ def workers_factory(sqs_server: Any, tmp_path: Path) -> Iterator[Any]:
     """Start two example workers on a fresh queue of the test SQS server, for a store URL."""
     pools: list[WorkerPool] = []
 
-    def start(store_url: str) -> DemoQueue:
+    def start(store_url: str, code: tuple[str, ...] = ("-m", CODE_LOCATION)) -> DemoQueue:
         queue = DemoQueue(endpoint_url=sqs_server.endpoint_url, region="us-east-1")
         pool = WorkerPool(
-            queue, store_url, count=2, concurrency=2, log_dir=tmp_path / f"logs-{len(pools)}"
+            queue,
+            store_url,
+            count=2,
+            concurrency=2,
+            log_dir=tmp_path / f"logs-{len(pools)}",
+            code=code,
         )
         pools.append(pool.__enter__())
         pool.wait_ready()

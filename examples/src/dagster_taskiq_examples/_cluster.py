@@ -62,8 +62,17 @@ class WorkerPool:
     """``count`` ``dagster-taskiq worker`` processes serving the example code location."""
 
     def __init__(
-        self, queue: DemoQueue, store_url: str, *, count: int, concurrency: int, log_dir: Path
+        self,
+        queue: DemoQueue,
+        store_url: str,
+        *,
+        count: int,
+        concurrency: int,
+        log_dir: Path,
+        code: tuple[str, ...] = ("-m", CODE_LOCATION),
     ) -> None:
+        self.code = code
+        """The code location the workers serve (``-m MODULE`` or ``-f FILE``)."""
         self.queue = queue
         self.store_url = store_url
         self.count = count
@@ -81,8 +90,7 @@ class WorkerPool:
             *command,
             "--store-url",
             self.store_url,
-            "-m",
-            CODE_LOCATION,
+            *self.code,
             "--concurrency",
             str(self.concurrency),
             "--visibility-timeout",

@@ -15,6 +15,7 @@ from dagster_taskiq_examples.assets import (
     daily_revenue,
     revenue_is_not_negative,
 )
+from dagster_taskiq_examples.automation import inbox_sensor, orders_schedule
 from dagster_taskiq_examples.bench_jobs import chain_20, fan_out_50
 from dagster_taskiq_examples.pipeline import DemoKnobs, orders_pipeline
 
@@ -22,6 +23,8 @@ defs = Definitions(
     assets=[daily_orders, daily_revenue],
     asset_checks=[revenue_is_not_negative],
     jobs=[orders_pipeline, daily_orders_job, chain_20, fan_out_50],
+    schedules=[orders_schedule()],
+    sensors=[inbox_sensor()],
     resources={"knobs": DemoKnobs()},
     executor=taskiq_executor,
 )
