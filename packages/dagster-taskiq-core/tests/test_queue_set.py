@@ -4,7 +4,9 @@ in-memory SQS stub (every backend's broker goes through the same class)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import pytest
 from taskiq.acks import AckableMessage
@@ -50,6 +52,18 @@ async def _take(queues: QueueSet, count: int) -> list[AckableMessage]:
     return taken
 
 
+@contextlib.asynccontextmanager
+async def _queue_set(*queues: tuple[str, int]) -> AsyncIterator[tuple[InMemorySqs, QueueSet]]:
+    """A started ``QueueSet`` over stub brokers of ``queues`` (name, weight) of one account."""
+    sqs = InMemorySqs()
+    queue_set = QueueSet([(_broker(sqs, name), weight) for name, weight in queues])
+    await queue_set.startup()
+    try:
+        yield sqs, queue_set
+    finally:
+        await queue_set.shutdown()
+
+
 async def _ack(message: AckableMessage) -> None:
     acked = message.ack()
     if acked is not None:
@@ -57,16 +71,11 @@ async def _ack(message: AckableMessage) -> None:
 
 
 async def test_two_queues_share_by_weight_and_neither_is_starved() -> None:
-    sqs = InMemorySqs()
-    busy, quiet = _broker(sqs, "busy.fifo"), _broker(sqs, "quiet.fifo")
-    queues = QueueSet([(busy, 3), (quiet, 1)])
-    await queues.startup()
-    try:
+    async with _queue_set(("busy.fifo", 3), ("quiet.fifo", 1)) as (_, queues):
+        busy, quiet = queues.brokers
         await _fill(busy, "busy", 30)
         await _fill(quiet, "quiet", 10)
         taken = [_source(m) for m in await _take(queues, 40)]
-    finally:
-        await queues.shutdown()
     assert Counter(taken) == {"busy": 30, "quiet": 10}
     # While both had messages: three from the busy queue for one from the quiet one, spread
     # out (the quiet queue waits at most three messages), until one of them is empty.
@@ -78,24 +87,15 @@ async def test_two_queues_share_by_weight_and_neither_is_starved() -> None:
 
 
 async def test_a_queue_with_nothing_does_not_hold_back_the_others() -> None:
-    sqs = InMemorySqs()
-    empty, full = _broker(sqs, "empty.fifo"), _broker(sqs, "full.fifo")
-    queues = QueueSet([(empty, 5), (full, 1)])
-    await queues.startup()
-    try:
-        await _fill(full, "full", 4)
+    async with _queue_set(("empty.fifo", 5), ("full.fifo", 1)) as (_, queues):
+        await _fill(queues.brokers[1], "full", 4)
         taken = [_source(m) for m in await _take(queues, 4)]
-    finally:
-        await queues.shutdown()
     assert taken == ["full"] * 4
 
 
 async def test_controls_and_acks_go_to_the_queue_a_message_came_from() -> None:
-    sqs = InMemorySqs()
-    first, second = _broker(sqs, "first.fifo"), _broker(sqs, "second.fifo")
-    queues = QueueSet([(first, 1), (second, 1)])
-    await queues.startup()
-    try:
+    async with _queue_set(("first.fifo", 1), ("second.fifo", 1)) as (sqs, queues):
+        first, second = queues.brokers
         await _fill(second, "second", 1)
         messages = queues.listen()
         message = await asyncio.wait_for(anext(messages), 10)
@@ -105,17 +105,12 @@ async def test_controls_and_acks_go_to_the_queue_a_message_came_from() -> None:
         await _ack(message)
         assert queues.message_control(message) is None  # acked: no longer held
         await messages.aclose()
-    finally:
-        await queues.shutdown()
     assert sqs.messages("second.fifo") == []
 
 
 async def test_what_was_received_and_not_handed_on_is_released_when_listening_stops() -> None:
-    sqs = InMemorySqs()
-    one, two = _broker(sqs, "one.fifo"), _broker(sqs, "two.fifo")
-    queues = QueueSet([(one, 1), (two, 1)])
-    await queues.startup()
-    try:
+    async with _queue_set(("one.fifo", 1), ("two.fifo", 1)) as (sqs, queues):
+        one, two = queues.brokers
         await _fill(one, "one", 1)
         await _fill(two, "two", 1)
         messages = queues.listen()
@@ -125,8 +120,6 @@ async def test_what_was_received_and_not_handed_on_is_released_when_listening_st
         other = "two" if _source(handed) == "one" else "one"
         # Released at once: visible again for the next worker, not 30 s of visibility later.
         assert len(sqs.visible_messages(f"{other}.fifo")) == 1
-    finally:
-        await queues.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -181,11 +174,8 @@ def test_each_backend_names_its_queue_in_its_own_setting() -> None:
 async def test_a_priority_lane_overtakes_a_backlog_within_one_receive() -> None:
     """200 low-priority steps queued; a high-priority step sent while the worker works through
     them is the next one it takes (lane weights 9 and 1), not the 201st."""
-    sqs = InMemorySqs()
-    urgent, steps = _broker(sqs, "urgent.fifo"), _broker(sqs, "steps.fifo")
-    queues = QueueSet([(urgent, 9), (steps, 1)])
-    await queues.startup()
-    try:
+    async with _queue_set(("urgent.fifo", 9), ("steps.fifo", 1)) as (sqs, queues):
+        urgent, steps = queues.brokers
         await _fill(steps, "low", 200)
         messages = queues.listen()
         for _ in range(5):
@@ -200,6 +190,4 @@ async def test_a_priority_lane_overtakes_a_backlog_within_one_receive() -> None:
         assert _source(taken) == "high"
         await _ack(taken)
         await messages.aclose()
-    finally:
-        await queues.shutdown()
     assert len(sqs.messages("steps.fifo")) == 195  # the backlog waits its turn
