@@ -191,9 +191,15 @@ class Listener:
     async def close(self) -> None:
         if self._next is not None:
             self._next.cancel()
-            with contextlib.suppress(BaseException):
-                await self._next
-        await self.messages.aclose()
+            # Bounded: a receive that does not end on its cancel (seen once with Redis after a
+            # dead letter, not explained yet) must not hang the test; the brokers' shutdown
+            # that follows closes their connections.
+            await asyncio.wait({self._next}, timeout=PATIENCE)
+            if not self._next.done():
+                logging.getLogger(__name__).warning("a cancelled receive did not end")
+                return
+        with contextlib.suppress(RuntimeError):  # a generator still running its receive
+            await self.messages.aclose()
 
 
 def assert_one_setting_problem(

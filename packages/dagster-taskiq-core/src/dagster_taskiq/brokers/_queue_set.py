@@ -27,6 +27,9 @@ from dagster_taskiq.messaging import MessageControl, SupportsMessageControl, Sup
 
 __all__ = ["QueueSet", "WeightedQueue"]
 
+CLOSE_TIMEOUT = 10.0
+"""Seconds a stopping ``QueueSet`` waits for its cancelled receives to end."""
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightedQueue:
@@ -137,14 +140,15 @@ class QueueSet(AsyncBroker):
         self, pending: dict[int, asyncio.Future[Any]], streams: list[AsyncIterator[Any]]
     ) -> None:
         """Release what was received and not handed on; close every queue's stream."""
+        waiting = [future for future in pending.values() if not future.done()]
+        for future in waiting:
+            future.cancel()
+        if waiting:
+            # Bounded: a receive that ignores its cancel must not keep a stopping worker.
+            await asyncio.wait(waiting, timeout=CLOSE_TIMEOUT)
         for future in pending.values():
-            if not future.done():
-                future.cancel()
-                with contextlib.suppress(BaseException):
-                    await future
-                continue
-            if future.cancelled() or future.exception() is not None:
-                continue
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                continue  # still receiving (its message, if any, comes back by itself), or none
             message = future.result()
             control = self.message_control(message) if isinstance(message, AckableMessage) else None
             if control is not None:
