@@ -335,10 +335,10 @@ class Worker:
         except BaseException as exc:  # an interrupt that escaped Dagster's own handling
             outcome = StepOutcome.failed(type(exc).__name__, str(exc) or "step interrupted")
         finally:
-            heartbeat.cancel()
-            for task_ in (limit, active.stopping):
-                if task_ is not None:
-                    task_.cancel()
+            helpers = [t for t in (heartbeat, limit, active.stopping) if t is not None]
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)  # none left pending
             self._active.pop(task.idempotency_key, None)
             if active.state is ActiveStepState.RUNNING:
                 active.enter(ActiveStepState.FINISHING)
