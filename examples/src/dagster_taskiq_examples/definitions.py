@@ -10,6 +10,7 @@ from dagster import Definitions
 
 from dagster_taskiq import taskiq_executor
 from dagster_taskiq_examples.assets import (
+    IO_MANAGER_KEY,
     daily_orders,
     daily_orders_job,
     daily_revenue,
@@ -17,6 +18,7 @@ from dagster_taskiq_examples.assets import (
 )
 from dagster_taskiq_examples.automation import inbox_sensor, orders_schedule
 from dagster_taskiq_examples.bench_jobs import chain_20, fan_out_50
+from dagster_taskiq_examples.partition_files import PartitionFiles
 from dagster_taskiq_examples.pipeline import DemoKnobs, orders_pipeline
 
 defs = Definitions(
@@ -25,6 +27,6 @@ defs = Definitions(
     jobs=[orders_pipeline, daily_orders_job, chain_20, fan_out_50],
     schedules=[orders_schedule()],
     sensors=[inbox_sensor()],
-    resources={"knobs": DemoKnobs()},
+    resources={"knobs": DemoKnobs(), IO_MANAGER_KEY: PartitionFiles()},
     executor=taskiq_executor,
 )
