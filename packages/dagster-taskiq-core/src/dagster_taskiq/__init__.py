@@ -12,10 +12,12 @@ from dagster_taskiq.errors import (
     DagsterTaskIQError,
     ExecutorConfigError,
     IdempotencyError,
+    MessageRefusedError,
     PayloadError,
     SchemaVersionError,
     SettingProblem,
     SettingsError,
+    SigningKeyError,
     StepTimeoutError,
     StoreUnavailableError,
 )
@@ -43,6 +45,7 @@ from dagster_taskiq.payloads import (
     TaskState,
     idempotency_key,
 )
+from dagster_taskiq.signing import MessageSigner, MessageVerifier, Refusal, SigningKey
 
 __version__ = importlib.metadata.version("dagster-taskiq-core")
 
@@ -67,12 +70,18 @@ __all__ = [
     "IdempotencyError",
     "IdempotencyRecord",
     "IdempotencyStore",
+    "MessageRefusedError",
+    "MessageSigner",
+    "MessageVerifier",
     "OpExecutionTask",
     "PayloadError",
     "PriorityLane",
+    "Refusal",
     "SchemaVersionError",
     "SettingProblem",
     "SettingsError",
+    "SigningKey",
+    "SigningKeyError",
     "SqlIdempotencyStore",
     "StepTimeoutError",
     "StoreRetry",

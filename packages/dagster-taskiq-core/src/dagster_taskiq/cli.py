@@ -21,10 +21,18 @@ from rich.console import Console
 from dagster_taskiq.backends import create_listener
 from dagster_taskiq.brokers import WeightedQueue
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
-from dagster_taskiq.errors import DagsterTaskIQError
+from dagster_taskiq.errors import DagsterTaskIQError, SigningKeyError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX, SqlIdempotencyStore
 from dagster_taskiq.logs import LogFormat, configure_logging
 from dagster_taskiq.reports import records_table
+from dagster_taskiq.signing import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    MessageVerifier,
+    SigningKey,
+    keys_from_file,
+    keys_from_text,
+)
 from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, Worker, WorkerOptions
 
 COMMANDS_GROUP = "dagster_taskiq.commands"
@@ -152,6 +160,31 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     "(isolated, all its output captured, killable; slower).",
 )
 @click.option(
+    "--signing-key",
+    "signing_keys",
+    multiple=True,
+    metavar="KEY_ID:SECRET",
+    help="A key whose signature this worker accepts (repeatable, for a rotation: old and new). "
+    f"Prefer --signing-key-file or {KEY_ENV} (keys separated by commas): a command line is "
+    "visible to other users of the machine.",
+)
+@click.option(
+    "--signing-key-file",
+    "signing_key_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    envvar=KEY_FILE_ENV,
+    help="A file of accepted keys, KEY_ID:SECRET one a line (repeatable).",
+)
+@click.option(
+    "--require-signed",
+    is_flag=True,
+    envvar="DAGSTER_TASKIQ_REQUIRE_SIGNED",
+    help="Refuse to start without a signing key (with a key, unsigned messages are always "
+    "refused): a deployment that lost its key fails at start instead of running unsigned "
+    "messages.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["auto", "console", "json"]),
     default="auto",
@@ -173,11 +206,15 @@ def worker(
     grace_period: float,
     interrupt_grace: float,
     isolation: str,
+    signing_keys: tuple[str, ...],
+    signing_key_files: tuple[str, ...],
+    require_signed: bool,
     log_format: LogFormat,
     log_level: str,
 ) -> None:
     """Run steps received from the broker until SIGTERM / SIGINT."""
     configure_logging(log_format, log_level)
+    verifier = _verifier(signing_keys, signing_key_files, require_signed)
     if not modules and not python_files:
         raise click.UsageError(
             "name the code this worker serves with -m/--module or -f/--python-file "
@@ -207,9 +244,29 @@ def worker(
         runner = (
             SubprocessStepRunner(locations) if isolation == "subprocess" else StepRunner(locations)
         )
-        asyncio.run(run_worker(Worker(broker, store, runner, options)))
+        asyncio.run(run_worker(Worker(broker, store, runner, options, verifier=verifier)))
     finally:
         store.close()
+
+
+def _verifier(
+    texts: tuple[str, ...], files: tuple[str, ...], required: bool
+) -> MessageVerifier | None:
+    """The worker's signature check from its options and ``DAGSTER_TASKIQ_SIGNING_KEY``."""
+    try:
+        keys = [SigningKey.parse(text, source="--signing-key") for text in texts]
+        keys += [key for path in files for key in keys_from_file(path)]
+        keys += keys_from_text(os.environ.get(KEY_ENV, ""), source=KEY_ENV)
+        if not keys:
+            if required:
+                raise click.UsageError(
+                    "--require-signed: no signing key given; give the executor's signing_key "
+                    f"with --signing-key-file or {KEY_ENV}"
+                )
+            return None
+        return MessageVerifier(keys)
+    except SigningKeyError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command()

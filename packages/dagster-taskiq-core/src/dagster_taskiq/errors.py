@@ -7,6 +7,8 @@ DagsterTaskIQError
   BackendNotFoundError     no installed package provides the named broker backend
   CodeLocationError        a job cannot be pointed at, or a payload points outside the worker's code
   PayloadError             a message payload could not be decoded or validated
+  SigningKeyError          a signing key is malformed (names where it came from and the fix)
+  MessageRefusedError           a step message failed its signature check (``reason``: a Refusal)
   StepTimeoutError         raised in a step that ran past its op tag dagster-taskiq/timeout
   IdempotencyError         the idempotency store's errors
     StoreUnavailableError    its database is unreachable within the retry budget
@@ -84,6 +86,25 @@ class PayloadError(DagsterTaskIQError, ValueError):
         self.field = field
         self.reason = message
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class SigningKeyError(DagsterTaskIQError, ValueError):
+    """A signing key (executor ``signing_key``, worker ``--signing-key``, a key file, or
+    ``DAGSTER_TASKIQ_SIGNING_KEY``) is malformed; the message names where it came from and the
+    fix, never the secret."""
+
+
+class MessageRefusedError(DagsterTaskIQError):
+    """A step message the worker will not act on: unsigned, signed with an unknown key, with a
+    wrong signature, or signed for another queue (``dagster_taskiq.signing``).
+
+    ``reason`` is a ``dagster_taskiq.signing.Refusal``; the message never holds the key, the
+    signature or the body."""
+
+    def __init__(self, reason: Any, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}")
 
 
 class IdempotencyError(DagsterTaskIQError):

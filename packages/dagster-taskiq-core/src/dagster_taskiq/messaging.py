@@ -15,6 +15,8 @@ or more requests:
   so that a poisoned step becomes FAILED with a reason instead of a hung run.
 * :class:`SupportsBatchSend`: send the steps that became ready together in batch requests.
 * :class:`SupportsReceiveLimit`: receive as many messages at once as the worker has free slots.
+* :class:`SupportsOrigin`: name the queue a message was sent to and received from, so that
+  signed messages (``dagster_taskiq.signing``) are bound to their queue.
 
 The helpers at the end are shared by the backends that carry the step labels as message fields
 or headers; what every backend does with a received message is in :mod:`dagster_taskiq.brokers`.
@@ -41,9 +43,11 @@ __all__ = [
     "STEP_TASK_NAME",
     "DeadLetter",
     "MessageControl",
+    "Origin",
     "SupportsBatchSend",
     "SupportsDeadLetters",
     "SupportsMessageControl",
+    "SupportsOrigin",
     "SupportsReceiveLimit",
     "deduplication_id",
     "hashed_identity",
@@ -146,6 +150,29 @@ class SupportsDeadLetters(Protocol):
 
     async def receive_dead_letters(self, max_messages: int = 10) -> list[DeadLetter]:
         """Up to ``max_messages`` dead letters (may be empty); each stays until its ``ack``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a received message came from."""
+
+    queue: str
+    """The queue it was received from, named as a sender names it (``BrokerSettings.step_queue``:
+    SQS queue name, Redis stream, NATS subject, RabbitMQ queue)."""
+    message_id: str | None
+
+
+@runtime_checkable
+class SupportsOrigin(Protocol):
+    """A broker that names queues as senders do, and says where a received message came from."""
+
+    def step_queue(self, label: object = None) -> str:
+        """The queue a message with ``queue`` label ``label`` (None: none) is sent to."""
+        ...
+
+    def origin(self, message: AckableMessage) -> Origin | None:
+        """Where a message this broker's ``listen()`` yielded and holds came from (else None)."""
         ...
 
 

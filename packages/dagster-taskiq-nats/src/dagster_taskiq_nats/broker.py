@@ -192,7 +192,7 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
         """Publish and wait for JetStream's acknowledgement; an identical resend within the
         duplicate window (same ``Nats-Msg-Id``) is dropped by the server."""
         self._require_started()
-        subject = str(message.labels.get(LABEL_QUEUE) or self.settings.subject)
+        subject = self.settings.step_queue(message.labels.get(LABEL_QUEUE))
         step = step_labels(message.labels)
         headers = {_MSG_ID: hashed_identity(step, message.task_id), **step}
         ack = await self._call(

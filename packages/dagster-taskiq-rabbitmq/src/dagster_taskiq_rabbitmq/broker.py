@@ -265,7 +265,7 @@ class RabbitMqBroker(BrokerBase, AioPikaBroker):
         published an identical one within the deduplication window (same step key, retry number
         and enqueue attempt)."""
         self._require_started()
-        queue = str(message.labels.get(LABEL_QUEUE) or self.settings.queue_name)
+        queue = self.settings.step_queue(message.labels.get(LABEL_QUEUE))
         step = step_labels(message.labels)
         identity = hashed_identity(step, message.task_id)
         fields = {"task_id": message.task_id, **step_log_fields(step)}

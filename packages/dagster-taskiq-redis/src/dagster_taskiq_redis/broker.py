@@ -153,7 +153,7 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
         """Append the message to its stream, unless an identical one was sent within the
         deduplication window (same step key, retry number and enqueue attempt)."""
         self._require_redis()
-        stream = str(message.labels.get(LABEL_QUEUE) or self.settings.stream)
+        stream = self.settings.step_queue(message.labels.get(LABEL_QUEUE))
         step = step_labels(message.labels)
         dedup_key = f"{stream}:dedup:{hashed_identity(step, message.task_id)}"
         fields: list[Any] = [DATA, message.message, b"task_id", message.task_id]

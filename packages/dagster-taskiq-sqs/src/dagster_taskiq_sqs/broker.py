@@ -51,7 +51,7 @@ from dagster_taskiq_sqs.messages import (
     visibility_seconds,
 )
 from dagster_taskiq_sqs.queues import QueueInfo, ensure_queue
-from dagster_taskiq_sqs.settings import SqsSettings, queue_name_of
+from dagster_taskiq_sqs.settings import SqsSettings
 
 __all__ = ["LocalStackSqsBroker", "SqsAsyncBroker"]
 
@@ -282,7 +282,7 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
 
     async def _target_queue(self, message: BrokerMessage) -> QueueInfo:
         caller = self._require_caller()
-        name = queue_name_of(str(message.labels.get(LABEL_QUEUE) or self.settings.queue))
+        name = self.settings.step_queue(message.labels.get(LABEL_QUEUE))
         info = self._queue_info.get(name)
         if info is not None:
             return info

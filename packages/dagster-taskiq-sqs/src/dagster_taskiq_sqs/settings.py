@@ -165,6 +165,10 @@ class SqsSettings(BrokerSettings):
         """The queue's name (the last path segment when ``queue_name`` is a URL)."""
         return queue_name_of(self.queue_name)
 
+    def step_queue(self, label: object = None) -> str:
+        """The queue's name, also when the label or ``queue_name`` is a URL."""
+        return queue_name_of(super().step_queue(label))
+
     @property
     def is_fifo(self) -> bool:
         return self.queue.endswith(FIFO_SUFFIX)

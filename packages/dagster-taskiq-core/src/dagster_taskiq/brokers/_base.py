@@ -30,7 +30,7 @@ from taskiq.acks import AckableMessage
 from dagster_taskiq.brokers._delivery import Delivery, DeliveryControl, DeliveryState
 from dagster_taskiq.brokers._heartbeat import heartbeat_loop, start_heartbeat, stop_heartbeat
 from dagster_taskiq.errors import AckError, BrokerUnavailableError
-from dagster_taskiq.messaging import DeadLetter, step_log_fields
+from dagster_taskiq.messaging import DeadLetter, Origin, step_log_fields
 from dagster_taskiq.retrying import Retrying
 
 if TYPE_CHECKING:
@@ -221,12 +221,25 @@ class BrokerBase(AsyncBroker, abc.ABC):
 
     def message_control(self, message: AckableMessage) -> DeliveryControl | None:
         """Extend / release a message this broker's ``listen()`` yielded and holds (else None)."""
+        delivery = self._held(message)
+        return None if delivery is None else DeliveryControl(delivery)
+
+    def step_queue(self, label: object = None) -> str:
+        """Where a message with ``queue`` label ``label`` goes (``messaging.SupportsOrigin``)."""
+        return self.settings.step_queue(label)
+
+    def origin(self, message: AckableMessage) -> Origin | None:
+        """This broker's queue, as senders name it, for a message it holds (else None)."""
+        delivery = self._held(message)
+        return None if delivery is None else Origin(self.step_queue(), delivery.message_id)
+
+    def _held(self, message: AckableMessage) -> Delivery | None:
         delivery = getattr(message.ack, "__self__", None)
         if not isinstance(delivery, Delivery) or self._deliveries.get(delivery.handle) is not (
             delivery
         ):
             return None
-        return DeliveryControl(delivery)
+        return delivery
 
     async def ack_delivery(self, delivery: Delivery) -> None:
         """Delete ``delivery``'s message (once: acking again does nothing)."""

@@ -23,7 +23,13 @@ from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 
 from dagster_taskiq.errors import DagsterTaskIQError
-from dagster_taskiq.messaging import MessageControl, SupportsMessageControl, SupportsReceiveLimit
+from dagster_taskiq.messaging import (
+    MessageControl,
+    Origin,
+    SupportsMessageControl,
+    SupportsOrigin,
+    SupportsReceiveLimit,
+)
 
 __all__ = ["QueueSet", "WeightedQueue"]
 
@@ -111,6 +117,22 @@ class QueueSet(AsyncBroker):
                 control = broker.message_control(message)
                 if control is not None:
                     return control
+        return None
+
+    def step_queue(self, label: object = None) -> str:
+        """The first queue's broker's name for a ``queue`` label (``SupportsOrigin``)."""
+        first = self.brokers[0]
+        if not isinstance(first, SupportsOrigin):
+            raise DagsterTaskIQError(f"{type(first).__name__} cannot name its queues")
+        return first.step_queue(label)
+
+    def origin(self, message: AckableMessage) -> Origin | None:
+        """The queue (of those read) a message came from, from the broker that holds it."""
+        for broker in self.brokers:
+            if isinstance(broker, SupportsOrigin):
+                origin = broker.origin(message)
+                if origin is not None:
+                    return origin
         return None
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:

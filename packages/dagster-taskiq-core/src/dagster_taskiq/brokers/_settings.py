@@ -123,6 +123,12 @@ class BrokerSettings(BaseSettings):
         """The settings that make a broker like this one listen on ``queue`` instead."""
         return {self.queue_field: queue}
 
+    def step_queue(self, label: object = None) -> str:
+        """Where a step message goes: the queue its ``queue`` label names (op tag
+        ``dagster-taskiq/queue``, a priority lane), else this broker's own (``queue_field``).
+        The name a signed message is signed for, and checked against where it is received."""
+        return str(label or getattr(self, self.queue_field))
+
     def delivery_policy(self) -> DeliveryPolicy:
         """How the broker treats what it receives (:class:`~dagster_taskiq.brokers.BrokerBase`)."""
         return DeliveryPolicy(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -17,6 +17,7 @@ from taskiq.exceptions import SendTaskError
 from taskiq.labels import prepare_label
 from taskiq.utils import maybe_awaitable
 
+from dagster_taskiq.errors import ExecutorConfigError, MessageRefusedError
 from dagster_taskiq.messaging import (
     LABEL_ENQUEUE_ATTEMPT,
     LABEL_IDEMPOTENCY_KEY,
@@ -28,9 +29,11 @@ from dagster_taskiq.messaging import (
     DeadLetter,
     SupportsBatchSend,
     SupportsDeadLetters,
+    SupportsOrigin,
     deduplication_id,
 )
 from dagster_taskiq.payloads import OpExecutionTask
+from dagster_taskiq.signing import LABEL_SIGNED_QUEUE, MessageSigner, MessageVerifier
 
 _T = TypeVar("_T")
 _log = structlog.get_logger("dagster_taskiq.executor")
@@ -59,18 +62,23 @@ def step_labels(task: OpExecutionTask) -> dict[str, Any]:
     return labels
 
 
-def step_message(task: OpExecutionTask) -> TaskiqMessage:
-    """The TaskIQ message of a step, as ``AsyncKicker(STEP_TASK_NAME).kiq`` would make it."""
+def step_message(
+    task: OpExecutionTask, signer: MessageSigner | None = None, queue: str | None = None
+) -> TaskiqMessage:
+    """The TaskIQ message of a step, as ``AsyncKicker(STEP_TASK_NAME).kiq`` would make it;
+    with ``signer``, signed for ``queue`` (where the broker sends it)."""
+    payload = task.to_json()
     labels: dict[str, Any] = {}
     labels_types: dict[str, int] = {}
-    for name, value in step_labels(task).items():
+    signature = {} if signer is None else signer.labels(queue or "", payload)
+    for name, value in {**step_labels(task), **signature}.items():
         labels[name], labels_types[name] = prepare_label(value)
     return TaskiqMessage(
         task_id=deduplication_id(task.idempotency_key, task.retry_number, task.enqueue_attempt),
         task_name=STEP_TASK_NAME,
         labels=labels,
         labels_types=labels_types,
-        args=[task.to_json()],
+        args=[payload],
         kwargs={},
     )
 
@@ -84,9 +92,16 @@ class BrokerThread:
         *,
         startup_timeout: float = 120.0,
         send_timeout: float = SEND_TIMEOUT,
+        signer: MessageSigner | None = None,
     ) -> None:
         self.broker = broker
         self.send_timeout = send_timeout
+        self.signer = signer
+        if signer is not None and not isinstance(broker, SupportsOrigin):
+            raise ExecutorConfigError(
+                f"signing_key: {type(broker).__name__} cannot name the queue a message goes "
+                "to, which a signature covers; use a dagster-taskiq broker backend"
+            )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dagster-taskiq-broker", daemon=True
@@ -126,7 +141,7 @@ class BrokerThread:
         broker's batch send when it has one."""
         messages = []
         for task in tasks:
-            message = step_message(task)
+            message = self._message(task)
             for middleware in self.broker.middlewares:
                 if middleware.__class__.pre_send is not TaskiqMiddleware.pre_send:
                     message = await maybe_awaitable(middleware.pre_send(message))
@@ -151,6 +166,25 @@ class BrokerThread:
                 retry_number=task.retry_number,
                 enqueue_attempt=task.enqueue_attempt,
             )
+
+    def _message(self, task: OpExecutionTask) -> TaskiqMessage:
+        if self.signer is None:
+            return step_message(task)
+        assert isinstance(self.broker, SupportsOrigin)
+        return step_message(task, self.signer, self.broker.step_queue(task.queue))
+
+    def authentic(self, labels: Mapping[str, Any], payload: str) -> bool:
+        """Whether a message (a dead letter) was signed with this executor's key (True when the
+        executor signs nothing); a refused one is logged."""
+        if self.signer is None:
+            return True
+        try:
+            signed_for = labels.get(LABEL_SIGNED_QUEUE)
+            MessageVerifier([self.signer.key]).verify(labels, str(signed_for), payload)
+        except MessageRefusedError as exc:
+            _log.warning("dead_letter_refused", reason=exc.reason.value, detail=exc.detail)
+            return False
+        return True
 
     @property
     def supports_dead_letters(self) -> bool:

@@ -17,8 +17,9 @@ from dagster_taskiq._dagster_compat import (
     get_tag_concurrency_limits_config,
 )
 from dagster_taskiq.brokers import VISIBILITY_TIMEOUT_ALIAS
-from dagster_taskiq.errors import ExecutorConfigError
+from dagster_taskiq.errors import ExecutorConfigError, SigningKeyError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
+from dagster_taskiq.signing import SigningKey
 
 QUEUE_TAG = "dagster-taskiq/queue"
 """Op tag that routes the op's steps to another queue (like dagster-celery's queue tag)."""
@@ -63,6 +64,15 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
         description=(
             "Idempotency store URL ('postgresql://...' or 'sqlite:///...'). Workers must use "
             "the same. Default: SQLite in the Dagster instance's storage directory."
+        ),
+    ),
+    "signing_key": Field(
+        StringSource,
+        is_required=False,
+        description=(
+            "Sign every step message with this key, KEY_ID:SECRET (a secret of at least 32 "
+            "characters, e.g. {env: DAGSTER_TASKIQ_SIGNING_KEY}); workers started with the same "
+            "key (--signing-key-file) refuse messages not signed with it. See docs/security.md."
         ),
     ),
     "table_prefix": Field(
@@ -130,6 +140,8 @@ class ExecutorSettings:
     backend: str = "sqs"
     broker_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     store_url: str | None = None
+    signing_key: SigningKey | None = None
+    """The key that signs each step message (``dagster_taskiq.signing``); None: unsigned."""
     table_prefix: str = DEFAULT_TABLE_PREFIX
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     max_concurrent: int | None = None
@@ -166,6 +178,7 @@ class ExecutorSettings:
             backend=broker.get("backend", "sqs"),
             broker_settings=dict(broker.get("settings") or {}),
             store_url=config.get("store_url"),
+            signing_key=_signing_key(config.get("signing_key")),
             table_prefix=config.get("table_prefix", DEFAULT_TABLE_PREFIX),
             visibility_timeout=_visibility_timeout(config),
             max_concurrent=config.get("max_concurrent"),
@@ -184,6 +197,15 @@ class ExecutorSettings:
             poll_interval=float(config.get("poll_interval", 0.5)),
             retries=retries or RetryMode.ENABLED,
         )
+
+
+def _signing_key(text: str | None) -> SigningKey | None:
+    if text is None:
+        return None
+    try:
+        return SigningKey.parse(text, source="signing_key")
+    except SigningKeyError as exc:
+        raise ExecutorConfigError(str(exc)) from None
 
 
 def _visibility_timeout(config: Mapping[str, Any]) -> float:

@@ -25,6 +25,7 @@ from dagster_taskiq.executor._config import TASKIQ_EXECUTOR_CONFIG_SCHEMA, Execu
 from dagster_taskiq.executor._run_loop import RunLoop
 from dagster_taskiq.idempotency import IdempotencyStore, SqlIdempotencyStore
 from dagster_taskiq.instances import default_store_url
+from dagster_taskiq.signing import MessageSigner
 
 
 class DagsterTaskIQExecutor(Executor):
@@ -60,8 +61,10 @@ class DagsterTaskIQExecutor(Executor):
             self.settings.store_url or default_store_url(plan_context.instance),
             table_prefix=self.settings.table_prefix,
         )
+        key = self.settings.signing_key
         broker = BrokerThread(
-            self._broker or create_broker(self.settings.backend, self.settings.broker_settings)
+            self._broker or create_broker(self.settings.backend, self.settings.broker_settings),
+            signer=None if key is None else MessageSigner(key),
         )
         try:
             loop = RunLoop(self, plan_context, execution_plan, broker=broker, store=store)

@@ -493,9 +493,12 @@ class RunLoop:
     def _decode_dead_letter(self, letter: DeadLetter) -> OpExecutionTask | None:
         try:
             message = self.broker.broker.formatter.loads(letter.body)
-            if message.task_name != STEP_TASK_NAME or not message.args:
+            if message.task_name != STEP_TASK_NAME or len(message.args) != 1:
                 return None
-            return OpExecutionTask.from_json(message.args[0])
+            payload = message.args[0]
+            if not isinstance(payload, str) or not self.broker.authentic(message.labels, payload):
+                return None  # forged: never fails a step
+            return OpExecutionTask.from_json(payload)
         except (PayloadError, ValueError, TypeError):
             return None
 

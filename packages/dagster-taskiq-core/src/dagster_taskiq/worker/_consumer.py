@@ -2,8 +2,12 @@
 
 For each message (see ``docs/architecture.md``):
 
-1. decode it; a malformed, foreign or unknown-version payload is logged with its reason and
-   acked (it would fail the same way on every worker), never crashing the worker;
+1. with signing keys (``dagster_taskiq.signing``), check its signature before decoding the
+   payload: a message unsigned, signed with an unknown key, altered, or signed for another
+   queue is refused (a warning with the reason and message id, ``refused`` counted) and deleted,
+   never claimed or run; then decode it: a malformed, foreign or unknown-version payload is
+   logged with its reason and acked (both would fail the same way on every worker), never
+   crashing the worker;
 2. ``claim`` it in the idempotency store; a lost claim (another worker holds it, or it is final
    already: a duplicate delivery) is acked without running any user code;
 3. run the step on its own daemon thread while a heartbeat extends both the store lease and the
@@ -24,6 +28,7 @@ again) for another worker. A SIGKILLed worker loses nothing either: its leases e
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -48,6 +53,7 @@ from taskiq.acks import AckableMessage
 
 from dagster_taskiq.errors import (
     DagsterTaskIQError,
+    MessageRefusedError,
     PayloadError,
     StepTimeoutError,
     StoreUnavailableError,
@@ -58,9 +64,11 @@ from dagster_taskiq.messaging import (
     STEP_TASK_NAME,
     MessageControl,
     SupportsMessageControl,
+    SupportsOrigin,
     SupportsReceiveLimit,
 )
 from dagster_taskiq.payloads import STEP_INTERRUPTED, ExecutionResult, OpExecutionTask
+from dagster_taskiq.signing import MessageVerifier, Refusal
 from dagster_taskiq.worker._children import children_of, signal_children, track_children
 from dagster_taskiq.worker._fence import StepFence
 from dagster_taskiq.worker._states import ActiveStepState, SlotState
@@ -182,8 +190,20 @@ class Worker:
         store: IdempotencyStore,
         runner: RunsSteps,
         options: WorkerOptions | None = None,
+        *,
+        verifier: MessageVerifier | None = None,
     ) -> None:
+        if verifier is not None and not isinstance(broker, SupportsOrigin):
+            raise DagsterTaskIQError(
+                f"signing keys need a broker that says which queue a message came from; "
+                f"{type(broker).__name__} cannot (use a dagster-taskiq broker backend)"
+            )
         self.broker = broker
+        self._origins = broker if isinstance(broker, SupportsOrigin) else None
+        self.verifier = verifier
+        """Checks each message's signature; None: messages are not authenticated."""
+        self.refused: collections.Counter[Refusal] = collections.Counter()
+        """Messages refused by the signature check, by reason."""
         self.store = AsyncIdempotencyStore(
             store, max_threads=max(4, 2 * (options or WorkerOptions()).concurrency)
         )
@@ -206,6 +226,15 @@ class Worker:
         await self.broker.startup()
         track_children()
         log.info("worker_started", concurrency=self.options.concurrency)
+        if self.verifier is None:
+            log.warning(
+                "messages_not_authenticated",
+                detail="no signing key: this worker runs any step message written to its "
+                "queues; give it the executor's signing_key (--signing-key-file) and "
+                "--require-signed (docs/security.md)",
+            )
+        else:
+            log.info("messages_authenticated", key_ids=list(self.verifier.key_ids))
         watcher = asyncio.create_task(self._watch_cancellations())
         try:
             await self._consume(stop)
@@ -215,7 +244,11 @@ class Worker:
                 await watcher
             await self._drain()
             await self.broker.shutdown()
-            log.info("worker_stopped", processed=self.processed)
+            log.info(
+                "worker_stopped",
+                processed=self.processed,
+                refused={reason.value: n for reason, n in self.refused.items()},
+            )
 
     async def _consume(self, stop: asyncio.Event) -> None:
         slots = asyncio.Semaphore(self.options.concurrency)
@@ -507,11 +540,43 @@ class Worker:
         if len(taskiq_message.args) != 1 or not isinstance(taskiq_message.args[0], str):
             _log.error("message_rejected", reason="a step message has one string argument")
             return None
+        payload = taskiq_message.args[0]
+        if self.verifier is not None and not self._authentic(
+            message, taskiq_message.labels, payload
+        ):
+            return None
         try:
-            return OpExecutionTask.from_json(taskiq_message.args[0])
+            return OpExecutionTask.from_json(payload)
         except PayloadError as exc:
             _log.error("message_rejected", reason=str(exc), field=exc.field)
             return None
+
+    def _authentic(self, message: AckableMessage, labels: dict[str, Any], payload: str) -> bool:
+        """Whether the message passes the signature check; a refused one is counted and logged
+        (reason, queue, message id; never the key, the signature or the body), then deleted by
+        the caller: every worker with these keys would refuse it the same way, and handing it
+        to the dead letters would give the executor a forged message to act on."""
+        assert self.verifier is not None
+        assert self._origins is not None
+        origin = self._origins.origin(message)
+        try:
+            if origin is None:
+                raise MessageRefusedError(
+                    Refusal.OTHER_QUEUE, "the broker cannot say which queue it came from"
+                )
+            self.verifier.verify(labels, origin.queue, payload)
+        except MessageRefusedError as exc:
+            self.refused[exc.reason] += 1
+            _log.warning(
+                "message_refused",
+                reason=exc.reason.value,
+                detail=exc.detail,
+                queue=None if origin is None else origin.queue,
+                message_id=None if origin is None else origin.message_id,
+                action="deleted",
+            )
+            return False
+        return True
 
     def _control(self, message: AckableMessage) -> MessageControl | None:
         if isinstance(self.broker, SupportsMessageControl):
