@@ -1,5 +1,7 @@
 """A user's jobs, as another project would define them: ``taskiq_executor`` as the executor."""
 
+import os
+
 from dagster import OpExecutionContext, RetryPolicy, job, op
 
 from dagster_taskiq import taskiq_executor
@@ -20,3 +22,18 @@ def total(context: OpExecutionContext, values: list[int]) -> int:
 @job(executor_def=taskiq_executor)
 def summing() -> None:
     total(numbers())
+
+
+LEDGER_ENV = "HARNESS_LEDGER"
+
+
+@op
+def write_ledger(context: OpExecutionContext) -> None:
+    """Appends its run id to the file ``$HARNESS_LEDGER``: what ran, and for which run."""
+    with open(os.environ[LEDGER_ENV], "a") as ledger:
+        ledger.write(f"{context.run_id}\n")
+
+
+@job(executor_def=taskiq_executor)
+def ledgered() -> None:
+    write_ledger()

@@ -18,6 +18,7 @@ multi-process executor.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import tempfile
 import threading
@@ -36,7 +37,7 @@ from dagster import (
     execute_job as dagster_execute_job,
 )
 
-from dagster_taskiq import SqlIdempotencyStore
+from dagster_taskiq import MessageVerifier, Refusal, SigningKey, SqlIdempotencyStore
 from dagster_taskiq.backends import create_broker
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
@@ -100,6 +101,9 @@ class InProcessTaskIQ:
     visibility_timeout: float = 30.0
     directory: Path | None = None
     broker_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    signing_key: str | None = None
+    """``KEY_ID:SECRET``: the executor signs each step message with it and the workers refuse
+    what it did not sign (``docs/security.md``). None: messages are not signed."""
 
     def __post_init__(self) -> None:
         if not self.modules and not self.python_files:
@@ -143,6 +147,7 @@ class InProcessTaskIQ:
                 "store_url": self.store_url,
                 "visibility_timeout": self.visibility_timeout,
                 "poll_interval": 0.2,
+                **({"signing_key": self.signing_key} if self.signing_key else {}),
             }
         }
         return merged
@@ -158,6 +163,11 @@ class InProcessTaskIQ:
             [CodeLocation(module=m) for m in self.modules]
             + [CodeLocation(python_file=f) for f in self.python_files]
         )
+        verifier = (
+            MessageVerifier([SigningKey.parse(self.signing_key, source="signing_key")])
+            if self.signing_key
+            else None
+        )
         workers = [
             Worker(
                 create_broker("memory", self.settings()),
@@ -168,6 +178,7 @@ class InProcessTaskIQ:
                     visibility_timeout=self.visibility_timeout,
                     worker_id=f"test-worker-{n}",
                 ),
+                verifier=verifier,
             )
             for n in range(self.workers)
         ]
@@ -215,6 +226,14 @@ class InProcessTaskIQ:
     @property
     def processed(self) -> int:
         return 0 if self._threads is None else self._threads.processed
+
+    @property
+    def refused(self) -> collections.Counter[Refusal]:
+        """Messages the workers refused (signature check), by reason."""
+        total: collections.Counter[Refusal] = collections.Counter()
+        for worker in [] if self._threads is None else self._threads.workers:
+            total.update(worker.refused)
+        return total
 
     def records(self, run_id: str) -> Iterable[Any]:
         """The idempotency records of a run (one per executed step)."""
