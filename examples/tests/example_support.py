@@ -12,4 +12,5 @@ def executor_config(queue: DemoQueue, store_url: str) -> dict[str, Any]:
         "broker": {"backend": "sqs", "settings": queue.broker_settings()},
         "store_url": store_url,
         "visibility_timeout": float(queue.visibility_timeout),
+        "signing_key": queue.signing_key,
     }

@@ -154,6 +154,8 @@ def _executor_environment(queue: DemoQueue) -> dict[str, str]:
         "DAGSTER_TASKIQ_SQS_WAIT_TIME_SECONDS": "1",
         # the queue's, as the workers made it (a broker refuses a queue unlike its settings)
         "DAGSTER_TASKIQ_SQS_VISIBILITY_TIMEOUT": str(queue.visibility_timeout),
+        # the executor signs with it (the workers refuse unsigned messages)
+        "DAGSTER_TASKIQ_SIGNING_KEY": queue.signing_key,
     }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +29,11 @@ class DemoQueue:
         default_factory=lambda: f"dagster-taskiq-demo-{uuid.uuid4().hex[:8]}.fifo"
     )
     visibility_timeout: int = 30
+    signing_key: str = dataclasses.field(
+        default_factory=lambda: f"demo:{secrets.token_hex(32)}", repr=False
+    )
+    """The key the run signs its step messages with and the workers accept (a fresh one for
+    each queue; the workers get it from their environment and refuse unsigned messages)."""
 
     def broker_settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -97,9 +104,15 @@ class WorkerPool:
             str(self.queue.visibility_timeout),
             "--grace-period",
             "10",
+            "--require-signed",
             "--log-format",
             "json",
         ]
+
+    def environment(self) -> dict[str, str]:
+        """The workers' environment: the signing key is passed here, not on the command line
+        (which other users of the machine can read)."""
+        return {**os.environ, "DAGSTER_TASKIQ_SIGNING_KEY": self.queue.signing_key}
 
     def __enter__(self) -> WorkerPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +120,9 @@ class WorkerPool:
             log = open(self.log_dir / f"worker-{n}.log", "wb")
             self._logs.append(log)
             self.processes.append(
-                subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+                subprocess.Popen(  # noqa: S603
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment()
+                )
             )
         return self
 

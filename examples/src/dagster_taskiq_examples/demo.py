@@ -205,6 +205,7 @@ def _run_config(
                 "broker": {"backend": "sqs", "settings": queue.broker_settings()},
                 "store_url": store_url,
                 "visibility_timeout": float(queue.visibility_timeout),
+                "signing_key": queue.signing_key,
             }
         },
     }

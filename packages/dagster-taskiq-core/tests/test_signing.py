@@ -167,6 +167,17 @@ def test_the_executor_signing_key_is_checked_and_named() -> None:
         ExecutorSettings.from_config({"signing_key": "no-colon"})
 
 
+def test_without_signing_key_the_executor_signs_with_the_first_key_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ExecutorSettings.from_config({}).signing_key is None
+    monkeypatch.setenv("DAGSTER_TASKIQ_SIGNING_KEY", f"new:{SECRET},old:{SECRET}")
+    assert ExecutorSettings.from_config({}).signing_key == SigningKey("new", SECRET.encode())
+    monkeypatch.setenv("DAGSTER_TASKIQ_SIGNING_KEY", "broken")
+    with pytest.raises(ExecutorConfigError, match=r"^DAGSTER_TASKIQ_SIGNING_KEY: "):
+        ExecutorSettings.from_config({})
+
+
 def _worker(*args: str, env: dict[str, str] | None = None) -> Any:
     return CliRunner().invoke(
         main,

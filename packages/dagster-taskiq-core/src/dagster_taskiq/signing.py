@@ -51,7 +51,9 @@ LABEL_SIGNATURE = "dagster_taskiq_signature"
 """HMAC-SHA256 (hex) of the payload and the queue, with the key named by the key id."""
 
 KEY_ENV = "DAGSTER_TASKIQ_SIGNING_KEY"
-"""The worker's accepted keys (``KEY_ID:SECRET``, several separated by commas)."""
+"""Keys (``KEY_ID:SECRET``, several separated by commas): a worker accepts them all; an executor
+without ``signing_key`` in its config signs with the first (so a rotation puts the new key
+first)."""
 KEY_FILE_ENV = "DAGSTER_TASKIQ_SIGNING_KEY_FILE"
 """A file of the worker's accepted keys, one a line."""
 

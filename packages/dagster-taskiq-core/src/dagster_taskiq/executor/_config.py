@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from dagster_taskiq._dagster_compat import (
 from dagster_taskiq.brokers import VISIBILITY_TIMEOUT_ALIAS
 from dagster_taskiq.errors import ExecutorConfigError, SigningKeyError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX
-from dagster_taskiq.signing import SigningKey
+from dagster_taskiq.signing import KEY_ENV, SigningKey, keys_from_text
 
 QUEUE_TAG = "dagster-taskiq/queue"
 """Op tag that routes the op's steps to another queue (like dagster-celery's queue tag)."""
@@ -71,8 +72,10 @@ TASKIQ_EXECUTOR_CONFIG_SCHEMA: dict[str, Field] = {
         is_required=False,
         description=(
             "Sign every step message with this key, KEY_ID:SECRET (a secret of at least 32 "
-            "characters, e.g. {env: DAGSTER_TASKIQ_SIGNING_KEY}); workers started with the same "
-            "key (--signing-key-file) refuse messages not signed with it. See docs/security.md."
+            "characters; {env: VARIABLE} works); workers given the same key refuse messages "
+            "not signed with it. Unset: the first key of the run process's "
+            "DAGSTER_TASKIQ_SIGNING_KEY, if set (what workers read too), else unsigned. See "
+            "docs/security.md."
         ),
     ),
     "table_prefix": Field(
@@ -200,12 +203,15 @@ class ExecutorSettings:
 
 
 def _signing_key(text: str | None) -> SigningKey | None:
-    if text is None:
-        return None
+    """``signing_key``, else the first key of ``DAGSTER_TASKIQ_SIGNING_KEY`` (read when a run
+    starts: the runs that a schedule or sensor starts have no run config of ours)."""
     try:
-        return SigningKey.parse(text, source="signing_key")
+        if text is not None:
+            return SigningKey.parse(text, source="signing_key")
+        keys = keys_from_text(os.environ.get(KEY_ENV, ""), source=KEY_ENV)
     except SigningKeyError as exc:
         raise ExecutorConfigError(str(exc)) from None
+    return keys[0] if keys else None
 
 
 def _visibility_timeout(config: Mapping[str, Any]) -> float:
