@@ -12,20 +12,9 @@ from structlog.testing import capture_logs
 
 from dagster_taskiq_nats import (
     NatsConfigurationError,
-    NatsJetStreamBroker,
 )
 from dagster_taskiq_testing.broker_helpers import Listener, step_message
 from dagster_taskiq_testing.servers import EndpointProxy
-
-
-async def dead_letters_of(broker: NatsJetStreamBroker) -> list[Any]:
-    """The broker's dead letters, once JetStream has published the advisory."""
-    for _ in range(100):
-        letters = await broker.receive_dead_letters()
-        if letters:
-            return letters
-        await asyncio.sleep(0.1)
-    return []
 
 
 async def test_an_existing_stream_or_consumer_with_other_settings_is_refused(

@@ -18,7 +18,12 @@ import nats
 import pytest
 
 from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
-from dagster_taskiq_testing.broker_helpers import Listener, StartedBrokers, step_message
+from dagster_taskiq_testing.broker_helpers import (
+    Listener,
+    StartedBrokers,
+    dead_letters,
+    step_message,
+)
 from dagster_taskiq_testing.servers._base import free_port, wait_until
 
 SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
@@ -125,14 +130,8 @@ async def test_the_documented_permissions_send_receive_ack_and_dead_letter(
     await messages.receive()  # never acked: its one delivery runs out
     assert await messages.nothing_for(2.5)  # JetStream gives up on it at a later pull
     await messages.close()
-    letters: list[Any] = []
-    for _ in range(100):
-        letters = await run.receive_dead_letters()
-        if letters:
-            break
-        await asyncio.sleep(0.1)
-    assert len(letters) == 1
-    await letters[0].ack()
+    [letter] = await dead_letters(run)
+    await letter.ack()
 
 
 async def test_the_worker_user_cannot_publish_a_step(

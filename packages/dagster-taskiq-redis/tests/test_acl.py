@@ -4,7 +4,6 @@ dead-letters them, and cannot append a step to the step stream (no injection).""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import shlex
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from dagster_taskiq_testing.broker_helpers import Listener, step_message
+from dagster_taskiq_testing.broker_helpers import Listener, dead_letters, step_message
 
 SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 DOC_STREAM = "dagster-taskiq"
@@ -65,14 +64,8 @@ async def test_the_documented_acls_send_receive_ack_and_dead_letter(
     await first.ack()
     await messages.receive()  # never acked: the worker "dies" holding it
     await messages.close()
-    letters: list[Any] = []
-    for _ in range(100):  # past max_deliveries, the run's look moves it to the dead letters
-        letters = await run.receive_dead_letters()
-        if letters:
-            break
-        await asyncio.sleep(0.1)
-    assert len(letters) == 1
-    await letters[0].ack()
+    [letter] = await dead_letters(run)  # past max_deliveries, the run's look moves it there
+    await letter.ack()
     assert (harness.pending(), harness.length()) == (0, 0)
 
 

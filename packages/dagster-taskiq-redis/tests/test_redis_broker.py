@@ -16,6 +16,7 @@ from dagster_taskiq_testing.broker_helpers import (
     PATIENCE,
     Listener,
     control_of,
+    dead_letters,
     step_message,
 )
 from dagster_taskiq_testing.servers import EndpointProxy
@@ -55,12 +56,7 @@ async def test_dead_letters_move_even_when_no_worker_listens(harness: Any) -> No
     messages = Listener(worker)
     await messages.receive()
     await messages.close()  # the worker is gone; its entry stays pending
-    letters: list[Any] = []
-    for _ in range(50):
-        letters = await executor.receive_dead_letters()
-        if letters:
-            break
-        await asyncio.sleep(0.1)
+    letters = await dead_letters(executor)
     assert [letter.receive_count for letter in letters] == [1]
     await letters[0].ack()
 

@@ -33,7 +33,9 @@ from dagster_taskiq.messaging import (
     LABEL_RUN_ID,
     LABEL_STEP_KEY,
     STEP_TASK_NAME,
+    DeadLetter,
     MessageControl,
+    SupportsDeadLetters,
     SupportsMessageControl,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "assert_one_setting_problem",
     "assert_startup_gives_up",
     "control_of",
+    "dead_letters",
     "debug_logs",
     "harness_fixture",
     "proxy_fixture",
@@ -88,6 +91,21 @@ def control_of(broker: object, message: AckableMessage) -> MessageControl:
     found = broker.message_control(message)
     assert found is not None
     return found
+
+
+async def dead_letters(broker: object, *, at_least: int = 1) -> list[DeadLetter]:
+    """The broker's dead letters, once there are ``at_least`` (fewer after ``PATIENCE``): a
+    letter shows up once the transport has given up on its message (SQS at the next receive,
+    Redis at a look of the executor's, JetStream at a later pull)."""
+    assert isinstance(broker, SupportsDeadLetters)
+    letters: list[DeadLetter] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    while len(letters) < at_least and loop.time() < deadline:
+        letters += await broker.receive_dead_letters()
+        if len(letters) < at_least:
+            await asyncio.sleep(0.1)
+    return letters
 
 
 class StartedBrokers:

@@ -15,16 +15,15 @@ from taskiq.message import BrokerMessage
 from dagster_taskiq.errors import AckError
 from dagster_taskiq.messaging import (
     LABEL_QUEUE,
-    DeadLetter,
     SupportsDeadLetters,
     SupportsMessageControl,
     SupportsReceiveLimit,
 )
 from dagster_taskiq_testing.broker_helpers import (
-    PATIENCE,
     Listener,
     assert_one_setting_problem,
     control_of,
+    dead_letters,
     step_message,
 )
 from dagster_taskiq_testing.conformance._adapters import BrokerUnderTest
@@ -163,18 +162,6 @@ async def test_the_brokers_own_heartbeat_keeps_a_message(subject: BrokerUnderTes
     await other.close()
 
 
-async def _dead_letters(broker: object, *, at_least: int = 1) -> list[DeadLetter]:
-    assert isinstance(broker, SupportsDeadLetters)
-    letters: list[DeadLetter] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while len(letters) < at_least and loop.time() < deadline:
-        letters += await broker.receive_dead_letters()
-        if len(letters) < at_least:
-            await asyncio.sleep(0.2)
-    return letters
-
-
 async def _no_dead_letters(broker: object) -> bool:
     assert isinstance(broker, SupportsDeadLetters)
     return await broker.receive_dead_letters() == []
@@ -193,7 +180,7 @@ async def test_a_message_delivered_max_deliveries_times_becomes_a_dead_letter(
         if not subject.redelivers_unacked:
             await control_of(worker, received).release()
     assert await messages.nothing_for(2.5)  # no third delivery
-    [letter] = await _dead_letters(executor)
+    [letter] = await dead_letters(executor)
     assert letter.body == b'{"poison": 1}'
     assert letter.receive_count == 2
     assert await subject.holds(1, dead=True)
@@ -216,10 +203,10 @@ async def test_an_unacked_dead_letter_comes_back(subject: BrokerUnderTest) -> No
     if not subject.redelivers_unacked:
         await control_of(worker, received).release()
     assert await messages.nothing_for(2.5)
-    [letter] = await _dead_letters(first)
+    [letter] = await dead_letters(first)
     assert await _no_dead_letters(second)  # held by the first reader
     reader = second if subject.dead_letters_return_by_themselves else first
-    [again] = await _dead_letters(reader)  # not acked: handed out again after its timeout
+    [again] = await dead_letters(reader)  # not acked: handed out again after its timeout
     assert (again.body, again.message_id) == (letter.body, letter.message_id)
     await again.ack()
     await messages.close()
