@@ -133,9 +133,14 @@ def demo(
             param_hint="--fail-step",
         )
     with contextlib.ExitStack() as stack:
-        home = dagster_home or Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="dagster-taskiq-demo-"))
-        )
+        if dagster_home is None:
+            home = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="dagster-taskiq-demo-"))
+            )
+            # no telemetry notice from Dagster in the middle of the demo's output
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        else:
+            home = dagster_home
         home.mkdir(parents=True, exist_ok=True)
         instance = stack.enter_context(DagsterInstance.from_config(str(home)))
         store_url = store_url or f"sqlite:///{home / 'dagster_taskiq.db'}"

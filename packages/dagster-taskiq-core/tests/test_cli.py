@@ -21,11 +21,11 @@ from dagster_taskiq.cli import main
 from dagster_taskiq.errors import BackendNotFoundError
 
 
-def _task(step: str) -> OpExecutionTask:
+def _task(step: str, run_id: str = "run-9") -> OpExecutionTask:
     return OpExecutionTask(
-        run_id="run-9",
+        run_id=run_id,
         step_key=step,
-        idempotency_key=idempotency_key("run-9", step),
+        idempotency_key=idempotency_key(run_id, step),
         code=CodePointer(job_name="j", module="m"),
         instance_ref={},
         created_at=time.time(),
@@ -73,6 +73,55 @@ def test_status_prints_every_step_record(tmp_path: Path) -> None:
         "PENDING",
     ):
         assert text in result.output, text
+
+
+def test_status_without_a_run_lists_the_runs_changed_last_with_their_steps(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = SqlIdempotencyStore(url)
+    for step in ("extract", "transform", "load"):
+        store.ensure_pending(_task(step))
+    token = store.claim("run-9:extract", "host:1/abc", 60)
+    assert token is not None
+    store.finish(
+        "run-9:extract",
+        token,
+        ExecutionResult(
+            idempotency_key="run-9:extract",
+            state=TaskState.COMPLETED,
+            attempt=token,
+            worker_id="host:1",
+            started_at=1.0,
+            finished_at=2.5,
+        ),
+    )
+    store.ensure_pending(_task("only", run_id="run-10"))
+    summaries = store.recent_runs()
+    store.close()
+    assert [(r.run_id, dict(r.steps)) for r in summaries] == [
+        ("run-10", {TaskState.PENDING: 1}),
+        ("run-9", {TaskState.COMPLETED: 1, TaskState.PENDING: 2}),
+    ]
+
+    result = CliRunner().invoke(main, ["status", "--store-url", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "run-" in line]
+    assert "run-10" in lines[0]
+    assert "run-9" in lines[1]
+    cells = [cell.strip() for cell in lines[1].split("│")]
+    assert cells[2:7] == ["3", "2", "0", "1", "0"]  # steps, PENDING, RUNNING, COMPLETED, FAILED
+    limited = CliRunner().invoke(main, ["status", "--store-url", url, "--limit", "1"])
+    assert "run-9" not in limited.output
+    empty = CliRunner().invoke(main, ["status", "--store-url", f"sqlite:///{tmp_path / 'e.db'}"])
+    assert empty.exit_code == 1
+    assert "no runs in" in empty.output
+
+
+def test_the_version_is_printed() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("dagster-taskiq ")
 
 
 def test_status_of_an_unknown_run_fails_clearly(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.errors import DagsterTaskIQError, SigningKeyError
 from dagster_taskiq.idempotency import DEFAULT_TABLE_PREFIX, SqlIdempotencyStore
 from dagster_taskiq.logs import LogFormat, configure_logging
-from dagster_taskiq.reports import records_table
+from dagster_taskiq.reports import records_table, runs_table
 from dagster_taskiq.signing import (
     KEY_ENV,
     KEY_FILE_ENV,
@@ -71,6 +71,9 @@ class _PluginGroup(click.Group):
 
 
 @click.group(cls=_PluginGroup)
+@click.version_option(
+    package_name="dagster-taskiq-core", prog_name="dagster-taskiq", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """dagster-taskiq: run every step of a Dagster job on long-lived TaskIQ workers."""
 
@@ -270,17 +273,31 @@ def _verifier(
 
 
 @main.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @click.option(
     "--store-url",
     envvar="DAGSTER_TASKIQ_STORE_URL",
     help="Idempotency store URL (as the executor's). Default: SQLite in $DAGSTER_HOME.",
 )
 @click.option("--table-prefix", default=DEFAULT_TABLE_PREFIX, show_default=True)
-def status(run_id: str, store_url: str | None, table_prefix: str) -> None:
-    """Show the idempotency records of RUN_ID: state, attempts, owner and lease of each step."""
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Without RUN_ID: how many runs to list.",
+)
+def status(run_id: str | None, store_url: str | None, table_prefix: str, limit: int) -> None:
+    """Show the idempotency records of RUN_ID: state, attempts, owner and lease of each step.
+    Without RUN_ID: the runs changed last, with their steps by state."""
     store = SqlIdempotencyStore(store_url or _default_store_url(), table_prefix=table_prefix)
     try:
+        if run_id is None:
+            runs = store.recent_runs(limit)
+            if not runs:
+                raise click.ClickException(f"no runs in {store.masked_url}")
+            Console().print(runs_table(runs, now=time.time()))
+            return
         records = store.records_for_run(run_id)
     finally:
         store.close()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
+from dagster_taskiq.idempotency import RunSummary
 from dagster_taskiq.payloads import IdempotencyRecord, TaskState
 
 _STYLES = {
@@ -43,3 +44,33 @@ def records_table(run_id: str, records: Sequence[IdempotencyRecord], *, now: flo
             outcome,
         )
     return table
+
+
+def runs_table(runs: Sequence[RunSummary], *, now: float) -> Table:
+    """One row per run, last changed first: its steps by state and when it last moved."""
+    table = Table(title="dagster-taskiq runs (last changed first)")
+    table.add_column("run")
+    table.add_column("steps", justify="right")
+    for state in TaskState:
+        table.add_column(state.value, justify="right", style=_STYLES[state])
+    table.add_column("first step")
+    table.add_column("last change")
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            str(run.total),
+            *(str(run.steps.get(state, 0)) for state in TaskState),
+            _ago(now - run.first_seen),
+            _ago(now - run.last_change),
+        )
+    return table
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(0.0, seconds):.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"

@@ -11,6 +11,7 @@ from dagster_taskiq.idempotency._protocol import (
     OutcomeVersion,
     OutcomeWatch,
     RunSnapshot,
+    RunSummary,
 )
 from dagster_taskiq.idempotency._schema import SCHEMA_VERSION
 from dagster_taskiq.idempotency._sql_store import (
@@ -30,6 +31,7 @@ __all__ = [
     "OutcomeVersion",
     "OutcomeWatch",
     "RunSnapshot",
+    "RunSummary",
     "SqlIdempotencyStore",
     "StoreRetry",
 ]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask
+from dagster_taskiq.payloads import ExecutionResult, IdempotencyRecord, OpExecutionTask, TaskState
 
 Clock = Callable[[], float]
 """Returns Unix time in seconds. Stores use the database's clock unless one is injected."""
@@ -22,6 +22,23 @@ class RunSnapshot:
     records: tuple[IdempotencyRecord, ...]
     expired: frozenset[str]
     """Keys of the RUNNING records whose lease had run out, by the store's clock."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """One run as the store knows it: its steps by state and its last change."""
+
+    run_id: str
+    steps: Mapping[TaskState, int]
+    """How many of its steps are in each state (states with none are left out)."""
+    first_seen: float
+    """Unix time of its first record (its first step sent)."""
+    last_change: float
+    """Unix time of its last record change."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.steps.values())
 
 
 class OutcomeWatch(Protocol):

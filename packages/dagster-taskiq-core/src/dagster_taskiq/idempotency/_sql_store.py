@@ -34,7 +34,13 @@ from dagster_taskiq.idempotency._outcome_watch import (
     PostgresOutcomeWatch,
     outcome_channel,
 )
-from dagster_taskiq.idempotency._protocol import Clock, OutcomeVersion, OutcomeWatch, RunSnapshot
+from dagster_taskiq.idempotency._protocol import (
+    Clock,
+    OutcomeVersion,
+    OutcomeWatch,
+    RunSnapshot,
+    RunSummary,
+)
 from dagster_taskiq.idempotency._schema import (
     SCHEMA_COMPONENT,
     SCHEMA_VERSION,
@@ -214,6 +220,22 @@ class SqlIdempotencyStore:
             return [self._record(row) for row in rows]
 
         return self._run("records_for_run", op)
+
+    def recent_runs(self, limit: int = 20) -> list[RunSummary]:
+        """The ``limit`` runs changed last, most recent first, with their steps by state."""
+
+        def op(conn: Connection, retried: bool) -> list[RunSummary]:
+            runs = conn.execute(self._sql.recent_runs, {"p_limit": limit}).all()
+            steps: dict[str, dict[TaskState, int]] = {run.run_id: {} for run in runs}
+            counts = conn.execute(self._sql.states_of_runs, {"p_run_ids": list(steps)})
+            for row in counts:
+                steps[row.run_id][TaskState(row.state)] = int(row.steps)
+            return [
+                RunSummary(run.run_id, steps[run.run_id], run.first_seen, run.last_change)
+                for run in runs
+            ]
+
+        return self._run("recent_runs", op)
 
     def run_snapshot(self, run_id: str) -> RunSnapshot:
         def op(conn: Connection, retried: bool) -> RunSnapshot:
@@ -498,6 +520,18 @@ class _Statements:
             sa.func.max(t.c.updated_at),
         ).where(of_run, final)
         self.select_run = sa.select(t).where(of_run).order_by(t.c.created_at, t.c.key)
+        last_change = sa.func.max(t.c.updated_at).label("last_change")
+        self.recent_runs = (
+            sa.select(t.c.run_id, sa.func.min(t.c.created_at).label("first_seen"), last_change)
+            .group_by(t.c.run_id)
+            .order_by(last_change.desc())
+            .limit(sa.bindparam("p_limit"))
+        )
+        self.states_of_runs = (
+            sa.select(t.c.run_id, t.c.state, sa.func.count().label("steps"))
+            .where(t.c.run_id.in_(sa.bindparam("p_run_ids", expanding=True)))
+            .group_by(t.c.run_id, t.c.state)
+        )
         lease_expired = sa.and_(t.c.state == TaskState.RUNNING.value, t.c.lease_until < now)
         self.snapshot_run = (
             sa.select(t, sa.case((lease_expired, True), else_=False).label("lease_expired"))
