@@ -34,6 +34,7 @@ from dagster_taskiq.signing import (
     keys_from_text,
 )
 from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, Worker, WorkerOptions
+from dagster_taskiq.worker._recycling import resident_mib
 
 COMMANDS_GROUP = "dagster_taskiq.commands"
 """Entry-point group of subcommands contributed by other packages."""
@@ -163,6 +164,21 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     "(isolated, all its output captured, killable; slower).",
 )
 @click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Recycle after this many steps: take no more messages, finish the steps running, "
+    "exit 0 for the supervisor to start a fresh worker (celery's max-tasks-per-child).",
+)
+@click.option(
+    "--max-memory",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="MIB",
+    help="Recycle once this process's resident memory passes MIB mebibytes (checked after "
+    "each step and every 5 s), as --max-steps does.",
+)
+@click.option(
     "--signing-key",
     "signing_keys",
     multiple=True,
@@ -209,6 +225,8 @@ def worker(
     grace_period: float,
     interrupt_grace: float,
     isolation: str,
+    max_steps: int | None,
+    max_memory: float | None,
     signing_keys: tuple[str, ...],
     signing_key_files: tuple[str, ...],
     require_signed: bool,
@@ -218,6 +236,13 @@ def worker(
     """Run steps received from the broker until SIGTERM / SIGINT."""
     configure_logging(log_format, log_level)
     verifier = _verifier(signing_keys, signing_key_files, require_signed)
+    if max_memory is not None and (size := resident_mib()) >= max_memory:
+        raise click.BadParameter(
+            f"{max_memory:g} MiB is below this worker's size at start ({size:.0f} MiB, before "
+            f"any step): give a mark above it with room for the steps, e.g. "
+            f"{max(2 * size, size + 512):.0f}",
+            param_hint="--max-memory",
+        )
     if not modules and not python_files:
         raise click.UsageError(
             "name the code this worker serves with -m/--module or -f/--python-file "
@@ -242,6 +267,8 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         interrupt_grace=interrupt_grace,
+        max_steps=max_steps,
+        max_memory=max_memory,
     )
     try:
         runner = (

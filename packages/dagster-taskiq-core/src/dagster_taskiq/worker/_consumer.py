@@ -71,6 +71,7 @@ from dagster_taskiq.payloads import STEP_INTERRUPTED, ExecutionResult, OpExecuti
 from dagster_taskiq.signing import MessageVerifier, Refusal
 from dagster_taskiq.worker._children import children_of, signal_children, track_children
 from dagster_taskiq.worker._fence import StepFence
+from dagster_taskiq.worker._recycling import RecycleReason, resident_mib
 from dagster_taskiq.worker._states import ActiveStepState, SlotState
 from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
 from dagster_taskiq.worker._threads import StepThread
@@ -103,6 +104,12 @@ class WorkerOptions:
     the worker gives it up and frees its slot."""
     grace_period: float = 30.0
     worker_id: str = dataclasses.field(default_factory=default_worker_id)
+    max_steps: int | None = None
+    """Recycle after this many steps: stop taking messages, finish the steps in flight, return
+    (the CLI exits 0 for its supervisor to restart it). None: never."""
+    max_memory: float | None = None
+    """Recycle once the process's resident memory passes this many MiB. None: never."""
+    memory_check_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -123,6 +130,11 @@ class WorkerOptions:
                 f"got "
                 f"{self.heartbeat_interval}"
             )
+
+        if self.max_steps is not None and self.max_steps < 1:
+            raise DagsterTaskIQError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.max_memory is not None and self.max_memory <= 0:
+            raise DagsterTaskIQError(f"max_memory must be > 0 MiB, got {self.max_memory}")
 
     @property
     def heartbeat_every(self) -> float:
@@ -215,6 +227,11 @@ class Worker:
         """Slots not holding a message (those waiting for a receive included)."""
         self.processed = 0
         """Messages handled to their end (run, skipped as duplicate, or refused)."""
+        self.steps_started = 0
+        """Steps claimed (and so run) by this worker, or about to be."""
+        self.recycled: RecycleReason | None = None
+        """Why the worker stopped taking messages on its own, if it did."""
+        self._taking = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start the broker, consume until ``stop``, drain, shut the broker down."""
@@ -223,9 +240,15 @@ class Worker:
         if isinstance(self.broker, SupportsReceiveLimit):
             # The receive is for the slot just acquired, plus any other free one.
             self.broker.limit_receives(lambda: self._free_slots + 1)
+        self._check_memory_mark()
         await self.broker.startup()
         track_children()
-        log.info("worker_started", concurrency=self.options.concurrency)
+        log.info(
+            "worker_started",
+            concurrency=self.options.concurrency,
+            max_steps=self.options.max_steps,
+            max_memory=self.options.max_memory,
+        )
         if self.verifier is None:
             log.warning(
                 "messages_not_authenticated",
@@ -235,13 +258,21 @@ class Worker:
             )
         else:
             log.info("messages_authenticated", key_ids=list(self.verifier.key_ids))
-        watcher = asyncio.create_task(self._watch_cancellations())
+        self._taking = taking = asyncio.Event()  # set: take no more messages
+        helpers = [
+            asyncio.create_task(self._watch_cancellations()),
+            asyncio.create_task(_relay(stop, taking)),
+        ]
+        if self.options.max_memory is not None:
+            helpers.append(asyncio.create_task(self._watch_memory()))
         try:
-            await self._consume(stop)
+            await self._consume(taking)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            if self.recycled is not None:
+                await self._finish_in_flight(stop, log)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self._drain()
             await self.broker.shutdown()
             log.info(
@@ -325,6 +356,9 @@ class Worker:
         log = _log.bind(
             key=task.idempotency_key, retry=task.retry_number, worker=self.options.worker_id
         )
+        if self.recycled is not None or not self._reserve_step():
+            await self._give_back(message, log)  # recycling: for another worker
+            return
         owner = f"{self.options.worker_id}/{uuid.uuid4().hex[:8]}"
         claim_sent_at = time.monotonic()
         token = await self.store.claim(
@@ -334,6 +368,7 @@ class Worker:
             retry_number=task.retry_number,
         )
         if token is None:
+            self.steps_started -= 1  # not a step of this worker's after all
             record = await self.store.get(task.idempotency_key)
             log.info(
                 "claim_lost_acked_without_running",
@@ -388,6 +423,7 @@ class Worker:
         await self._finish(
             task=task, token=token, outcome=outcome, started=started, message=message, log=log
         )
+        self._check_recycling()
 
     async def _outcome(self, active: _Active) -> StepOutcome | None:
         """The step's outcome when its thread ends, or None if the worker gives it up first."""
@@ -578,6 +614,72 @@ class Worker:
             return False
         return True
 
+    # --- recycling ----------------------------------------------------------------------
+
+    def _reserve_step(self) -> bool:
+        """Count a step about to be claimed; False (and recycling) once ``max_steps`` are."""
+        limit = self.options.max_steps
+        if limit is not None and self.steps_started >= limit:
+            self._recycle(RecycleReason.MAX_STEPS)
+            return False
+        self.steps_started += 1
+        if limit is not None and self.steps_started >= limit:
+            self._recycle(RecycleReason.MAX_STEPS)  # this one is the last: take no more
+        return True
+
+    def _check_recycling(self) -> None:
+        mark = self.options.max_memory
+        if mark is not None and self.recycled is None and resident_mib() > mark:
+            self._recycle(RecycleReason.MAX_MEMORY)
+
+    def _check_memory_mark(self) -> None:
+        mark = self.options.max_memory
+        if mark is not None and (size := resident_mib()) >= mark:
+            raise DagsterTaskIQError(
+                f"max_memory ({mark:g} MiB) is below this worker's size before its first step "
+                f"({size:.0f} MiB): give a mark above it, with room for the steps (e.g. "
+                f"{max(2 * size, size + 512):.0f})"
+            )
+
+    def _recycle(self, reason: RecycleReason) -> None:
+        """Take no more messages (the steps in flight finish; then ``run`` returns)."""
+        if self.recycled is None:
+            self.recycled = reason
+            _log.info(
+                "worker_recycling",
+                reason=reason.value,
+                steps=self.steps_started,
+                memory_mib=round(resident_mib()),
+                in_flight=len(self._active),
+                worker=self.options.worker_id,
+            )
+            self._taking.set()
+
+    async def _watch_memory(self) -> None:
+        while self.recycled is None:
+            await asyncio.sleep(self.options.memory_check_interval)
+            self._check_recycling()
+
+    async def _finish_in_flight(self, stop: asyncio.Event, log: Any) -> None:
+        """Wait for the steps in flight to end, unless ``stop`` comes first (then the usual
+        drain applies: the grace period, then release)."""
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while self._tasks and not stop.is_set():
+                await asyncio.wait({*self._tasks, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        log.info("worker_recycled", reason=self.recycled and self.recycled.value)
+
+    async def _give_back(self, message: AckableMessage, log: Any) -> None:
+        """A message this worker will not run (it is recycling): visible again at once."""
+        control = self._control(message)
+        try:
+            if control is not None:
+                await control.release()
+        except Exception as exc:  # it comes back after its visibility timeout all the same
+            log.warning("release_failed", error=repr(exc))
+
     def _control(self, message: AckableMessage) -> MessageControl | None:
         if isinstance(self.broker, SupportsMessageControl):
             return self.broker.message_control(message)
@@ -661,6 +763,12 @@ class Worker:
                 _log.info("step_released", key=key, token=active.token)
             except Exception as exc:
                 _log.warning("release_failed", key=key, error=repr(exc))
+
+
+async def _relay(stop: asyncio.Event, taking: asyncio.Event) -> None:
+    """Set ``taking`` (take no more messages) once ``stop`` is set."""
+    await stop.wait()
+    taking.set()
 
 
 def _note_given_up(task: OpExecutionTask, message: str) -> None:
