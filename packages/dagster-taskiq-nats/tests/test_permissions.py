@@ -124,6 +124,7 @@ async def test_the_documented_permissions_send_receive_ack_and_dead_letter(
     )
     await run.kick(step_message("run-1:a"))
     await run.kick(step_message("run-1:poison"))
+    assert await worker.queue_depths() == {worker.step_queue(): 2}  # the depth metric's look
     messages = Listener(worker)
     first = await messages.receive()
     await first.ack()

@@ -17,6 +17,8 @@ or more requests:
 * :class:`SupportsReceiveLimit`: receive as many messages at once as the worker has free slots.
 * :class:`SupportsOrigin`: name the queue a message was sent to and received from, so that
   signed messages (``dagster_taskiq.signing``) are bound to their queue.
+* :class:`SupportsQueueDepth`: say how many messages wait in the queues it reads (the worker's
+  ``dagster_taskiq_queue_depth`` metric; a failed look makes the worker not ready).
 
 The helpers at the end are shared by the backends that carry the step labels as message fields
 or headers; what every backend does with a received message is in :mod:`dagster_taskiq.brokers`.
@@ -48,6 +50,7 @@ __all__ = [
     "SupportsDeadLetters",
     "SupportsMessageControl",
     "SupportsOrigin",
+    "SupportsQueueDepth",
     "SupportsReceiveLimit",
     "deduplication_id",
     "hashed_identity",
@@ -173,6 +176,17 @@ class SupportsOrigin(Protocol):
 
     def origin(self, message: AckableMessage) -> Origin | None:
         """Where a message this broker's ``listen()`` yielded and holds came from (else None)."""
+        ...
+
+
+@runtime_checkable
+class SupportsQueueDepth(Protocol):
+    """A broker that can say how many messages wait in the queues it reads."""
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting to be received (not held by a consumer), by queue (as
+        ``SupportsOrigin.step_queue`` names it): SQS ``ApproximateNumberOfMessages``, the Redis
+        group's lag, the JetStream consumer's pending count, RabbitMQ's ready messages."""
         ...
 
 

@@ -188,6 +188,14 @@ class NatsJetStreamBroker(BrokerBase, PullBasedJetStreamBroker):
 
     # --- sending -----------------------------------------------------------------------------
 
+    async def _queue_depth(self) -> int:
+        """The workers' consumer's pending count (messages not yet delivered to it)."""
+        stream, consumer = self.settings.stream, self.settings.consumer
+        info = await self._call(
+            "consumer_info", lambda: self.js.consumer_info(stream, consumer), queue=stream
+        )
+        return int(info.num_pending or 0)
+
     async def kick(self, message: BrokerMessage) -> None:
         """Publish and wait for JetStream's acknowledgement; an identical resend within the
         duplicate window (same ``Nats-Msg-Id``) is dropped by the server."""

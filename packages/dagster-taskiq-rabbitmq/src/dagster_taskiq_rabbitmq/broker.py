@@ -253,6 +253,19 @@ class RabbitMqBroker(BrokerBase, AioPikaBroker):
         reader, _ = await self._connections()
         return await reader.channel(publisher_confirms=False)
 
+    async def _queue_depth(self) -> int:
+        """The queue's ready messages (a passive declare on a channel of its own)."""
+
+        async def count() -> int:
+            channel = await self._open_channel()
+            try:
+                queue = await channel.declare_queue(self.settings.queue_name, passive=True)
+                return int(queue.declaration_result.message_count or 0)
+            finally:
+                await channel.close()
+
+        return await self._call("declare_queue", count)
+
     async def _ensure_queue(self, queue: str) -> None:
         if queue not in self._declared:
             await queues.ensure_queue(self._open_channel, self.settings, queue)

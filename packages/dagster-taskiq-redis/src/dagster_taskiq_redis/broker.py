@@ -147,6 +147,15 @@ class RedisBroker(BrokerBase, RedisStreamBroker):
             )
         return self._redis
 
+    async def _queue_depth(self) -> int:
+        """The group's lag (entries not yet read by it), else the stream's length."""
+        redis, stream = self._require_redis(), self.settings.stream
+        groups = await self._call("xinfo_groups", lambda: redis.xinfo_groups(stream))
+        for group in groups:
+            if text(group["name"]) == self.settings.group and group.get("lag") is not None:
+                return int(group["lag"])
+        return int(await self._call("xlen", lambda: redis.xlen(stream)))
+
     # --- sending -----------------------------------------------------------------------------
 
     async def kick(self, message: BrokerMessage) -> None:

@@ -190,6 +190,16 @@ class SqsAsyncBroker(BrokerBase, SQSBroker):
         self._require_caller()
         return self._queue_info[self.settings.queue]
 
+    async def _queue_depth(self) -> int:
+        info = self.queue_info
+        response = await self._require_caller()(
+            "get_queue_attributes",
+            info.name,
+            QueueUrl=info.url,
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )
+        return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
     # --- sending -----------------------------------------------------------------------------
 
     async def kick(self, message: BrokerMessage) -> None:

@@ -224,6 +224,14 @@ class BrokerBase(AsyncBroker, abc.ABC):
         delivery = self._held(message)
         return None if delivery is None else DeliveryControl(delivery)
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in this broker's queue (``messaging.SupportsQueueDepth``)."""
+        return {self.step_queue(): await self._queue_depth()}
+
+    async def _queue_depth(self) -> int:
+        """The transport's count of messages waiting to be received in the listened-to queue."""
+        raise NotImplementedError
+
     def step_queue(self, label: object = None) -> str:
         """Where a message with ``queue`` label ``label`` goes (``messaging.SupportsOrigin``)."""
         return self.settings.step_queue(label)

@@ -28,6 +28,7 @@ from dagster_taskiq.messaging import (
     Origin,
     SupportsMessageControl,
     SupportsOrigin,
+    SupportsQueueDepth,
     SupportsReceiveLimit,
 )
 
@@ -125,6 +126,14 @@ class QueueSet(AsyncBroker):
         if not isinstance(first, SupportsOrigin):
             raise DagsterTaskIQError(f"{type(first).__name__} cannot name its queues")
         return first.step_queue(label)
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Every queue's count of waiting messages (``SupportsQueueDepth``)."""
+        depths: dict[str, int] = {}
+        for broker in self.brokers:
+            if isinstance(broker, SupportsQueueDepth):
+                depths.update(await broker.queue_depths())
+        return depths
 
     def origin(self, message: AckableMessage) -> Origin | None:
         """The queue (of those read) a message came from, from the broker that holds it."""
