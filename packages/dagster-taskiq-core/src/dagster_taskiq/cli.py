@@ -8,6 +8,7 @@ when named or listed, so a broken plugin cannot stop ``worker``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import click
+import structlog
 from rich.console import Console
 
 from dagster_taskiq.backends import create_listener
@@ -34,6 +36,7 @@ from dagster_taskiq.signing import (
     keys_from_text,
 )
 from dagster_taskiq.worker import StepRunner, SubprocessStepRunner, Worker, WorkerOptions
+from dagster_taskiq.worker._health import MetricsServer
 from dagster_taskiq.worker._recycling import resident_mib
 
 COMMANDS_GROUP = "dagster_taskiq.commands"
@@ -164,6 +167,14 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     "(isolated, all its output captured, killable; slower).",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve /metrics (Prometheus), /healthz (liveness: the event loop runs) and /readyz "
+    "(readiness: broker and store reachable) on this port, all interfaces. See "
+    "docs/operations.md.",
+)
+@click.option(
     "--max-steps",
     type=click.IntRange(min=1),
     default=None,
@@ -225,6 +236,7 @@ def worker(
     grace_period: float,
     interrupt_grace: float,
     isolation: str,
+    metrics_port: int | None,
     max_steps: int | None,
     max_memory: float | None,
     signing_keys: tuple[str, ...],
@@ -274,9 +286,24 @@ def worker(
         runner = (
             SubprocessStepRunner(locations) if isolation == "subprocess" else StepRunner(locations)
         )
-        asyncio.run(run_worker(Worker(broker, store, runner, options, verifier=verifier)))
+        steps_worker = Worker(broker, store, runner, options, verifier=verifier)
+        with contextlib.ExitStack() as stack:
+            if metrics_port is not None:
+                stack.callback(_metrics_server(metrics_port, steps_worker).close)
+            asyncio.run(run_worker(steps_worker))
     finally:
         store.close()
+
+
+def _metrics_server(port: int, worker: Worker) -> MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` of ``worker`` on ``port``, serving; a usage
+    error (before any message is taken) if the port cannot be bound."""
+    try:
+        server = MetricsServer(port, worker.metrics, worker.health).start()
+    except DagsterTaskIQError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics-port") from None
+    structlog.get_logger("dagster_taskiq.worker").info("metrics_serving", port=server.port)
+    return server
 
 
 def _verifier(

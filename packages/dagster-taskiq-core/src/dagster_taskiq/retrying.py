@@ -16,6 +16,7 @@ attempts, the waits and the logs are those of a loop that had started with it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -23,9 +24,18 @@ from typing import Any, Protocol, TypeVar
 
 import stamina
 
-__all__ = ["RetryBudget", "Retrying"]
+__all__ = ["RetryBudget", "Retrying", "retry_counts"]
 
 _T = TypeVar("_T")
+
+_RETRIES: collections.Counter[str] = collections.Counter()
+"""Retries made in this process, by service (the policies' event prefix)."""
+
+
+def retry_counts() -> dict[str, int]:
+    """How many retries this process made, by service (``store``, ``sqs``, ``redis``, ...)."""
+    return dict(_RETRIES)
+
 
 SETTINGS_HINT = "settings retry_attempts / retry_timeout"
 """Where a broker's budget is set, named in the error raised when it is spent."""
@@ -258,6 +268,7 @@ class _Way:
             yield
         except Exception as exc:
             if policy.is_transient(exc) and self._retry_left(attempt.num):
+                _RETRIES[policy.event_prefix] += 1
                 policy.logger.warning(
                     f"{policy.event_prefix}_retry",
                     operation=self.operation,

@@ -58,6 +58,9 @@ class AsyncIdempotencyStore:
     async def release(self, key: str, token: int) -> bool:
         return await self._call(self.store.release, key, token)
 
+    async def ping(self) -> None:
+        await self._call(self.store.ping)
+
     async def expired(
         self, *, run_id: str | None = None, limit: int = 1000
     ) -> list[IdempotencyRecord]:

@@ -119,6 +119,10 @@ class IdempotencyStore(Protocol):
         """RUNNING -> PENDING with the current token (a worker giving a step back)."""
         ...
 
+    def ping(self) -> None:
+        """One round trip to the store (a worker's readiness); raises if it is unreachable."""
+        ...
+
     def expired(self, *, run_id: str | None = None, limit: int = 1000) -> list[IdempotencyRecord]:
         """RUNNING records whose lease ran out (their worker is presumed dead)."""
         ...

@@ -221,6 +221,11 @@ class SqlIdempotencyStore:
 
         return self._run("records_for_run", op)
 
+    def ping(self) -> None:
+        """One round trip to the database (a worker's readiness); StoreUnavailableError if it
+        stays unreachable within the retry budget."""
+        self._run("ping", lambda conn, retried: conn.exec_driver_sql("SELECT 1").scalar())
+
     def recent_runs(self, limit: int = 20) -> list[RunSummary]:
         """The ``limit`` runs changed last, most recent first, with their steps by state."""
 

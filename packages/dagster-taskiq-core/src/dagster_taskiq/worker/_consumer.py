@@ -65,12 +65,15 @@ from dagster_taskiq.messaging import (
     MessageControl,
     SupportsMessageControl,
     SupportsOrigin,
+    SupportsQueueDepth,
     SupportsReceiveLimit,
 )
-from dagster_taskiq.payloads import STEP_INTERRUPTED, ExecutionResult, OpExecutionTask
+from dagster_taskiq.payloads import STEP_INTERRUPTED, ExecutionResult, OpExecutionTask, TaskState
 from dagster_taskiq.signing import MessageVerifier, Refusal
 from dagster_taskiq.worker._children import children_of, signal_children, track_children
 from dagster_taskiq.worker._fence import StepFence
+from dagster_taskiq.worker._health import Health
+from dagster_taskiq.worker._metrics import WorkerMetrics
 from dagster_taskiq.worker._recycling import RecycleReason, resident_mib
 from dagster_taskiq.worker._states import ActiveStepState, SlotState
 from dagster_taskiq.worker._step_runner import RunsSteps, StepOutcome
@@ -79,6 +82,9 @@ from dagster_taskiq.worker._threads import StepThread
 _log = structlog.get_logger("dagster_taskiq.worker")
 
 _CANCELLED = [DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED]
+
+SAMPLE_EVERY = 15.0
+"""Seconds between the worker's looks at its queues' depth and at the store (readiness)."""
 
 TAKEOVER_AFTER = 1.0
 """Seconds into a step after which the worker extends its message itself (see _heartbeat)."""
@@ -216,6 +222,10 @@ class Worker:
         """Checks each message's signature; None: messages are not authenticated."""
         self.refused: collections.Counter[Refusal] = collections.Counter()
         """Messages refused by the signature check, by reason."""
+        self.metrics = WorkerMetrics()
+        """Its Prometheus metrics (served by ``MetricsServer`` with ``--metrics-port``)."""
+        self.health = Health()
+        """What ``/healthz`` and ``/readyz`` answer."""
         self.store = AsyncIdempotencyStore(
             store, max_threads=max(4, 2 * (options or WorkerOptions()).concurrency)
         )
@@ -262,6 +272,8 @@ class Worker:
         helpers = [
             asyncio.create_task(self._watch_cancellations()),
             asyncio.create_task(_relay(stop, taking)),
+            asyncio.create_task(self._beat()),
+            asyncio.create_task(self._sample()),
         ]
         if self.options.max_memory is not None:
             helpers.append(asyncio.create_task(self._watch_memory()))
@@ -341,6 +353,7 @@ class Worker:
     # --- one message ----------------------------------------------------------------------
 
     async def _handle(self, message: AckableMessage, slot: _Slot) -> None:
+        self.metrics.received.inc()
         try:
             await self._process(message, slot)
         except Exception as exc:  # never let one message take the worker down
@@ -356,29 +369,15 @@ class Worker:
         log = _log.bind(
             key=task.idempotency_key, retry=task.retry_number, worker=self.options.worker_id
         )
-        if self.recycled is not None or not self._reserve_step():
-            await self._give_back(message, log)  # recycling: for another worker
-            return
-        owner = f"{self.options.worker_id}/{uuid.uuid4().hex[:8]}"
         claim_sent_at = time.monotonic()
-        token = await self.store.claim(
-            task.idempotency_key,
-            owner,
-            self.options.visibility_timeout,
-            retry_number=task.retry_number,
-        )
+        token = await self._claim(task, message, log)
         if token is None:
-            self.steps_started -= 1  # not a step of this worker's after all
-            record = await self.store.get(task.idempotency_key)
-            log.info(
-                "claim_lost_acked_without_running",
-                state=None if record is None else record.state.value,
-                owner=None if record is None else record.owner,
-            )
-            await _ack(message)
             return
         control = self._control(message)
         started = time.time()
+        self.metrics.claimed.inc()
+        self.metrics.handoff.observe(max(0.0, started - task.created_at))
+        self.metrics.in_flight.inc()
         fence = StepFence(
             self.store.store,
             key=task.idempotency_key,
@@ -408,6 +407,7 @@ class Worker:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)  # none left pending
             self._active.pop(task.idempotency_key, None)
+            self.metrics.in_flight.dec()
             if active.state is ActiveStepState.RUNNING:
                 active.enter(ActiveStepState.FINISHING)
             slot.free()  # the step is over: the next message may start while this one ends
@@ -424,6 +424,34 @@ class Worker:
             task=task, token=token, outcome=outcome, started=started, message=message, log=log
         )
         self._check_recycling()
+
+    async def _claim(self, task: OpExecutionTask, message: AckableMessage, log: Any) -> int | None:
+        """The claim's fence token; None if the step is not this worker's to run: it is
+        recycling (the message given back), or the step is held by another worker or final
+        already (a duplicate delivery: the message acked without running anything)."""
+        if self.recycled is not None or not self._reserve_step():
+            self.metrics.refuse("recycling")
+            await self._give_back(message, log)  # for another worker
+            return None
+        owner = f"{self.options.worker_id}/{uuid.uuid4().hex[:8]}"
+        token = await self.store.claim(
+            task.idempotency_key,
+            owner,
+            self.options.visibility_timeout,
+            retry_number=task.retry_number,
+        )
+        if token is None:
+            self.steps_started -= 1  # not a step of this worker's after all
+            record = await self.store.get(task.idempotency_key)
+            final = record is not None and record.state.is_final
+            self.metrics.refuse("completed_already" if final else "duplicate")
+            log.info(
+                "claim_lost_acked_without_running",
+                state=None if record is None else record.state.value,
+                owner=None if record is None else record.owner,
+            )
+            await _ack(message)
+        return token
 
     async def _outcome(self, active: _Active) -> StepOutcome | None:
         """The step's outcome when its thread ends, or None if the worker gives it up first."""
@@ -539,6 +567,13 @@ class Worker:
             return
         if recorded:
             log.info("step_finished", state=outcome.state.value, token=token)
+            done = (
+                self.metrics.completed
+                if outcome.state is TaskState.COMPLETED
+                else self.metrics.failed
+            )
+            done.inc()
+            self.metrics.duration.observe(max(0.0, result.finished_at - started))
         else:
             log.warning("stale_finish_rejected", token=token, state=outcome.state.value)
         await _ack(message)
@@ -549,6 +584,7 @@ class Worker:
         becomes visible at once); otherwise leave the message, which comes back after its
         visibility timeout and is dropped at the claim by whoever receives it."""
         key = active.task.idempotency_key
+        self.metrics.released.inc()
         log.warning(
             "step_abandoned",
             token=active.token,
@@ -565,15 +601,18 @@ class Worker:
         try:
             taskiq_message = self.broker.formatter.loads(message.data)
         except Exception as exc:
+            self.metrics.refuse("not_a_step")
             _log.error("message_rejected", reason=f"not a TaskIQ message: {exc}")
             return None
         if taskiq_message.task_name != STEP_TASK_NAME:
+            self.metrics.refuse("not_a_step")
             _log.error(
                 "message_rejected",
                 reason=f"task {taskiq_message.task_name!r} is not a dagster-taskiq step",
             )
             return None
         if len(taskiq_message.args) != 1 or not isinstance(taskiq_message.args[0], str):
+            self.metrics.refuse("not_a_step")
             _log.error("message_rejected", reason="a step message has one string argument")
             return None
         payload = taskiq_message.args[0]
@@ -584,6 +623,7 @@ class Worker:
         try:
             return OpExecutionTask.from_json(payload)
         except PayloadError as exc:
+            self.metrics.refuse("bad_payload")
             _log.error("message_rejected", reason=str(exc), field=exc.field)
             return None
 
@@ -603,6 +643,7 @@ class Worker:
             self.verifier.verify(labels, origin.queue, payload)
         except MessageRefusedError as exc:
             self.refused[exc.reason] += 1
+            self.metrics.refuse(exc.reason.value)
             _log.warning(
                 "message_refused",
                 reason=exc.reason.value,
@@ -700,6 +741,7 @@ class Worker:
             try:
                 await active.control.extend_lease(lease)
             except Exception as exc:
+                self.metrics.heartbeat_failures.inc()
                 _log.warning("heartbeat_failed", key=key, error=repr(exc))
         while True:
             await asyncio.sleep(self.options.heartbeat_every)
@@ -709,16 +751,44 @@ class Worker:
                 if active.control is not None:
                     await active.control.extend_lease(lease)
             except Exception as exc:
+                self.metrics.heartbeat_failures.inc()
                 _log.warning("heartbeat_failed", key=key, error=repr(exc))
                 continue
             if held:
                 active.fence.renewed(sent_at)
             else:
                 # Another worker holds the step now: stop it here; its events are dropped.
+                self.metrics.lease_losses.inc()
                 _log.warning("lease_lost", key=key, token=active.token)
                 active.fence.revoke("lease lost: another worker holds the step")
                 active.thread.interrupt()
                 return
+
+    # --- health and sampled metrics -------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """Tell ``/healthz`` the event loop runs, every second."""
+        while True:
+            self.health.beat()
+            await asyncio.sleep(1.0)
+
+    async def _sample(self) -> None:
+        """Every ``SAMPLE_EVERY`` seconds: the queues' depth (which is also the broker's
+        readiness) and one round trip to the store."""
+        while True:
+            problems = []
+            try:
+                if isinstance(self.broker, SupportsQueueDepth):
+                    for queue, depth in (await self.broker.queue_depths()).items():
+                        self.metrics.queue_depth.labels(queue).set(depth)
+            except Exception as exc:
+                problems.append(f"broker: {exc!r}"[:300])
+            try:
+                await self.store.ping()
+            except Exception as exc:
+                problems.append(f"store: {exc!r}"[:300])
+            self.health.problem = "; ".join(problems) or None
+            await asyncio.sleep(SAMPLE_EVERY)
 
     async def _watch_cancellations(self) -> None:
         """Once every ``cancel_check_interval``, interrupt the steps of runs being cancelled:
@@ -760,6 +830,7 @@ class Worker:
                 await self.store.release(key, active.token)
                 if active.control is not None:
                     await active.control.release()
+                self.metrics.released.inc()
                 _log.info("step_released", key=key, token=active.token)
             except Exception as exc:
                 _log.warning("release_failed", key=key, error=repr(exc))
