@@ -32,8 +32,8 @@ def _task(step: str, run_id: str = "run-9") -> OpExecutionTask:
     )
 
 
-def test_status_prints_every_step_record(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def _run_9(url: str, extract: TaskState, **error: str) -> SqlIdempotencyStore:
+    """A store with run-9's three steps pending but ``extract``, finished as ``extract``."""
     store = SqlIdempotencyStore(url)
     for step in ("extract", "transform", "load"):
         store.ensure_pending(_task(step))
@@ -44,15 +44,20 @@ def test_status_prints_every_step_record(tmp_path: Path) -> None:
         token,
         ExecutionResult(
             idempotency_key="run-9:extract",
-            state=TaskState.FAILED,
+            state=extract,
             attempt=token,
             worker_id="host:1",
             started_at=1.0,
             finished_at=2.5,
-            error_class="ValueError",
-            error_message="bad row",
+            **error,  # type: ignore[arg-type]
         ),
     )
+    return store
+
+
+def test_status_prints_every_step_record(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = _run_9(url, TaskState.FAILED, error_class="ValueError", error_message="bad row")
     store.claim("run-9:transform", "host:2/def", 60)
     store.close()
 
@@ -79,23 +84,7 @@ def test_status_without_a_run_lists_the_runs_changed_last_with_their_steps(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    store = SqlIdempotencyStore(url)
-    for step in ("extract", "transform", "load"):
-        store.ensure_pending(_task(step))
-    token = store.claim("run-9:extract", "host:1/abc", 60)
-    assert token is not None
-    store.finish(
-        "run-9:extract",
-        token,
-        ExecutionResult(
-            idempotency_key="run-9:extract",
-            state=TaskState.COMPLETED,
-            attempt=token,
-            worker_id="host:1",
-            started_at=1.0,
-            finished_at=2.5,
-        ),
-    )
+    store = _run_9(url, TaskState.COMPLETED)
     store.ensure_pending(_task("only", run_id="run-10"))
     summaries = store.recent_runs()
     store.close()

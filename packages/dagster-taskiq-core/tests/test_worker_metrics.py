@@ -13,17 +13,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from dagster import DagsterInstance
 from prometheus_client.parser import text_string_to_metric_families
 
-from dagster_taskiq import SqlIdempotencyStore
 from dagster_taskiq.cli import main
 from dagster_taskiq.worker._health import Health, MetricsServer
 from dagster_taskiq.worker._metrics import WorkerMetrics
-from dagster_taskiq_testing.servers._base import free_port
+from dagster_taskiq_testing.servers._base import free_port, listening
 from support import job_shapes
-from support.executor_harness import run_job
-from support.worker_processes import SqsTarget, WorkerProcesses
+from support.worker_processes import one_sqs_worker
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -55,25 +52,10 @@ def _wait_for(check: Any, timeout: float = 60) -> None:
 
 @pytest.mark.sqs_server
 def test_a_worker_is_scraped_while_a_run_goes_through_it(sqs_server: Any, tmp_path: Path) -> None:
-    for sub in ("home", "ledger", "logs"):
-        (tmp_path / sub).mkdir()
-    store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    target = SqsTarget(endpoint_url=sqs_server.endpoint_url, visibility_timeout=10)
     port = free_port()
-    env = {job_shapes.LEDGER_ENV: str(tmp_path / "ledger")}
     claimed: list[float] = []
-    with (
-        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
-        WorkerProcesses(
-            target,
-            store_url,
-            env,
-            count=1,
-            log_dir=tmp_path / "logs",
-            extra_args=("--metrics-port", str(port)),
-        ),
-    ):
-        _wait_for(lambda: _listening(port))
+    with one_sqs_worker(sqs_server.endpoint_url, tmp_path, "--metrics-port", str(port)) as cluster:
+        _wait_for(lambda: listening(port))
         _wait_for(lambda: _get(port, "/readyz")[0] == 200)  # broker and store looked at
         assert _get(port, "/healthz")[0] == 200
         before = _samples(port)
@@ -86,13 +68,9 @@ def test_a_worker_is_scraped_while_a_run_goes_through_it(sqs_server: Any, tmp_pa
 
         scraper = threading.Thread(target=scrape)
         scraper.start()
-        store = SqlIdempotencyStore(store_url)
         try:
-            report = run_job(
-                job_shapes.chain, instance, store, run_config=target.run_config(store_url)
-            )
+            report = cluster.run(job_shapes.chain)
         finally:
-            store.close()
             done.set()
             scraper.join()
         after = _samples(port)
@@ -107,17 +85,9 @@ def test_a_worker_is_scraped_while_a_run_goes_through_it(sqs_server: Any, tmp_pa
     assert after["dagster_taskiq_steps_in_flight"] == 0
     assert after["dagster_taskiq_step_duration_seconds_count"] == 6
     assert after["dagster_taskiq_handoff_seconds_count"] == 6
-    assert f'dagster_taskiq_queue_depth{{queue="{target.queue_name}"}}' in after
+    assert f'dagster_taskiq_queue_depth{{queue="{cluster.target.queue_name}"}}' in after
     assert "dagster_taskiq_heartbeat_failures_total" in after
     assert "dagster_taskiq_lease_losses_total" in after
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def test_readiness_and_liveness_say_what_is_wrong() -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from dagster import DagsterInstance
 
 from dagster_taskiq import (
     CodePointer,
@@ -27,8 +26,7 @@ from dagster_taskiq.executor._broker_thread import step_message
 from dagster_taskiq.worker import StepOutcome, Worker, WorkerOptions
 from dagster_taskiq.worker._recycling import RecycleReason, resident_mib
 from support import job_shapes
-from support.executor_harness import run_job
-from support.worker_processes import SqsTarget, WorkerProcesses
+from support.worker_processes import one_sqs_worker
 
 
 class LedgerRunner:
@@ -164,25 +162,9 @@ def test_bad_recycling_values_are_refused_before_the_worker_starts() -> None:
 def test_a_recycled_worker_process_exits_0_and_its_supervisor_restarts_it(
     sqs_server: Any, tmp_path: Path
 ) -> None:
-    for sub in ("home", "ledger", "logs"):
-        (tmp_path / sub).mkdir()
-    store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    target = SqsTarget(endpoint_url=sqs_server.endpoint_url, visibility_timeout=10)
-    env = {job_shapes.LEDGER_ENV: str(tmp_path / "ledger")}
-    with (
-        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
-        WorkerProcesses(
-            target,
-            store_url,
-            env,
-            count=1,
-            log_dir=tmp_path / "logs",
-            extra_args=("--max-steps", "2"),
-        ) as workers,
-    ):
-        store = SqlIdempotencyStore(store_url)
-        report = run_job(job_shapes.chain, instance, store, run_config=target.run_config(store_url))
-        store.close()
+    with one_sqs_worker(sqs_server.endpoint_url, tmp_path, "--max-steps", "2") as cluster:
+        report = cluster.run(job_shapes.chain)
+        workers = cluster.workers
         exit_codes = list(workers.exit_codes)
         logs = workers.logs()
     assert report.success

@@ -8,7 +8,6 @@ import asyncio
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,13 +17,8 @@ import nats
 import pytest
 
 from dagster_taskiq_nats import NatsJetStreamBroker, NatsSettings
-from dagster_taskiq_testing.broker_helpers import (
-    Listener,
-    StartedBrokers,
-    dead_letters,
-    step_message,
-)
-from dagster_taskiq_testing.servers._base import free_port, wait_until
+from dagster_taskiq_testing.broker_helpers import StartedBrokers, deliver_and_dead_letter
+from dagster_taskiq_testing.servers._base import free_port, listening, wait_until
 
 SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 
@@ -34,14 +28,6 @@ def documented_authorization() -> str:
     found = re.search(r"^authorization \{\n.*?\n\}$", SECURITY_DOC.read_text(), re.S | re.M)
     assert found, "docs/security.md has no NATS authorization block"
     return found.group(0)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -75,7 +61,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     try:
         wait_until(
-            lambda: _listening(port),
+            lambda: listening(port),
             timeout=30,
             what="nats-server",
             alive=lambda: process.poll() is None,
@@ -122,17 +108,7 @@ async def test_the_documented_permissions_send_receive_ack_and_dead_letter(
     worker = await brokers.start(
         NatsJetStreamBroker(_settings(server["dagster-worker"], heartbeat_enabled=False))
     )
-    await run.kick(step_message("run-1:a"))
-    await run.kick(step_message("run-1:poison"))
-    assert await worker.queue_depths() == {worker.step_queue(): 2}  # the depth metric's look
-    messages = Listener(worker)
-    first = await messages.receive()
-    await first.ack()
-    await messages.receive()  # never acked: its one delivery runs out
-    assert await messages.nothing_for(2.5)  # JetStream gives up on it at a later pull
-    await messages.close()
-    [letter] = await dead_letters(run)
-    await letter.ack()
+    await deliver_and_dead_letter(run, worker)
 
 
 async def test_the_worker_user_cannot_publish_a_step(

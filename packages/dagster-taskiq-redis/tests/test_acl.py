@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from dagster_taskiq_testing.broker_helpers import Listener, dead_letters, step_message
+from dagster_taskiq_testing.broker_helpers import deliver_and_dead_letter
 
 SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 DOC_STREAM = "dagster-taskiq"
@@ -57,16 +57,7 @@ async def test_the_documented_acls_send_receive_ack_and_dead_letter(
     worker = await harness.broker(
         url=users["dagster-worker"], max_deliveries=1, heartbeat_enabled=False
     )
-    await run.kick(step_message("run-1:a"))
-    await run.kick(step_message("run-1:poison"))
-    assert await worker.queue_depths() == {worker.step_queue(): 2}  # the depth metric's look
-    messages = Listener(worker)
-    first = await messages.receive()
-    await first.ack()
-    await messages.receive()  # never acked: the worker "dies" holding it
-    await messages.close()
-    [letter] = await dead_letters(run)  # past max_deliveries, the run's look moves it there
-    await letter.ack()
+    await deliver_and_dead_letter(run, worker)
     assert (harness.pending(), harness.length()) == (0, 0)
 
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -414,3 +414,49 @@ def ledger_lines(directory: Path, run_id: str) -> list[list[str]]:
     if not path.exists():
         return []
     return [line.split("\t") for line in path.read_text().splitlines() if line]
+
+
+@dataclasses.dataclass
+class OneWorker:
+    """A Dagster instance, a SQLite store, a fresh queue of an SQS server and one worker
+    process on it (restarted when it exits), all under one directory: :func:`one_sqs_worker`."""
+
+    instance: Any
+    target: SqsTarget
+    store_url: str
+    workers: WorkerProcesses
+
+    def run(self, job: Any) -> Any:
+        """Run ``job`` (a ``job_shapes`` job) on the worker; its ``RunReport``."""
+        from dagster_taskiq import SqlIdempotencyStore  # noqa: PLC0415
+        from support.executor_harness import run_job  # noqa: PLC0415 - imports Dagster's job
+
+        store = SqlIdempotencyStore(self.store_url)
+        try:
+            return run_job(
+                job, self.instance, store, run_config=self.target.run_config(self.store_url)
+            )
+        finally:
+            store.close()
+
+
+@contextlib.contextmanager
+def one_sqs_worker(endpoint_url: str, root: Path, *extra_args: str) -> Iterator[OneWorker]:
+    """:class:`OneWorker` over the SQS server at ``endpoint_url``, in ``root``, the worker
+    started with ``extra_args``."""
+    from dagster import DagsterInstance  # noqa: PLC0415
+
+    from support import job_shapes  # noqa: PLC0415
+
+    for sub in ("home", "ledger", "logs"):
+        (root / sub).mkdir()
+    store_url = f"sqlite:///{root / 'store.db'}"
+    target = SqsTarget(endpoint_url=endpoint_url, visibility_timeout=10)
+    env = {job_shapes.LEDGER_ENV: str(root / "ledger")}
+    with (
+        DagsterInstance.local_temp(str(root / "home")) as instance,
+        WorkerProcesses(
+            target, store_url, env, count=1, log_dir=root / "logs", extra_args=extra_args
+        ) as workers,
+    ):
+        yield OneWorker(instance, target, store_url, workers)

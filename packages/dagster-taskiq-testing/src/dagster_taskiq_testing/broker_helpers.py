@@ -48,6 +48,7 @@ __all__ = [
     "control_of",
     "dead_letters",
     "debug_logs",
+    "deliver_and_dead_letter",
     "harness_fixture",
     "proxy_fixture",
     "step_labels_of",
@@ -106,6 +107,24 @@ async def dead_letters(broker: object, *, at_least: int = 1) -> list[DeadLetter]
         if len(letters) < at_least:
             await asyncio.sleep(0.1)
     return letters
+
+
+async def deliver_and_dead_letter(run: Any, worker: Any) -> None:
+    """What a deployment's run process (``run``) and worker (``worker``, with ``max_deliveries``
+    1 and no heartbeat of its own) do with a queue, for tests of their credentials: ``run``
+    sends two steps, ``worker`` sees them waiting (its depth metric), acks the first and never
+    the second, which becomes ``run``'s dead letter (read and acked)."""
+    await run.kick(step_message("run-1:a"))
+    await run.kick(step_message("run-1:poison"))
+    assert await worker.queue_depths() == {worker.step_queue(): 2}
+    messages = Listener(worker)
+    first = await messages.receive()
+    await first.ack()
+    await messages.receive()  # never acked: its one delivery runs out
+    assert await messages.nothing_for(2.5)  # (JetStream gives up on it at a later pull)
+    await messages.close()
+    [letter] = await dead_letters(run)
+    await letter.ack()
 
 
 class StartedBrokers:

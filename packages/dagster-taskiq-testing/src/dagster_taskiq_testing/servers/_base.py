@@ -53,6 +53,15 @@ def free_port() -> int:
         return port
 
 
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until(
     check: Callable[[], bool], *, timeout: float, what: str, alive: Callable[[], bool] | None = None
 ) -> None:
