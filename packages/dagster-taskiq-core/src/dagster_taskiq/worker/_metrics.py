@@ -22,37 +22,44 @@ class WorkerMetrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
-        self.received = Counter(
-            "dagster_taskiq_messages_received",
-            "Step messages received from the broker.",
-            registry=registry,
-        )
-        self.refused = Counter(
-            "dagster_taskiq_messages_refused",
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"dagster_taskiq_{name}", doc, labels, registry=registry)
+
+        self.received = counter("messages_received", "Step messages received from the broker.")
+        self.refused = counter(
+            "messages_refused",
             "Messages not run, by reason: duplicate (another worker holds the step), "
             "completed_already, bad_payload, not_a_step, unsigned, unknown_key, bad_signature, "
             "other_queue, recycling (given back by a worker about to recycle).",
-            ["reason"],
-            registry=registry,
+            ("reason",),
         )
-        self.claimed = Counter(
-            "dagster_taskiq_steps_claimed", "Steps claimed (and so run) here.", registry=registry
-        )
-        self.completed = Counter(
-            "dagster_taskiq_steps_completed", "Steps that succeeded here.", registry=registry
-        )
-        self.failed = Counter(
-            "dagster_taskiq_steps_failed",
+        self.claimed = counter("steps_claimed", "Steps claimed (and so run) here.")
+        self.completed = counter("steps_completed", "Steps that succeeded here.")
+        self.failed = counter(
+            "steps_failed",
             "Steps that failed here (their op raised, timed out, or was interrupted).",
-            registry=registry,
         )
-        self.released = Counter(
-            "dagster_taskiq_steps_released",
+        self.released = counter(
+            "steps_released",
             "Steps given back unfinished: the worker stopping, or its claim lost while it ran.",
-            registry=registry,
+        )
+        self.heartbeat_failures = counter(
+            "heartbeat_failures",
+            "Heartbeats (store lease and message visibility) that failed; retried at the next.",
+        )
+        self.lease_losses = counter(
+            "lease_losses",
+            "Steps whose claim another worker took while they ran here (their events dropped).",
         )
         self.in_flight = Gauge(
             "dagster_taskiq_steps_in_flight", "Steps running here now.", registry=registry
+        )
+        self.queue_depth = Gauge(
+            "dagster_taskiq_queue_depth",
+            "Messages waiting in each queue this worker reads, sampled every 15 s at most.",
+            ["queue"],
+            registry=registry,
         )
         self.duration = Histogram(
             "dagster_taskiq_step_duration_seconds",
@@ -65,22 +72,6 @@ class WorkerMetrics:
             "From the executor making the step's message to this worker claiming it: time in "
             "the queue plus delivery (the two hosts' clocks).",
             buckets=_HANDOFF_BUCKETS,
-            registry=registry,
-        )
-        self.heartbeat_failures = Counter(
-            "dagster_taskiq_heartbeat_failures",
-            "Heartbeats (store lease and message visibility) that failed; retried at the next.",
-            registry=registry,
-        )
-        self.lease_losses = Counter(
-            "dagster_taskiq_lease_losses",
-            "Steps whose claim another worker took while they ran here (their events dropped).",
-            registry=registry,
-        )
-        self.queue_depth = Gauge(
-            "dagster_taskiq_queue_depth",
-            "Messages waiting in each queue this worker reads, sampled every 15 s at most.",
-            ["queue"],
             registry=registry,
         )
         registry.register(_Retries())
