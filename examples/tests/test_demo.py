@@ -63,6 +63,9 @@ def test_demo_with_a_failing_step_exits_non_zero_and_names_it() -> None:
     assert "failed steps: clean_apac" in output
     assert "op 'clean_apac' failed on purpose" in output  # the progress line shows the error
     assert "9 planned, 6 completed, 1 failed, 2 not run" in output  # combine, publish_report
+    # its own temporary Dagster home: only the demo's output, no notice of Dagster's
+    assert "Warning" not in output
+    assert "telemetry" not in output.lower()
 
 
 def test_demo_refuses_an_unknown_step_and_lists_the_ops() -> None:

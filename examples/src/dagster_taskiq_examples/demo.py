@@ -17,11 +17,19 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, execute_job
+from dagster import (
+    BetaWarning,
+    DagsterInstance,
+    DagsterRunStatus,
+    PreviewWarning,
+    RunsFilter,
+    execute_job,
+)
 from rich.console import Console
 
 from dagster_taskiq import IdempotencyRecord, SqlIdempotencyStore
@@ -123,6 +131,8 @@ def demo(
     """Run an example job on dagster-taskiq workers and check every step completed once."""
     console = Console()
     configure_logging("console", "DEBUG" if verbose else "WARNING")
+    if not verbose:
+        _quiet_dagster_notices()
     if aws and endpoint_url:
         raise click.UsageError("--aws and --endpoint-url exclude each other: pick one")
     job = job_in_module(CODE_LOCATION, job_name)
@@ -133,14 +143,7 @@ def demo(
             param_hint="--fail-step",
         )
     with contextlib.ExitStack() as stack:
-        if dagster_home is None:
-            home = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="dagster-taskiq-demo-"))
-            )
-            # no telemetry notice from Dagster in the middle of the demo's output
-            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        else:
-            home = dagster_home
+        home = dagster_home or _temporary_home(stack)
         home.mkdir(parents=True, exist_ok=True)
         instance = stack.enter_context(DagsterInstance.from_config(str(home)))
         store_url = store_url or f"sqlite:///{home / 'dagster_taskiq.db'}"
@@ -218,6 +221,20 @@ def _run_config(
         knobs = {"step_seconds": step_seconds, "fail_step": fail_step}
         config["resources"] = {"knobs": {"config": knobs}}
     return config
+
+
+def _quiet_dagster_notices() -> None:
+    """Dagster's notices on the beta APIs the example uses are not the demo's output."""
+    for notice in (BetaWarning, PreviewWarning):
+        warnings.filterwarnings("ignore", category=notice)
+
+
+def _temporary_home(stack: contextlib.ExitStack) -> Path:
+    """A Dagster home removed at the end, with telemetry off (no notice from Dagster in the
+    middle of the demo's output)."""
+    home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dagster-taskiq-demo-")))
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
 
 
 def _tags(job_name: str, partition: str) -> dict[str, str]:
