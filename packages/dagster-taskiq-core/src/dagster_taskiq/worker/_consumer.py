@@ -451,6 +451,8 @@ class Worker:
                 owner=None if record is None else record.owner,
             )
             await _ack(message)
+        elif self.options.max_steps is not None and self.steps_started >= self.options.max_steps:
+            self._recycle(RecycleReason.MAX_STEPS)  # this step is the last: take no more
         return token
 
     async def _outcome(self, active: _Active) -> StepOutcome | None:
@@ -658,14 +660,12 @@ class Worker:
     # --- recycling ----------------------------------------------------------------------
 
     def _reserve_step(self) -> bool:
-        """Count a step about to be claimed; False (and recycling) once ``max_steps`` are."""
+        """Count a step about to be claimed; False once ``max_steps`` are (claimed, or being
+        claimed: a lost claim gives its place back)."""
         limit = self.options.max_steps
         if limit is not None and self.steps_started >= limit:
-            self._recycle(RecycleReason.MAX_STEPS)
             return False
         self.steps_started += 1
-        if limit is not None and self.steps_started >= limit:
-            self._recycle(RecycleReason.MAX_STEPS)  # this one is the last: take no more
         return True
 
     def _check_recycling(self) -> None:
