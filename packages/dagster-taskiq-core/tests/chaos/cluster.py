@@ -52,8 +52,8 @@ from dagster_taskiq.code_locations import pointer_for_job
 from dagster_taskiq.executor._broker_thread import BrokerThread
 from dagster_taskiq.instances import instance_ref_payload
 from dagster_taskiq.retrying import RetryBudget
-from dagster_taskiq_testing.servers import EndpointProxy, MotoServer, boto3_client
-from dagster_taskiq_testing.servers._base import free_port
+from dagster_taskiq_testing.servers import EndpointProxy, MotoServer
+from dagster_taskiq_testing.servers._base import free_port, unacked_messages
 from support import TESTS_DIR
 from support.executor_harness import wait_for_final_records
 from support.store import POSTGRES_URL
@@ -434,15 +434,7 @@ class Cluster:
         """Messages not yet acked (visible or not), asked of the server directly."""
         if self.backend != "sqs":
             return self.direct_target().depth()
-        sqs = boto3_client(self.moto.endpoint_url)
-        url = sqs.get_queue_url(QueueName=self.target.queue_name)["QueueUrl"]
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(
-            attrs["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return unacked_messages(self.moto.endpoint_url, self.target.queue_name)
 
     def logs(self) -> str:
         return "\n".join(

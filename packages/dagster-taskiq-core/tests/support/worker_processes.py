@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from dagster_taskiq_testing.servers._base import unacked_messages
 from support import TESTS_DIR
 
 REQUIRE_SERVICES = os.environ.get("DAGSTER_TASKIQ_REQUIRE_SERVICES") == "1"
@@ -116,23 +117,7 @@ class SqsTarget(Target):
 
     def depth(self) -> int:
         """Messages in the queue, visible or not."""
-        import boto3  # noqa: PLC0415
-
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-        url = sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(
-            attrs["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return unacked_messages(self.endpoint_url, self.queue_name)
 
     def cleanup(self) -> None:
         """The server goes away with its fixture."""

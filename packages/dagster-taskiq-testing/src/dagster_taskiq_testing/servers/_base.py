@@ -46,6 +46,19 @@ def boto3_client(endpoint_url: str, region_name: str = DEFAULT_REGION) -> Any:
     )
 
 
+def unacked_messages(endpoint_url: str, queue_name: str) -> int:
+    """Messages in a queue of a local SQS server not yet deleted (visible or not)."""
+    sqs = boto3_client(endpoint_url)
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
