@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -25,7 +23,13 @@ from dagster_taskiq import ExecutorSettings, OpExecutionTask, SqlIdempotencyStor
 from dagster_taskiq.code_locations import CodeLocation, CodeLocations
 from dagster_taskiq.worker import StepRunner, Worker, WorkerOptions
 from support import job_shapes
-from support.executor_harness import InProcessWorkers, injected, run_job, wait_for_final_records
+from support.executor_harness import (
+    InProcessWorkers,
+    cancelled_once_started,
+    injected,
+    run_job,
+    wait_for_final_records,
+)
 from support.thread_broker import ThreadQueueBroker
 
 
@@ -187,22 +191,10 @@ def test_terminating_a_run_interrupts_its_steps(
     broker = ThreadQueueBroker()
     settings = ExecutorSettings(backend="injected", poll_interval=0.1)
 
-    def cancel_when_started() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            runs = instance.get_runs()
-            if runs and job_shapes.read_ledger(str(ledger), runs[0].run_id):
-                instance.report_run_canceling(runs[0])
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.05)
-
-    canceller = threading.Thread(target=cancel_when_started)
     with injected(broker, store, settings), InProcessWorkers(lambda: broker, store, count=1):
-        canceller.start()
         started = time.monotonic()
-        report = run_job(job_shapes.slow_job, instance, store)
-        canceller.join()
+        with cancelled_once_started(instance, str(ledger), timeout=30):
+            report = run_job(job_shapes.slow_job, instance, store)
         # The worker interrupts the slow step when it sees the run cancelled.
         wait_for_final_records(store, report.run_id, timeout=10)
     assert time.monotonic() - started < 15

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from support import TESTS_DIR, job_shapes
 from support.executor_harness import (
     SHAPES_LOCATIONS,
     InProcessWorkers,
+    cancelled_once_started,
     injected,
     run_job,
     wait_for_final_records,
@@ -66,17 +65,6 @@ def test_subprocess_step_is_interrupted_when_the_run_is_cancelled(
     store = SqlIdempotencyStore(f"sqlite:///{tmp_path / 'store.db'}")
     broker = ThreadQueueBroker()
 
-    def cancel_when_started() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            runs = instance.get_runs()
-            if runs and job_shapes.read_ledger(str(env), runs[0].run_id):
-                instance.report_run_canceling(runs[0])
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.05)
-
-    canceller = threading.Thread(target=cancel_when_started)
     settings = ExecutorSettings(backend="injected", poll_interval=0.1)
     with (
         injected(broker, store, settings),
@@ -87,10 +75,9 @@ def test_subprocess_step_is_interrupted_when_the_run_is_cancelled(
             runner_factory=lambda: SubprocessStepRunner(SHAPES_LOCATIONS),
         ),
     ):
-        canceller.start()
         started = time.monotonic()
-        report = run_job(job_shapes.slow_job, instance, store)
-        canceller.join()
+        with cancelled_once_started(instance, str(env), timeout=60):
+            report = run_job(job_shapes.slow_job, instance, store)
         wait_for_final_records(store, report.run_id, timeout=20)
     assert time.monotonic() - started < 25
     run = instance.get_run_by_id(report.run_id)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -180,3 +183,29 @@ def workers_on_a_queue(
         ),
     ):
         yield broker
+
+
+@contextlib.contextmanager
+def cancelled_once_started(
+    instance: DagsterInstance, ledger: str, timeout: float
+) -> Iterator[None]:
+    """While in the block: once the first run's first step has started (written to the
+    ``ledger`` directory), mark the run CANCELING and SIGINT this process, as terminating the
+    run from the UI does to its run process; joined at the end of the block."""
+
+    def cancel_when_started() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = instance.get_runs()
+            if runs and job_shapes.read_ledger(ledger, runs[0].run_id):
+                instance.report_run_canceling(runs[0])
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_when_started)
+    canceller.start()
+    try:
+        yield
+    finally:
+        canceller.join()
