@@ -126,13 +126,35 @@ def _expect_success(run: ScenarioRun, result: RunResult, c: Cluster) -> None:
 
 def sigkill(c: Cluster, rng: random.Random) -> ScenarioRun:
     """SIGKILL a worker at a random moment of a step (incl. heartbeats), 1-3 times per run."""
-    run = ScenarioRun("sigkill", 0)
     # heartbeats every visibility/3 = 1 s: a kill within 1.2 s of a step's start may beat them
-    fault = _signal_busy_workers(
-        c, rng, run, signal.SIGKILL, rng.randint(1, 3), wait=(0.0, 1.2), then=(0.3, 2.0)
+    return _signalled_run(
+        c,
+        rng,
+        ScenarioRun("sigkill", 0),
+        signal.SIGKILL,
+        rng.randint(1, 3),
+        wait=(0.0, 1.2),
+        then=(0.3, 2.0),
+        step_seconds=(0.3, 2.0),
     )
+
+
+def _signalled_run(
+    c: Cluster,
+    rng: random.Random,
+    run: ScenarioRun,
+    signum: signal.Signals,
+    times: int,
+    *,
+    wait: tuple[float, float],
+    then: tuple[float, float],
+    step_seconds: tuple[float, float],
+) -> ScenarioRun:
+    """A run of a random shape (steps of ``step_seconds``) during which busy workers are sent
+    ``signum`` (``_signal_busy_workers``); it must succeed."""
+    fault = _signal_busy_workers(c, rng, run, signum, times, wait=wait, then=then)
     with Fault(fault):
-        result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 2.0))
+        result = c.execute(rng.choice(SHAPES), step_seconds=step_seconds)
     _expect_success(run, result, c)
     return run
 
@@ -206,14 +228,16 @@ def sigkill_before_ack(c: Cluster, rng: random.Random) -> ScenarioRun:
 
 def sigterm(c: Cluster, rng: random.Random) -> ScenarioRun:
     """SIGTERM a worker mid-step: it drains within its grace period (1 s) or releases."""
-    run = ScenarioRun("sigterm", 0)
-    fault = _signal_busy_workers(
-        c, rng, run, signal.SIGTERM, rng.randint(1, 2), wait=(0.0, 0.8), then=(1.0, 3.0)
+    return _signalled_run(
+        c,
+        rng,
+        ScenarioRun("sigterm", 0),
+        signal.SIGTERM,
+        rng.randint(1, 2),
+        wait=(0.0, 0.8),
+        then=(1.0, 3.0),
+        step_seconds=(0.3, 2.5),
     )
-    with Fault(fault):
-        result = c.execute(rng.choice(SHAPES), step_seconds=(0.3, 2.5))
-    _expect_success(run, result, c)
-    return run
 
 
 def pause(c: Cluster, rng: random.Random) -> ScenarioRun:
