@@ -53,6 +53,17 @@ def _fence(
     )
 
 
+def _claimed(
+    instance: DagsterInstance, store: SqlIdempotencyStore, owner: str
+) -> tuple[OpExecutionTask, int]:
+    """The ``start`` step of a new run, pending, then claimed by ``owner`` for 30 s."""
+    task = _start_task(instance)
+    store.ensure_pending(task)
+    token = store.claim(task.idempotency_key, owner, 30)
+    assert token is not None
+    return task, token
+
+
 def _events(instance: DagsterInstance, run_id: str) -> list[DagsterEventType]:
     return [
         e.dagster_event.event_type
@@ -64,10 +75,7 @@ def _events(instance: DagsterInstance, run_id: str) -> list[DagsterEventType]:
 def test_the_holder_writes_the_outcome_event_once(
     instance: DagsterInstance, store: SqlIdempotencyStore
 ) -> None:
-    task = _start_task(instance)
-    store.ensure_pending(task)
-    token = store.claim(task.idempotency_key, "holder", 30)
-    assert token is not None
+    task, token = _claimed(instance, store, "holder")
     fence = _fence(store, task, token)
     outcome = fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
     assert outcome.state is TaskState.COMPLETED
@@ -102,10 +110,7 @@ def test_a_worker_that_lost_its_claim_writes_no_outcome_event(
 def test_a_released_step_writes_no_event_at_all(
     instance: DagsterInstance, store: SqlIdempotencyStore
 ) -> None:
-    task = _start_task(instance)
-    store.ensure_pending(task)
-    token = store.claim(task.idempotency_key, "stopping-worker", 30)
-    assert token is not None
+    task, token = _claimed(instance, store, "stopping-worker")
     fence = _fence(store, task, token)
     fence.revoke("released: the worker is stopping")
     fence.run(lambda: StepRunner(SHAPES_LOCATIONS).run(task))
@@ -213,10 +218,7 @@ def test_a_claim_older_than_half_its_lease_is_confirmed_with_the_store_and_may_b
 def test_a_thread_worker_step_writes_no_quick_resource_init_and_logs_captured_if_it_captures(
     instance: DagsterInstance, store: SqlIdempotencyStore, log_capture: LogCapture
 ) -> None:
-    task = _start_task(instance)
-    store.ensure_pending(task)
-    token = store.claim(task.idempotency_key, "holder", 30)
-    assert token is not None
+    task, token = _claimed(instance, store, "holder")
     runner = StepRunner(SHAPES_LOCATIONS, log_capture=log_capture)
     _fence(store, task, token).run(lambda: runner.run(task))
     kinds = [
