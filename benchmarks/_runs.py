@@ -44,6 +44,7 @@ from typing import IO, Any
 
 from benchmarks._common import Conditions, ConditionsWatch
 from benchmarks._run_job import RESULT_PREFIX
+from dagster_taskiq.cli import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REF = "65e49e3"
@@ -428,25 +429,15 @@ class Workers(_Processes):
         backend: str = "sqs",
     ) -> None:
         self.build = build
-        command = [sys.executable, "-m", "dagster_taskiq.cli", "worker", "--backend", backend]
-        for key, value in broker_settings.items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            command += ["--broker-setting", f"{key}={text}"]
-        self.command = [
-            *command,
-            "--store-url",
-            store_url,
-            "-m",
-            module,
-            "--concurrency",
-            str(concurrency),
-            "--visibility-timeout",
-            str(visibility_timeout),
-            "--grace-period",
-            "10",
-            "--log-format",
-            "json",
-        ]
+        self.command = worker_command(
+            backend=backend,
+            broker_settings=broker_settings,
+            store_url=store_url,
+            code=("-m", module),
+            concurrency=concurrency,
+            visibility_timeout=visibility_timeout,
+            grace_period=10,
+        )
         self.count = count
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []

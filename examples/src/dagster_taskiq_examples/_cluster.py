@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from dagster_taskiq.cli import worker_command
 
 CODE_LOCATION = "dagster_taskiq_examples.definitions"
 
@@ -89,25 +89,16 @@ class WorkerPool:
         self._logs: list[IO[bytes]] = []
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "dagster_taskiq.cli", "worker", "--backend", "sqs"]
-        for key, value in self.queue.broker_settings().items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            command += ["--broker-setting", f"{key}={text}"]
-        return [
-            *command,
-            "--store-url",
-            self.store_url,
-            *self.code,
-            "--concurrency",
-            str(self.concurrency),
-            "--visibility-timeout",
-            str(self.queue.visibility_timeout),
-            "--grace-period",
-            "10",
-            "--require-signed",
-            "--log-format",
-            "json",
-        ]
+        return worker_command(
+            backend="sqs",
+            broker_settings=self.queue.broker_settings(),
+            store_url=self.store_url,
+            code=self.code,
+            concurrency=self.concurrency,
+            visibility_timeout=self.queue.visibility_timeout,
+            grace_period=10,
+            extra=("--require-signed",),
+        )
 
     def environment(self) -> dict[str, str]:
         """The workers' environment: the signing key is passed here, not on the command line

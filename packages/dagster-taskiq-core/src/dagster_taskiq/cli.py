@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -304,6 +306,41 @@ def _metrics_server(port: int, worker: Worker) -> MetricsServer:
         raise click.BadParameter(str(exc), param_hint="--metrics-port") from None
     structlog.get_logger("dagster_taskiq.worker").info("metrics_serving", port=server.port)
     return server
+
+
+def worker_command(
+    *,
+    backend: str,
+    broker_settings: Mapping[str, Any],
+    store_url: str,
+    code: Sequence[str],
+    concurrency: int,
+    visibility_timeout: float,
+    grace_period: float,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The argv of a ``dagster-taskiq worker`` process (this Python, ``-m dagster_taskiq.cli``,
+    JSON logs) with these settings: ``code`` is ``("-m", MODULE)`` or ``("-f", FILE)`` (or
+    several), ``extra`` more options. What the demo and the test and benchmark harnesses start."""
+    command = [sys.executable, "-m", "dagster_taskiq.cli", "worker", "--backend", backend]
+    for key, value in broker_settings.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        command += ["--broker-setting", f"{key}={text}"]
+    return [
+        *command,
+        "--store-url",
+        store_url,
+        *code,
+        "--concurrency",
+        str(concurrency),
+        "--visibility-timeout",
+        f"{visibility_timeout:g}",
+        "--grace-period",
+        f"{grace_period:g}",
+        "--log-format",
+        "json",
+        *extra,
+    ]
 
 
 def _verifier(

@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +25,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from dagster_taskiq.cli import worker_command
 from dagster_taskiq_testing.servers._base import unacked_messages
 from support import TESTS_DIR
 
@@ -319,33 +318,20 @@ class WorkerProcesses:
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
 
     def _command(self) -> list[str]:
-        command = [
-            sys.executable,
-            "-m",
-            "dagster_taskiq.cli",
-            "worker",
-            "--backend",
-            self.target.backend,
-        ]
-        for key, value in self.target.broker_settings().items():
-            command += ["--broker-setting", f"{key}={json.dumps(value).strip(chr(34))}"]
-        return [
-            *command,
-            "--store-url",
-            self.store_url,
-            *(arg for module in self.modules for arg in ("-m", module)),
-            "--concurrency",
-            str(self.concurrency),
-            "--visibility-timeout",
-            str(self.target.visibility_timeout),
-            "--heartbeat-interval",
-            str(self.target.visibility_timeout / 3),
-            "--grace-period",
-            str(self.grace_period),
-            "--log-format",
-            "json",
-            *self.extra_args,
-        ]
+        return worker_command(
+            backend=self.target.backend,
+            broker_settings=self.target.broker_settings(),
+            store_url=self.store_url,
+            code=[arg for module in self.modules for arg in ("-m", module)],
+            concurrency=self.concurrency,
+            visibility_timeout=self.target.visibility_timeout,
+            grace_period=self.grace_period,
+            extra=(
+                "--heartbeat-interval",
+                str(self.target.visibility_timeout / 3),
+                *self.extra_args,
+            ),
+        )
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
